@@ -1,0 +1,80 @@
+"""Plain-data settings shared by the CLI, the app and the engine."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DrafterKind = Literal["auto", "none", "ngram", "draft", "mtp"]
+KVType = Literal["f16", "q8_0", "f32"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """temperature <= 0 means greedy. seed=None picks a random seed per request (recorded in stats)."""
+
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpecParams:
+    enabled: bool = True
+    k_max: int = 3  # llama-server's draft-mtp default n-max
+    p_min: float = 0.0  # drafter-side confidence cutoff (MTP / draft model)
+    adaptive: bool = True  # let the controller pick k (including 0: off)
+    ngram_min: int = 2
+    ngram_max: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    spec: SpecParams = field(default_factory=SpecParams)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadConfig:
+    model_path: Path
+    drafter: DrafterKind = "auto"  # auto: MTP if the pair/model has it, else draft model if given, else n-gram
+    draft_model_path: Path | None = None  # classic small draft model
+    assistant_path: Path | None = None  # Gemma 4 -assistant MTP file
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0
+    n_threads: int | None = None  # None: physical cores
+    flash_attn: bool | None = None  # None: llama.cpp decides
+    kv_type: KVType = "f16"
+    n_batch: int = 512
+
+
+class CancelToken:
+    """Thread-safe cancel flag; the generation loop checks it before every decode."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
