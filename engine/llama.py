@@ -28,20 +28,25 @@ _backend_lock = threading.Lock()
 _backend_ready = False
 _LOG_LINES: collections.deque[str] = collections.deque(maxlen=400)
 _log_partial: list[str] = []
+_log_level = 2
 
-_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+# ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continuation of the previous line).
+_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
 
 
 @L.llama_log_callback  # type: ignore[misc]
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     # llama.cpp logs in fragments (level 5 = continuation); assemble lines so they can be searched later.
+    global _log_level
+    if level != 5:
+        _log_level = level
     _log_partial.append(text.decode("utf-8", errors="replace"))
     if not _log_partial[-1].endswith("\n"):
         return
     line = "".join(_log_partial).rstrip("\n")
     _log_partial.clear()
     _LOG_LINES.append(line)
-    log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", line)
+    log.log(_LOG_LEVELS.get(_log_level, logging.DEBUG), "%s", line)
 
 
 def ensure_backend() -> None:
