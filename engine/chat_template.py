@@ -103,9 +103,7 @@ class ChatTemplate:
         return "".join(chunks)
 
 
-def render_with_fallback(
-    template: ChatTemplate, messages: Sequence[ChatMessage]
-) -> tuple[str, str | None]:
+def render_with_fallback(template: ChatTemplate, messages: Sequence[ChatMessage]) -> tuple[str, str | None]:
     """Render with the model's template; if it fails, render ChatML and return why (shown to the user)."""
     try:
         return template.render(messages), None

@@ -337,8 +337,12 @@ def parse(buf: mmap.mmap | bytes, size: int) -> ParsedGGUF:
         metadata[key] = _read_value(cur, key)
 
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 \
-            or alignment & (alignment - 1):
+    if (
+        not isinstance(alignment, int)
+        or isinstance(alignment, bool)
+        or alignment <= 0
+        or alignment & (alignment - 1)
+    ):
         raise GGUFFormatError(f"general.alignment is {alignment!r}, not a power of two")
 
     cur.section = "tensor descriptions"

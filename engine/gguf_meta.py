@@ -30,9 +30,10 @@ ModelKind = Literal["plain", "gemma4-assistant", "nextn", "fork-mtp"]
 
 # tokenizer.ggml.model values the pinned llama.cpp accepts (llama_vocab::impl::load in src/llama-vocab.cpp).
 NO_VOCAB_MODELS = frozenset({"no_vocab", "none"})
-KNOWN_VOCAB_MODELS = frozenset(
-    {"llama", "bert", "gpt2", "hybriddna", "whitespace", "t5", "rwkv", "test", "plamo2", "gemma4"}
-) | NO_VOCAB_MODELS
+KNOWN_VOCAB_MODELS = (
+    frozenset({"llama", "bert", "gpt2", "hybriddna", "whitespace", "t5", "rwkv", "test", "plamo2", "gemma4"})
+    | NO_VOCAB_MODELS
+)
 VOCAB_MODELS_WITH_MERGES = frozenset({"gpt2", "hybriddna", "whitespace", "gemma4"})
 
 __all__ = ["GGUFInfo", "ModelKind", "TensorInfo", "read_gguf", "validate_model_file"]

@@ -110,9 +110,7 @@ class ChatEngine:
             tokens.insert(0, self.model.bos)
         return tokens, note
 
-    def fit_messages(
-        self, messages: Sequence[ChatMessage], max_tokens: int
-    ) -> tuple[list[int], list[str]]:
+    def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
         """Render, dropping the oldest turns (never the system prompt or the last message) until the prompt
         leaves room for the reply. Returns the tokens and notices for the user."""
         notices: list[str] = []
@@ -134,7 +132,9 @@ class ChatEngine:
         if note:
             notices.append(note)
         if dropped:
-            notices.append(f"dropped the {dropped} oldest message(s) to fit the {self.ctx.n_ctx}-token context")
+            notices.append(
+                f"dropped the {dropped} oldest message(s) to fit the {self.ctx.n_ctx}-token context"
+            )
         return tokens, notices
 
     def chat(
