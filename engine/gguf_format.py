@@ -362,8 +362,9 @@ def parse(buf: mmap.mmap | bytes, size: int) -> ParsedGGUF:
         data_end = data_offset + offset + n_bytes
         tensors.append(TensorInfo(name, type_id, type_name, shape, n_elements, n_bytes, data_offset + offset))
     if data_end > size:
+        missing = data_end - size
         raise GGUFFormatError(
             f"the file is truncated: its tensor data needs {data_end} bytes but the file has {size}, "
-            f"{data_end - size} bytes missing (an incomplete download or copy?)"
+            f"{missing} byte{'s' if missing > 1 else ''} missing (an incomplete download or copy?)"
         )
     return ParsedGGUF(version, alignment, data_offset, data_end, metadata, tuple(tensors))
