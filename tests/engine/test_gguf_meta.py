@@ -3,6 +3,7 @@ broken file gives a ModelFileError naming the file and the problem: never anothe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import time
@@ -137,10 +138,8 @@ def test_corrupt_counts_over_zero_filled_data_fail_fast(tmp_path: Path) -> None:
         path = tmp_path / f"{name}.gguf"
         path.write_bytes(content)
         start = time.perf_counter()
-        try:
+        with contextlib.suppress(ModelFileError):
             read_gguf(path)
-        except ModelFileError:
-            pass
         assert time.perf_counter() - start < 10.0, name
     with pytest.raises(ModelFileError, match="appears twice"):
         read_gguf(tmp_path / "tensors.gguf")
