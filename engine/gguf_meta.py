@@ -14,6 +14,7 @@ from typing import Literal
 
 from engine.errors import ModelFileError
 from engine.gguf_format import (
+    GGUF_MAGIC,
     HEADER_SIZE,
     ArrayRef,
     GGUFFormatError,
@@ -133,7 +134,7 @@ def _parse_file(path: Path) -> tuple[int, ParsedGGUF]:
                 raise ModelFileError(path, "the file is empty (0 bytes)")
             if size < HEADER_SIZE:
                 head = f.read(64)
-                if head[:4] != b"GGUF":
+                if not (head[:4] == GGUF_MAGIC or GGUF_MAGIC.startswith(head)):
                     raise ModelFileError(path, f"not a GGUF file: it starts with {describe_bytes(head)}")
                 raise ModelFileError(path, f"the file is truncated: {size} bytes, less than a GGUF header")
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
