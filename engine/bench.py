@@ -78,7 +78,9 @@ def load_prompts(path: Path | None) -> list[BenchPrompt]:
     return prompts
 
 
-def _run(engine: ChatEngine, tokens: Sequence[int], params: GenerationParams, margins: bool) -> tuple:
+def _run(
+    engine: ChatEngine, tokens: Sequence[int], params: GenerationParams, margins: bool
+) -> tuple[list[int], list[float], GenerationStats]:
     engine.reset()  # both runs process the whole prompt: no KV reuse favours either side
     engine.controller = DraftLengthController(params.spec.k_max, adaptive=params.spec.adaptive)
     loop = engine.make_loop(params, record_margins=margins)

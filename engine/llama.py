@@ -34,7 +34,7 @@ _log_level = 2
 _LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
 
 
-@L.llama_log_callback  # type: ignore[misc]
+@L.llama_log_callback  # type: ignore[untyped-decorator,unused-ignore]
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     # llama.cpp logs in fragments (level 5 = continuation); assemble lines so they can be searched later.
     global _log_level
@@ -204,9 +204,9 @@ class Batch:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._batch = L.llama_batch_init(capacity, 0, 1)
+        self._batch: Any = L.llama_batch_init(capacity, 0, 1)  # ctypes struct: untyped for mypy
 
-    def fill(self, tokens: Sequence[int], pos0: int, logits: str) -> L.llama_batch:
+    def fill(self, tokens: Sequence[int], pos0: int, logits: str) -> Any:
         """logits: "all" (every row, for verification), "last", or "none"."""
         n = len(tokens)
         if n > self.capacity:

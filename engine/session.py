@@ -61,6 +61,7 @@ class ChatEngine:
             model.chat_template,
             bos_token=model.detokenize([model.bos]) if model.bos >= 0 else "",
             eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
+            architecture=model.architecture,
         )
         self.kv: list[int] = []  # tokens in the target's KV cache, positions 0..len-1
         self.controller = DraftLengthController(3)

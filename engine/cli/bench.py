@@ -19,7 +19,8 @@ def register(sub: Any) -> None:
         "bench",
         help="measure the speedup of speculative decoding",
         description="For each prompt, decode plainly then speculatively (same process, settings and seed) and "
-        "report tokens/s, speedup, acceptance, mean accepted length, the draft length chosen, and whether "
+        "report tokens/s, speedup, acceptance, mean accepted length, the draft length chosen, and "
+        "whether "
         "the two outputs are token-identical (if not: where they diverge and the target's top-2 margin).",
     )
     add_model_args(p)
