@@ -32,7 +32,9 @@ def prompt_tokens(engine: ChatEngine, text: str) -> list[int]:
     return tokens
 
 
-def tandem_decode(engine: ChatEngine, tokens: list[int], n: int, spec: bool, k: int = 3) -> tuple[float, list[int]]:
+def tandem_decode(
+    engine: ChatEngine, tokens: list[int], n: int, spec: bool, k: int = 3
+) -> tuple[float, list[int]]:
     """Decode tok/s (after the first token) and the tokens."""
     engine.reset()
     params = GenerationParams(

@@ -28,7 +28,9 @@ def main() -> None:
 
     engine = tandem_engine(model, args.threads, args.ctx, "none")
     tokens = prompt_tokens(engine, PROMPT)
-    llm = Llama(str(model), n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+    llm = Llama(
+        str(model), n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads, verbose=False
+    )
     tandem_decode(engine, tokens, 8, spec=False)  # warm-up both
     llama_decode(llm, tokens, 8)
     t_rates, l_rates = [], []

@@ -42,24 +42,36 @@ def main() -> None:
     tandem_decode(engine, tokens, 8, spec=False)
     plain, plain_out = tandem_decode(engine, tokens, args.tokens, spec=False)
     spec, spec_out = tandem_decode(engine, tokens, args.tokens, spec=True)
-    print(f"tandem plain {plain:.1f} tok/s; tandem n-gram {spec:.1f} tok/s ({spec / plain:.2f}x plain), "
-          f"identical: {plain_out == spec_out}")
+    print(
+        f"tandem plain {plain:.1f} tok/s; tandem n-gram {spec:.1f} tok/s ({spec / plain:.2f}x plain), "
+        f"identical: {plain_out == spec_out}"
+    )
     best = (0.0, "")
     for num_pred in (2, 4, 10):
         for ngram in (2, 3):
             llm = Llama(
-                str(model), n_ctx=args.ctx, n_batch=args.ctx, n_threads=args.threads, n_threads_batch=args.threads,
-                draft_model=LlamaPromptLookupDecoding(num_pred_tokens=num_pred, max_ngram_size=ngram), verbose=False,
+                str(model),
+                n_ctx=args.ctx,
+                n_batch=args.ctx,
+                n_threads=args.threads,
+                n_threads_batch=args.threads,
+                draft_model=LlamaPromptLookupDecoding(num_pred_tokens=num_pred, max_ngram_size=ngram),
+                verbose=False,
             )
             llama_decode(llm, tokens, 8)
             rate, _ = llama_decode(llm, tokens, args.tokens)
-            print(f"  LlamaPromptLookupDecoding num_pred_tokens={num_pred} max_ngram_size={ngram}: {rate:.1f} tok/s")
+            print(
+                f"  LlamaPromptLookupDecoding num_pred_tokens={num_pred} "
+                f"max_ngram_size={ngram}: {rate:.1f} tok/s"
+            )
             if rate > best[0]:
                 best = (rate, f"num_pred_tokens={num_pred}, max_ngram_size={ngram}")
             del llm
     print(f"model {model.name}, {args.threads} threads, prompt {len(tokens)} tokens, {args.tokens} tokens")
-    print(f"tandem n-gram {spec:.1f} tok/s vs best LlamaPromptLookupDecoding ({best[1]}) {best[0]:.1f} tok/s: "
-          f"{spec / best[0]:.2f}x; vs tandem plain {spec / plain:.2f}x")
+    print(
+        f"tandem n-gram {spec:.1f} tok/s vs best LlamaPromptLookupDecoding ({best[1]}) {best[0]:.1f} tok/s: "
+        f"{spec / best[0]:.2f}x; vs tandem plain {spec / plain:.2f}x"
+    )
     engine.close()
 
 

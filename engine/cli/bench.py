@@ -18,10 +18,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="measure the speedup of speculative decoding",
-        description="For each prompt, decode plainly then speculatively (same process, settings and seed) and "
-        "report tokens/s, speedup, acceptance, mean accepted length, the draft length chosen, and "
-        "whether "
-        "the two outputs are token-identical (if not: where they diverge and the target's top-2 margin).",
+        description="For each prompt, decode plainly then speculatively (same process, settings and "
+        "seed) and report tokens/s, speedup, acceptance, mean accepted length, the draft length chosen, "
+        "and whether the two outputs are token-identical (if not: where they diverge and the target's "
+        "top-2 margin).",
     )
     add_model_args(p)
     p.add_argument("--prompts", type=Path, help="JSONL prompt file (default: the bundled set of 5)")
