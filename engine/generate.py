@@ -192,9 +192,10 @@ class GenerationLoop:
         batch = [last, *draft]
         t_dec = time.perf_counter()
         self.ctx.decode(batch, n_past, "all" if draft else "last")
+        self.ctx.synchronize()
+        t_verify = time.perf_counter() - t_dec  # llama_decode alone: sampling counts as "other"
         self.kv.extend(batch)
         verdict = verify_draft(draft, lambda i: self._pick(i, n_past + 1 + i, draft))
-        t_verify = time.perf_counter() - t_dec  # decode + sampling of the verified rows
         n_keep = 1 + verdict.n_accepted
         if n_keep < len(batch):
             self.ctx.truncate(n_past + n_keep)

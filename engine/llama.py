@@ -291,6 +291,10 @@ class Context:
             if rc != 0:
                 raise DecodeError(f"llama_decode failed with status {rc} at position {pos0 + start}")
 
+    def synchronize(self) -> None:
+        """Wait for the last decode to finish (GPU backends compute asynchronously), so timings are real."""
+        L.llama_synchronize(self.ptr)
+
     def logits(self, i: int) -> npt.NDArray[np.float32]:
         """Logits of output row i of the last decode (a view: copy it before the next decode)."""
         ptr = L.llama_get_logits_ith(self.ptr, i)
