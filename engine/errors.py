@@ -48,7 +48,8 @@ class TemplateError(TandemError):
     """The model's chat template failed to render (bad syntax, or it tried to escape the sandbox)."""
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """1234567 -> "1.2 MB" (decimal units, as disk sizes are sold and as the hub shows them)."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -80,8 +81,8 @@ class InsufficientDiskError(TandemError):
         self.needed = needed
         self.free = free
         super().__init__(
-            f"not enough free disk space in {self.path}: need {_human_bytes(needed)}, "
-            f"{_human_bytes(free)} free; free some space or move the data dir with TANDEM_DATA_DIR"
+            f"not enough free disk space in {self.path}: need {human_bytes(needed)}, "
+            f"{human_bytes(free)} free; free some space or move the data dir with TANDEM_DATA_DIR"
         )
 
 

@@ -20,6 +20,11 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public, not re-exported
+    build_hf_headers,
+    get_session,
+    hf_raise_for_status,
+)
 
 from engine.errors import (
     DownloadError,
@@ -33,6 +38,7 @@ from engine.errors import (
 # in an `MTP/` folder instead.
 _DRAFTER_DIR = "MTP"
 _DRAFTER_PREFIX = "mtp-"
+SEARCH_TIMEOUT_S = 15.0
 DEFAULT_QUANT = "Q4_K_M"  # what llama.cpp's `-hf repo` picks when no tag is given
 _SPLIT_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
@@ -204,30 +210,37 @@ def search(
     """GGUF repos on the hub matching `query`, most downloaded first, with their drafters marked."""
     endpoint = endpoint or hub_endpoint()
     token = resolve_token(token)
-    api = HfApi(endpoint=endpoint, token=token or False)
+    # The request HfApi.list_models(search=, filter="gguf", expand=...) sends, made once: list_models retries
+    # a refused connection five times with backoff (23 s), far too long to tell a search box it is offline.
+    params: dict[str, str | int | list[str]] = {
+        "search": query,
+        "filter": "gguf",
+        "sort": "downloads",
+        "limit": limit,
+        "expand": ["downloads", "likes", "gated", "siblings"],
+    }
     with hub_errors(None, has_token=token is not None, endpoint=endpoint, during="searching"):
-        models = list(
-            api.list_models(
-                search=query,
-                filter="gguf",
-                sort="downloads",
-                limit=limit,
-                expand=["downloads", "likes", "gated", "siblings"],
-            )
+        response = get_session().get(
+            f"{endpoint}/api/models",
+            params=params,
+            headers=build_hf_headers(token=token or False),
+            timeout=SEARCH_TIMEOUT_S,
         )
+        hf_raise_for_status(response)
+        items = response.json()
     hits = []
-    for m in models:
-        names = tuple(s.rfilename for s in m.siblings or ())
+    for item in items:
+        names = tuple(str(s["rfilename"]) for s in item.get("siblings") or ())
         ggufs = tuple(n for n in names if n.lower().endswith(".gguf"))
         drafters = drafter_files(ggufs)
         hits.append(
             RepoHit(
-                repo=m.id,
-                downloads=m.downloads or 0,
-                likes=m.likes or 0,
+                repo=str(item["id"]),
+                downloads=int(item.get("downloads") or 0),
+                likes=int(item.get("likes") or 0),
                 gguf_files=ggufs,
                 has_mtp_drafter=bool(drafters),
-                gated=bool(m.gated),
+                gated=bool(item.get("gated")),
                 drafter_files=drafters,
             )
         )

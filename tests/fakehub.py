@@ -31,6 +31,7 @@ from types import TracebackType
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import numpy as np
+import pytest
 
 _POINTER_SIZE = 134
 
@@ -83,7 +84,8 @@ class FakeHub:
         self._cdn = _Server(("127.0.0.1", 0), self, "cdn")
         self.endpoint = f"http://127.0.0.1:{self._hub.server_address[1]}"
         self.cdn_endpoint = f"http://127.0.0.1:{self._cdn.server_address[1]}"
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (self._hub, self._cdn)]
+        servers = (self._hub, self._cdn)
+        self._threads = [threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in servers]
         self._watchdog = threading.Timer(lifetime_s, self.stop)
         self._watchdog.daemon = True
         self._stopped = False
@@ -94,7 +96,9 @@ class FakeHub:
         self._watchdog.start()
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def stop(self) -> None:
@@ -118,7 +122,9 @@ class FakeHub:
 
     def file_gets(self) -> list[Request]:
         """CDN (or in-git) body transfers."""
-        return [r for r in self.requests if r.method == "GET" and (r.server == "cdn" or "/resolve/" in r.path)]
+        return [
+            r for r in self.requests if r.method == "GET" and (r.server == "cdn" or "/resolve/" in r.path)
+        ]
 
     def range_starts(self) -> list[int]:
         return [int(r.range.split("=")[1].split("-")[0]) for r in self.file_gets() if r.range]
@@ -218,7 +224,11 @@ class _Handler(BaseHTTPRequestHandler):
                 sib["size"] = len(data)
                 sib["blobId"] = repo.git_oid(name)
                 if repo.lfs:
-                    sib["lfs"] = {"size": len(data), "sha256": repo.sha256(name), "pointerSize": _POINTER_SIZE}
+                    sib["lfs"] = {
+                        "size": len(data),
+                        "sha256": repo.sha256(name),
+                        "pointerSize": _POINTER_SIZE,
+                    }
             siblings.append(sib)
         self._json(
             200,
@@ -246,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         if repo.gated:
             token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
             if token not in hub.grants:
-                msg = f"Access to model {repo_id} is restricted. You must have access to it and be authenticated."
+                msg = f"Access to model {repo_id} is restricted. You must be authenticated to access it."
                 return self._error(401, "GatedRepo", msg)
             if repo_id not in hub.grants[token]:
                 msg = f"Access to model {repo_id} is restricted and you are not in the authorized list."
@@ -254,17 +264,18 @@ class _Handler(BaseHTTPRequestHandler):
         if revision not in ("main", repo.commit):
             return self._error(404, "RevisionNotFound", "Invalid rev id: " + revision, repo)
         if name not in repo.files:
-            return self._error(404, "EntryNotFound", f"{name} does not exist on \"{revision}\"", repo)
+            return self._error(404, "EntryNotFound", f'{name} does not exist on "{revision}"', repo)
         data = repo.files[name]
         headers = {"X-Repo-Commit": repo.commit, "Accept-Ranges": "bytes"}
         if repo.lfs:
             actual = hashlib.sha256(data).hexdigest()
+            signature = quote(secrets.token_hex(8))
             headers.update(
                 {
                     "X-Linked-Etag": f'"{repo.sha256(name)}"',
                     "X-Linked-Size": str(len(data)),
                     "ETag": f'"{repo.git_oid(name)}"',
-                    "Location": f"{hub.cdn_endpoint}/blobs/{actual}?X-Signature={quote(secrets.token_hex(8))}",
+                    "Location": f"{hub.cdn_endpoint}/blobs/{actual}?X-Signature={signature}",
                 }
             )
             return self._send(302, b"Found. Redirecting", headers, content_type="text/plain")
@@ -329,7 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str], content_type: str = "text/plain") -> None:
+    def _send(
+        self, status: int, body: bytes, headers: dict[str, str], content_type: str = "text/plain"
+    ) -> None:
         self._head(status, len(body), headers, content_type)
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -346,7 +359,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message}, headers)
 
 
-def write_tiny_gguf(path: Path, *, arch: str = "llama", tensor_bytes: int = 64 * 1024, nextn_layers: int = 0) -> bytes:
+def write_tiny_gguf(
+    path: Path, *, arch: str = "llama", tensor_bytes: int = 64 * 1024, nextn_layers: int = 0
+) -> bytes:
     """A small valid GGUF (metadata + one random F32 tensor); not loadable by llama.cpp, only parseable."""
     import gguf
 
@@ -370,3 +385,22 @@ def unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def isolate_hf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real token, cache, endpoint or offline flag leaks in; Tandem's data dir is under tmp_path."""
+    from huggingface_hub import constants
+
+    for var in (
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_HUB_OFFLINE",
+        "HF_ENDPOINT",
+        "HF_OIDC_RESOURCE",
+        "HF_HOME",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("TANDEM_DATA_DIR", str(tmp_path / "tandem"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-hf-token"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
