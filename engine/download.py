@@ -137,7 +137,8 @@ def _adopt_from_hf_cache(
     digest = blob.name if _SHA256.fullmatch(blob.name) else sha256_file(blob)
     if remote is not None and remote.sha256 is not None and digest != remote.sha256:
         return None
-    commit = remote.revision if remote is not None else path.parent.name
+    snapshot = path.parents[len(Path(filename).parts) - 1]  # .../snapshots/<commit>/<filename>
+    commit = remote.revision if remote is not None else snapshot.name
     return store.adopt(
         path, repo=repo, filename=filename, sha256=digest, source="hf-cache", revision=commit, move=False
     )
@@ -183,6 +184,7 @@ def _download_to_store(
         lock.release()
         with contextlib.suppress(OSError):
             os.unlink(lock.lock_file)
+            partial.parent.rmdir()  # only when empty: other partials of the repo stay
 
 
 def _hash_prefix(partial: Path, done: int) -> hashlib._Hash:
@@ -220,7 +222,7 @@ def _transfer(
     headers = build_hf_headers(token=token or False)
     if _origin(meta.location) != _origin(url):
         headers.pop("authorization", None)  # a signed CDN URL: the hub token must not leave the hub
-    hf_constants.DOWNLOAD_CHUNK_SIZE = min(hf_constants.DOWNLOAD_CHUNK_SIZE, CHUNK_BYTES)
+    hf_constants.DOWNLOAD_CHUNK_SIZE = CHUNK_BYTES  # read by http_get at call time; no per-call argument
     meter = _Meter(remote.filename, remote.size, done, progress)
     try:
         with open(partial, "ab", buffering=0) as raw, errors():

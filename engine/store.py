@@ -162,6 +162,12 @@ class ModelStore:
             return []
         return sorted(p for p in self.models_dir.rglob("*.gguf") if p not in known and p.is_file())
 
+    def partials(self) -> builtins.list[tuple[Path, int]]:
+        """Partial downloads with their sizes: the same download resumes them; deleting them is safe."""
+        if not self.downloads_dir.is_dir():
+            return []
+        return sorted((p, p.stat().st_size) for p in self.downloads_dir.rglob("*.part") if p.is_file())
+
     # ----- changes -----------------------------------------------------------------------------------------
 
     def import_file(self, path: str | Path, *, source: Source = "import") -> ModelEntry:

@@ -80,6 +80,11 @@ def _list(args: argparse.Namespace) -> int:
         for e in entries:
             print(f"{e.name:<{width}}  {human_bytes(e.size):>9}  {e.kind_label:<13}  {e.source}")
         print(f"{len(entries)} model(s), {human_bytes(sum(e.size for e in entries))} in {store.models_dir}")
+    partials = store.partials()
+    if partials:
+        print("unfinished downloads (the same `tandem models pull` resumes them; deleting them is safe):")
+        for path, size in partials:
+            print(f"  {path} ({human_bytes(size)})")
     untracked = store.untracked()
     if untracked:
         print("not registered (add with `tandem models import PATH`):")

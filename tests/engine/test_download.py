@@ -260,6 +260,15 @@ def test_offline_mode_uses_the_hf_cache_or_says_why_not(
     assert path.read_bytes() == blobs["q8"] and hub.requests == []
     assert store.get(REPO, "tiny-Q8_0.gguf").source == "hf-cache"  # type: ignore[union-attr]
 
+    drafter_repo, drafter = "acme/drafter-folder-GGUF", "MTP/m-assistant.gguf"  # a file in a subfolder
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    hf_hub_download(drafter_repo, drafter, endpoint=hub.endpoint, cache_dir=os.environ["HF_HUB_CACHE"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dl.download(drafter_repo, drafter, store=store)
+    entry = store.get(drafter_repo, drafter)
+    assert entry is not None and entry.revision == hub.repos[drafter_repo].commit
+    assert entry.kind == "mtp-assistant" and entry.sha256 == _sha(blobs["assistant"])
+
 
 def test_reuses_the_hf_cache_instead_of_downloading(
     hub: FakeHub, store: ModelStore, blobs: dict[str, bytes]
@@ -389,3 +398,45 @@ def test_bad_requests_fail_before_any_network(hub: FakeHub, store: ModelStore) -
     with pytest.raises(StoreError, match="unsafe"):
         dl.download(REPO, "../escape.gguf", store=store)
     assert hub.requests == []
+
+
+# ----- CLI ------------------------------------------------------------------------------------------------
+
+
+def _run(argv: list[str]) -> int:
+    import argparse
+
+    from engine.cli import models as models_cli
+
+    parser = argparse.ArgumentParser(prog="tandem")
+    models_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_cli_pull_with_drafter_then_list(hub: FakeHub, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["models", "pull", REPO]) == 0  # no tag: the Q4_K_M file
+    out = capsys.readouterr().out
+    assert f"{REPO}/{MODEL} (hub, plain" in out and "--with-drafter" in out
+    assert _run(["models", "pull", f"{REPO}:Q8_0", "--with-drafter"]) == 0
+    out = capsys.readouterr().out
+    assert f"{REPO}/tiny-Q8_0.gguf" in out and f"{REPO}/mtp-tiny.gguf (hub, MTP assistant" in out
+    assert _run(["models", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.count(REPO) >= 3 and "MTP assistant" in listed
+
+
+def test_cli_pull_gated_without_token_fails_with_the_hint(hub: FakeHub) -> None:
+    with pytest.raises(GatedRepoAccessError, match="hf auth login"):
+        _run(["models", "pull", GATED])
+
+
+def test_cli_search(hub: FakeHub, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["models", "search", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert REPO in out and "MTP drafter" in out
+    assert _run(["models", "search", "gemma", "--json"]) == 0
+    import json
+
+    (hit,) = json.loads(capsys.readouterr().out)
+    assert hit["repo"] == GATED and hit["gated"] is True
