@@ -159,7 +159,8 @@ def _download_to_store(
         lock.acquire(timeout=0)
     except Timeout as exc:
         raise DownloadBusyError(
-            f"{remote.repo}/{remote.filename} is being downloaded by another Tandem process; wait for it"
+            f"{remote.repo}/{remote.filename} is already being downloaded (by this or another Tandem "
+            "process); wait for that download to finish"
         ) from exc
     try:
         done = partial.stat().st_size if partial.exists() else 0
@@ -325,6 +326,7 @@ class _Meter:
         self.file, self.total, self.done = file, total, start
         self._callback = callback
         self._last_emit = -1.0
+        self._last_emitted_done = -1
         self._samples: deque[tuple[float, int]] = deque([(time.monotonic(), start)])
         self._emit(time.monotonic())
 
@@ -342,12 +344,13 @@ class _Meter:
         self._samples = deque([(time.monotonic(), done)])
 
     def finish(self) -> None:
-        self._emit(time.monotonic())
+        if self._last_emitted_done != self.done:  # the last chunk may already have been reported
+            self._emit(time.monotonic())
 
     def _emit(self, now: float) -> None:
         if self._callback is None:
             return
-        self._last_emit = now
+        self._last_emit, self._last_emitted_done = now, self.done
         t0, b0 = self._samples[0]
         rate = (self.done - b0) / (now - t0) if now > t0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else None

@@ -93,6 +93,17 @@ def model_files(filenames: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def split_shards(filenames: Iterable[str], first: str) -> tuple[str, ...]:
+    """All shards of a split GGUF (`x-00001-of-00003.gguf` ...) in order, given the first one; llama.cpp
+    loads the first and needs the others beside it. A file that is not split gives just itself."""
+    match = _SPLIT_SHARD.search(first)
+    if match is None:
+        return (first,)
+    stem, count = first[: match.start()], match[2]
+    pattern = re.compile(rf"{re.escape(stem)}-\d{{5}}-of-{count}\.gguf", re.IGNORECASE)
+    return tuple(sorted(f for f in filenames if pattern.fullmatch(f)))
+
+
 def choose_gguf(repo: str, filenames: Iterable[str], spec: str | None) -> str:
     """Which file `tandem models pull REPO[:SPEC]` means. SPEC is a file name or, as with llama.cpp's
     `-hf repo:TAG`, a quantisation tag (Q4_K_M, Q8_0, ...). Without SPEC: the only model file, else Q4_K_M."""

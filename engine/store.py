@@ -381,21 +381,24 @@ def _validate(path: Path) -> ModelKind:
     if magic != b"GGUF":
         raise ModelFileError(path, "not a GGUF file (it does not start with the GGUF magic)")
     try:
-        end, arch, nextn = _read_gguf_facts(path)
+        end, arch, nextn, split_no = _read_gguf_facts(path)
     except Exception as exc:  # the reader raises assorted errors (ValueError, IndexError, ...) on garbage
         raise ModelFileError(path, f"corrupt or truncated GGUF ({type(exc).__name__}: {exc})") from exc
     if end > path.stat().st_size:
         raise ModelFileError(path, "truncated: tensor data runs past the end of the file")
     if not arch:
+        if split_no > 0:  # 2nd.. shard of a split model: only the first shard carries the metadata
+            return "plain"
         raise ModelFileError(path, "no general.architecture key")
     if arch == "gemma4-assistant":
         return "mtp-assistant"
     return "nextn" if nextn > 0 else "plain"
 
 
-def _read_gguf_facts(path: Path) -> tuple[int, str, int]:
-    """(end of tensor data, architecture, NextN layer count). The reader memory-maps the file; keeping it
-    local to this function drops the map on return (Windows cannot move or delete a mapped file)."""
+def _read_gguf_facts(path: Path) -> tuple[int, str, int, int]:
+    """(end of tensor data, architecture, NextN layer count, split shard index). The reader memory-maps
+    the file; keeping it local to this function drops the map on return (Windows cannot move or delete a
+    mapped file)."""
     from gguf import GGUFReader
 
     reader = GGUFReader(path)
@@ -404,4 +407,6 @@ def _read_gguf_facts(path: Path) -> tuple[int, str, int]:
     arch = str(arch_field.contents()) if arch_field is not None else ""
     nextn_field = reader.fields.get(f"{arch}.nextn_predict_layers")
     nextn = int(nextn_field.contents()) if nextn_field is not None else 0
-    return end, arch, nextn
+    split_field = reader.fields.get("split.no")
+    split_no = int(split_field.contents()) if split_field is not None else 0
+    return end, arch, nextn, split_no

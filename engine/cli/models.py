@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.download import DownloadProgress, download
 from engine.errors import human_bytes
-from engine.hub import choose_gguf, drafter_files, repo_files, search
+from engine.hub import choose_gguf, drafter_files, repo_files, search, split_shards
 from engine.store import ModelStore
 
 
@@ -127,7 +127,7 @@ def _pull(args: argparse.Namespace) -> int:
     repo, _, spec = args.target.partition(":")
     files, _gated = repo_files(repo, revision=args.revision)
     names = [f.filename for f in files]
-    wanted = [choose_gguf(repo, names, spec or None)]
+    wanted = list(split_shards(names, choose_gguf(repo, names, spec or None)))
     drafters = [d for d in drafter_files(names) if d not in wanted]
     if args.with_drafter:
         wanted += drafters

@@ -29,7 +29,7 @@ from engine.errors import (
     RemoteFileNotFoundError,
     RepoNotFoundError,
 )
-from engine.hub import choose_gguf, search
+from engine.hub import choose_gguf, search, split_shards
 from engine.store import ModelStore
 from tests.fakehub import FakeHub, FakeRepo, isolate_hf_env, unused_port, write_tiny_gguf
 
@@ -100,7 +100,7 @@ def test_download_places_a_verified_file_with_progress(
     assert entry.revision == hub.repos[REPO].commit
     assert not list(store.downloads_dir.rglob("*.part"))  # nothing half-done left behind
     total = len(blobs["model"])
-    assert [e.bytes_done for e in events] == sorted(e.bytes_done for e in events)
+    assert [e.bytes_done for e in events] == sorted(set(e.bytes_done for e in events))  # rising, no repeats
     assert len(events) > 3 and events[0].bytes_done == 0 and events[-1].bytes_done == total
     assert all(e.bytes_total == total and e.file == MODEL for e in events)
     assert events[-1].eta_s == 0 and events[-1].rate_bps > 0
@@ -382,6 +382,8 @@ def test_choose_gguf_follows_llama_cpp_hf_conventions() -> None:
     assert choose_gguf("r", ["only.gguf", "mtp-only.gguf"], None) == "only.gguf"
     split = ["big-Q4_K_M-00001-of-00002.gguf", "big-Q4_K_M-00002-of-00002.gguf"]
     assert choose_gguf("r", split, None) == split[0]
+    assert split_shards([*split, "other-00001-of-00002.gguf", *files], split[0]) == tuple(split)
+    assert split_shards(files, "m-Q8_0.gguf") == ("m-Q8_0.gguf",)
     with pytest.raises(RemoteFileNotFoundError):
         choose_gguf("r", files, "Q2_K")
     with pytest.raises(RemoteFileNotFoundError):

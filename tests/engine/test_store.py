@@ -105,6 +105,22 @@ def test_import_tells_the_model_kind(
     assert (entry.kind, entry.kind_label) == (kind, label)
 
 
+def test_split_model_shards_are_accepted(store: ModelStore, tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(tmp_path / "big.gguf"), "llama", split_max_tensors=1)
+    writer.add_block_count(1)
+    for name in ("a.weight", "b.weight"):
+        writer.add_tensor(name, np.ones(256, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    shards = sorted(tmp_path.glob("big-*-of-00002.gguf"))
+    assert [store.import_file(p).kind for p in shards] == ["plain", "plain"]  # shard 2 has no architecture
+
+
 def test_bad_files_are_refused_and_nothing_is_placed(store: ModelStore, model: Path, tmp_path: Path) -> None:
     text = tmp_path / "notes.gguf"
     text.write_text("definitely not a model")
