@@ -275,6 +275,14 @@ def _check_vocab(info: GGUFInfo) -> None:
         raise ModelFileError(info.path, f"the '{model}' tokenizer needs tokenizer.ggml.merges (missing)")
 
 
+def split_shard_index(path: str | os.PathLike[str]) -> int:
+    """`split.no` of a split model's shard (0 for the first shard or an unsplit file). Only the first
+    shard carries the model's metadata, so later shards are checked for structure alone."""
+    _, parsed = _parse_file(Path(path))
+    value = parsed.metadata.get("split.no", 0)
+    return value if isinstance(value, int) else 0
+
+
 def validate_model_file(path: str | os.PathLike[str]) -> GGUFInfo:
     """read_gguf + the checks that keep llama.cpp from refusing or crashing on the file: an architecture
     this llama.cpp knows (fork-only MTP conversions are refused), its required hyperparameters, and a

@@ -30,10 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
-import platformdirs
 from filelock import FileLock
 
 from engine.errors import InsufficientDiskError, ModelFileError, ModelNotInStoreError, StoreError
+from engine.gguf_meta import split_shard_index, validate_model_file
+from engine.paths import data_dir
 
 ModelKind = Literal["plain", "mtp-assistant", "nextn"]
 Source = Literal["hub", "import", "hf-cache", "embedded"]
@@ -43,14 +44,6 @@ LOCAL_PREFIX = "local"  # store names and folder of imported files; hub folders 
 DISK_MARGIN_BYTES = 256 * 1024 * 1024  # keep this much free after a write: a full disk breaks everything else
 _MANIFEST_VERSION = 1
 _HASH_CHUNK = 8 * 1024 * 1024
-
-
-def data_dir() -> Path:
-    """Root of everything Tandem writes: `$TANDEM_DATA_DIR` if set, else the platform's user data dir."""
-    override = os.environ.get("TANDEM_DATA_DIR")
-    if override:
-        return Path(override).expanduser()
-    return Path(platformdirs.user_data_dir("tandem", appauthor=False))
 
 
 def sha256_file(path: Path) -> str:
@@ -369,44 +362,10 @@ def _copy_into_place(src: Path, dest: Path) -> None:
 
 
 def _validate(path: Path) -> ModelKind:
-    """Check that `path` is a GGUF llama.cpp can be handed and say what kind of model it is.
-
-    TEMPORARY minimal check until `engine.gguf_meta.validate_model_file` lands (branch `fixtures`); this
-    function is the single place to switch over to it."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise ModelFileError(path, f"cannot read it ({exc.strerror})") from exc
-    if magic != b"GGUF":
-        raise ModelFileError(path, "not a GGUF file (it does not start with the GGUF magic)")
-    try:
-        end, arch, nextn, split_no = _read_gguf_facts(path)
-    except Exception as exc:  # the reader raises assorted errors (ValueError, IndexError, ...) on garbage
-        raise ModelFileError(path, f"corrupt or truncated GGUF ({type(exc).__name__}: {exc})") from exc
-    if end > path.stat().st_size:
-        raise ModelFileError(path, "truncated: tensor data runs past the end of the file")
-    if not arch:
-        if split_no > 0:  # 2nd.. shard of a split model: only the first shard carries the metadata
-            return "plain"
-        raise ModelFileError(path, "no general.architecture key")
-    if arch == "gemma4-assistant":
+    """Check that `path` is a GGUF llama.cpp can be handed and say what kind of model it is."""
+    if split_shard_index(path) > 0:
+        return "plain"  # 2nd.. shard of a split model: only the first shard carries the metadata
+    info = validate_model_file(path)
+    if info.kind == "gemma4-assistant":
         return "mtp-assistant"
-    return "nextn" if nextn > 0 else "plain"
-
-
-def _read_gguf_facts(path: Path) -> tuple[int, str, int, int]:
-    """(end of tensor data, architecture, NextN layer count, split shard index). The reader memory-maps
-    the file; keeping it local to this function drops the map on return (Windows cannot move or delete a
-    mapped file)."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
-    arch_field = reader.fields.get("general.architecture")
-    arch = str(arch_field.contents()) if arch_field is not None else ""
-    nextn_field = reader.fields.get(f"{arch}.nextn_predict_layers")
-    nextn = int(nextn_field.contents()) if nextn_field is not None else 0
-    split_field = reader.fields.get("split.no")
-    split_no = int(split_field.contents()) if split_field is not None else 0
-    return end, arch, nextn, split_no
+    return "nextn" if info.kind == "nextn" else "plain"

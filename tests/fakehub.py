@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import numpy as np
@@ -362,11 +363,12 @@ class _Handler(BaseHTTPRequestHandler):
 def write_tiny_gguf(
     path: Path, *, arch: str = "llama", tensor_bytes: int = 64 * 1024, nextn_layers: int = 0
 ) -> bytes:
-    """A small valid GGUF (metadata + one random F32 tensor); not loadable by llama.cpp, only parseable."""
+    """A small valid GGUF (metadata + one random F32 tensor); not loadable by llama.cpp, but it passes
+    Tandem's metadata validation (architecture keys and a vocabulary)."""
     import gguf
 
     writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_block_count(1)
+    add_minimal_model_keys(writer)
     if nextn_layers:
         writer.add_uint32(f"{arch}.nextn_predict_layers", nextn_layers)
     rng = np.random.default_rng(len(arch) + tensor_bytes + nextn_layers)
@@ -376,6 +378,18 @@ def write_tiny_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path.read_bytes()
+
+
+def add_minimal_model_keys(writer: Any) -> None:
+    """The keys engine.gguf_meta.validate_model_file requires of a language model."""
+    writer.add_block_count(1)
+    writer.add_context_length(128)
+    writer.add_embedding_length(8)
+    writer.add_head_count(1)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", "a", "b"])
+    writer.add_token_scores([0.0] * 5)
+    writer.add_token_types([2, 3, 3, 1, 1])
 
 
 def unused_port() -> int:

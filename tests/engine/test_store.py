@@ -109,8 +109,10 @@ def test_split_model_shards_are_accepted(store: ModelStore, tmp_path: Path) -> N
     import gguf
     import numpy as np
 
+    from tests.fakehub import add_minimal_model_keys
+
     writer = gguf.GGUFWriter(str(tmp_path / "big.gguf"), "llama", split_max_tensors=1)
-    writer.add_block_count(1)
+    add_minimal_model_keys(writer)
     for name in ("a.weight", "b.weight"):
         writer.add_tensor(name, np.ones(256, np.float32))
     writer.write_header_to_file()
@@ -215,12 +217,15 @@ def test_cli_import_list_rm(store: ModelStore, model: Path, capsys: pytest.Captu
     assert "imported local/tiny.gguf (plain" in capsys.readouterr().out
     assert _run(["models", "list"]) == 0
     out = capsys.readouterr().out
-    assert "local/tiny.gguf" in out and "plain" in out and "import" in out and "65.7 KB" in out
+    from engine.errors import human_bytes
+
+    size = human_bytes(model.stat().st_size)
+    assert "local/tiny.gguf" in out and "plain" in out and "import" in out and size in out
     assert _run(["models", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["name"] == "local/tiny.gguf"
     model.unlink()
     assert _run(["models", "rm", "tiny.gguf"]) == 0
-    assert "removed local/tiny.gguf; freed 65.7 KB" in capsys.readouterr().out
+    assert f"removed local/tiny.gguf; freed {size}" in capsys.readouterr().out
 
 
 def test_cli_errors_are_typed(store: ModelStore, tmp_path: Path) -> None:
