@@ -17,12 +17,13 @@ import argparse
 import ctypes
 import sys
 
-import numpy as np
-
 import llama_cpp as L
+import numpy as np
 from llama_cpp import llama_cpp_ext as X
 
-PROMPT = "<start_of_turn>user\nHello world, what is the name of the model?<end_of_turn>\n<start_of_turn>model\n"
+PROMPT = (
+    "<start_of_turn>user\nHello world, what is the name of the model?<end_of_turn>\n<start_of_turn>model\n"
+)
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
@@ -40,10 +41,11 @@ def load(path: str, load_mtp: bool) -> L.llama_model_p:
     return model
 
 
-def context(model: L.llama_model_p, n_rs_seq: int = 0, mtp_other: L.llama_context_p | None = None,
-            mtp: bool = False) -> L.llama_context_p:
+def context(
+    model: L.llama_model_p, n_rs_seq: int = 0, mtp_other: L.llama_context_p | None = None, mtp: bool = False
+) -> L.llama_context_p:
     cp = L.llama_context_default_params()
-    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = 256, 64, 64, 1
+    cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = 512, 256, 256, 1
     cp.n_threads = cp.n_threads_batch = 1
     cp.n_rs_seq = n_rs_seq
     if mtp:
@@ -68,8 +70,14 @@ class Batch:
             self.raw.token = self._tokens
             self.embd = np.ctypeslib.as_array(self.raw.embd, shape=(n * n_embd,))
 
-    def set(self, tokens: list[int], pos0: int, rows: np.ndarray | None = None, logits: str = "all",
-            same_pos: bool = False) -> None:
+    def set(
+        self,
+        tokens: list[int],
+        pos0: int,
+        rows: np.ndarray | None = None,
+        logits: str = "all",
+        same_pos: bool = False,
+    ) -> None:
         self.raw.n_tokens = len(tokens)
         for i, t in enumerate(tokens):
             self.raw.token[i] = t
@@ -104,7 +112,7 @@ def tokenize(model: L.llama_model_p, text: str) -> list[int]:
 def plain(model: L.llama_model_p, prompt: list[int], n_new: int) -> list[int]:
     n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
     ctx = context(model)
-    b = Batch(64)
+    b = Batch(256)
     b.set(prompt, 0, logits="last")
     assert L.llama_decode(ctx, b.raw) == 0
     out = [argmax(ctx, len(prompt) - 1, n_vocab)]
@@ -117,8 +125,14 @@ def plain(model: L.llama_model_p, prompt: list[int], n_new: int) -> list[int]:
     return out
 
 
-def speculative(model: L.llama_model_p, assistant: L.llama_model_p | None, prompt: list[int], n_new: int,
-                n_draft: int, oracle: list[int] | None) -> tuple[list[int], dict[str, int]]:
+def speculative(
+    model: L.llama_model_p,
+    assistant: L.llama_model_p | None,
+    prompt: list[int],
+    n_new: int,
+    n_draft: int,
+    oracle: list[int] | None,
+) -> tuple[list[int], dict[str, int]]:
     shared = assistant is not None
     vocab = L.llama_model_get_vocab(model)
     n_vocab = L.llama_vocab_n_tokens(vocab)
@@ -130,7 +144,7 @@ def speculative(model: L.llama_model_p, assistant: L.llama_model_p | None, promp
     X.llama_set_embeddings_nextn(tctx, True, False)  # a hidden row for every target batch token
     X.llama_set_embeddings_nextn(dctx, True, True)  # rows for output rows only
     tmem, dmem = L.llama_get_memory(tctx), L.llama_get_memory(dctx)
-    tb, db = Batch(64), Batch(64, n_embd)
+    tb, db = Batch(256), Batch(256, n_embd)
     stats = {"steps": 0, "drafted": 0, "accepted": 0, "rollbacks": 0}
 
     def catch_up(tokens: list[int], pos0: int, prev_h: np.ndarray, rows: np.ndarray) -> None:
@@ -163,7 +177,7 @@ def speculative(model: L.llama_model_p, assistant: L.llama_model_p | None, promp
         if not shared:  # drafted positions leave the MTP KV; catch-up re-adds the verified ones
             assert L.llama_memory_seq_rm(dmem, 0, n_past, -1)
         if oracle is not None:
-            drafts = oracle[len(out): len(out) + len(drafts)]
+            drafts = oracle[len(out) : len(out) + len(drafts)]
             if stats["steps"] % 3 == 2 and drafts:  # a deliberate mistake: partial reject
                 drafts[len(drafts) // 2] = (drafts[len(drafts) // 2] + 1) % n_vocab
         # verify [last, d1..dk] in one target decode, logits for every row; accept by sample-and-match
