@@ -10,7 +10,7 @@ src/models/gemma4-assistant.cpp). Every rule below names one such precondition.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -251,3 +251,71 @@ def _check_kv_heads(
                 f"assistant layer {il} has {a_kv[il]} KV heads, the target layer {shared} "
                 f"whose cache it reads has {t_kv[shared]}",
             )
+
+
+@dataclass(frozen=True, slots=True)
+class MTPPlan:
+    """How to load a target for MTP, decided before llama.cpp sees any file.
+
+    `kind` None means MTP will not run and `reason` says why (generation falls back to plain decoding or
+    another drafter). `load_mtp` and `n_rs_seq` are the target's model/context settings."""
+
+    kind: Literal["gemma4-assistant", "nextn"] | None
+    reason: str | None = None
+    load_mtp: bool = False
+    n_rs_seq: int = 0
+
+
+def plan_mtp(target: ModelMeta, assistant: ModelMeta | None, k_max: int) -> MTPPlan:
+    """Raises IncompatibleDrafterError when `assistant` is given but does not fit `target` (the user asked
+    for that pair: refusing names the rule); otherwise says whether and how MTP runs."""
+    if assistant is not None:
+        check_assistant_pair(target, assistant)
+        return MTPPlan("gemma4-assistant", load_mtp=False)
+    cap = mtp_capability(target)
+    if cap.kind != "nextn" or cap.reason is not None:
+        return MTPPlan(None, cap.reason or "the model has no MTP layers")
+    # Recurrent state cannot be rewound position by position: llama.cpp keeps n_rs_seq snapshots, one per
+    # position a verify step may have to drop (at most the draft length).
+    n_rs_seq = max(1, k_max) if needs_rs_snapshots(target) else 0
+    return MTPPlan("nextn", load_mtp=True, n_rs_seq=n_rs_seq)
+
+
+KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "q8_0": 34 / 32}
+
+
+@dataclass(frozen=True, slots=True)
+class MTPMemory:
+    """Memory the MTP drafter adds on top of the plain target, for the fit picker."""
+
+    weights_bytes: int  # assistant file, or the NextN layers loaded only with load_mtp
+    kv_bytes: int  # NextN's own KV cache (an assistant reads the target's: 0)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes
+
+
+def mtp_memory(target: ModelMeta, assistant: ModelMeta | None, n_ctx: int, kv_type: str = "f16") -> MTPMemory:
+    """Estimated from metadata (tensor sizes and KV geometry); compute buffers are not included."""
+    if assistant is not None:
+        return MTPMemory(_tensor_bytes(assistant, lambda _name: True), 0)
+    n_nextn = target.nextn_predict_layers
+    n_trunk = (target.block_count or 0) - n_nextn
+    if n_nextn <= 0:
+        return MTPMemory(0, 0)
+
+    def is_mtp_tensor(name: str) -> bool:
+        parts = name.split(".")
+        return len(parts) > 2 and parts[0] == "blk" and parts[1].isdigit() and int(parts[1]) >= n_trunk
+
+    kv_heads = _per_layer(target, "attention.head_count_kv", target.block_count or 0) or []
+    heads = max(kv_heads[n_trunk:], default=0)
+    per_token = heads * ((target.key_length or 0) + (target.value_length or 0))
+    kv = int(n_nextn * n_ctx * per_token * KV_BYTES_PER_ELEMENT.get(kv_type, 2.0))
+    return MTPMemory(_tensor_bytes(target, is_mtp_tensor), kv)
+
+
+def _tensor_bytes(info: ModelMeta, keep: Callable[[str], bool]) -> int:
+    tensors = getattr(info, "tensors", ())
+    return sum(int(t.n_bytes) for t in tensors if keep(t.name))
