@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import sys
 
 import llama_cpp as L
@@ -132,7 +133,9 @@ def speculative(
     n_new: int,
     n_draft: int,
     oracle: list[int] | None,
+    proposals: list[tuple[int, list[int]]] | None = None,
 ) -> tuple[list[int], dict[str, int]]:
+    """`proposals` collects (context length, the MTP's own draft) per step, before any oracle swap."""
     shared = assistant is not None
     vocab = L.llama_model_get_vocab(model)
     n_vocab = L.llama_vocab_n_tokens(vocab)
@@ -176,6 +179,8 @@ def speculative(
             drafts.append(tok)
         if not shared:  # drafted positions leave the MTP KV; catch-up re-adds the verified ones
             assert L.llama_memory_seq_rm(dmem, 0, n_past, -1)
+        if proposals is not None:
+            proposals.append((len(prompt) + len(out), list(drafts)))
         if oracle is not None:
             drafts = oracle[len(out) : len(out) + len(drafts)]
             if stats["steps"] % 3 == 2 and drafts:  # a deliberate mistake: partial reject
@@ -218,6 +223,7 @@ def main() -> int:
     ap.add_argument("--n-draft", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--oracle", action="store_true")
+    ap.add_argument("--dump-proposals", help="write the prompt and (context length, MTP draft) pairs as JSON")
     a = ap.parse_args()
     L.llama_log_set(_quiet, None)
     L.llama_backend_init()
@@ -225,7 +231,13 @@ def main() -> int:
     assistant = load(a.assistant, load_mtp=True) if a.assistant else None
     prompt = tokenize(model, PROMPT)
     ref = plain(model, prompt, a.tokens)
-    spec, stats = speculative(model, assistant, prompt, a.tokens, a.n_draft, ref if a.oracle else None)
+    proposals: list[tuple[int, list[int]]] = []
+    spec, stats = speculative(
+        model, assistant, prompt, a.tokens, a.n_draft, ref if a.oracle else None, proposals
+    )
+    if a.dump_proposals:
+        with open(a.dump_proposals, "w") as f:
+            json.dump({"prompt": prompt, "plain": ref, "proposals": proposals}, f)
     same = ref == spec
     print(f"identical={same} distinct={len(set(ref))} plain={ref[:12]}... {stats}")
     if assistant is not None:
