@@ -28,20 +28,25 @@ _backend_lock = threading.Lock()
 _backend_ready = False
 _LOG_LINES: collections.deque[str] = collections.deque(maxlen=400)
 _log_partial: list[str] = []
+_log_level = 2
 
-_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+# ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continuation of the previous line).
+_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
 
 
-@L.llama_log_callback  # type: ignore[misc]
+@L.llama_log_callback  # type: ignore[untyped-decorator,unused-ignore]
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     # llama.cpp logs in fragments (level 5 = continuation); assemble lines so they can be searched later.
+    global _log_level
+    if level != 5:
+        _log_level = level
     _log_partial.append(text.decode("utf-8", errors="replace"))
     if not _log_partial[-1].endswith("\n"):
         return
     line = "".join(_log_partial).rstrip("\n")
     _log_partial.clear()
     _LOG_LINES.append(line)
-    log.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", line)
+    log.log(_LOG_LEVELS.get(_log_level, logging.DEBUG), "%s", line)
 
 
 def ensure_backend() -> None:
@@ -200,9 +205,9 @@ class Batch:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._batch = L.llama_batch_init(capacity, 0, 1)
+        self._batch: Any = L.llama_batch_init(capacity, 0, 1)  # ctypes struct: untyped for mypy
 
-    def fill(self, tokens: Sequence[int], pos0: int, logits: str) -> L.llama_batch:
+    def fill(self, tokens: Sequence[int], pos0: int, logits: str) -> Any:
         """logits: "all" (every row, for verification), "last", or "none"."""
         n = len(tokens)
         if n > self.capacity:
@@ -286,6 +291,10 @@ class Context:
             rc = L.llama_decode(self.ptr, self._batch.fill(chunk, pos0 + start, mode))
             if rc != 0:
                 raise DecodeError(f"llama_decode failed with status {rc} at position {pos0 + start}")
+
+    def synchronize(self) -> None:
+        """Wait for the last decode to finish (GPU backends compute asynchronously), so timings are real."""
+        L.llama_synchronize(self.ptr)
 
     def logits(self, i: int) -> npt.NDArray[np.float32]:
         """Logits of output row i of the last decode (a view: copy it before the next decode)."""

@@ -45,6 +45,9 @@ def cached_build(stem: str, builder_file: str, build: Callable[[Path], object]) 
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         build(tmp)
         os.replace(tmp, target)
+        for stale in target.parent.glob(f"{stem}-*.gguf"):  # builds of older builder versions
+            if stale != target:
+                stale.unlink(missing_ok=True)
     return target
 
 
