@@ -32,10 +32,12 @@ import numpy as np
 import numpy.typing as npt
 from llama_cpp import llama_cpp_ext as X
 
+from engine.config import LoadConfig, SpecParams
 from engine.drafters.base import Draft
 from engine.errors import DecodeError, ModelLoadError
+from engine.gguf_meta import GGUFInfo, read_gguf, validate_model_file
 from engine.llama import Context, Model
-from engine.pairing import MTPPlan
+from engine.pairing import MTPPlan, mtp_memory, plan_mtp
 
 ROW_HISTORY = 64  # target hidden rows kept, by position: enough to re-feed a verify batch or a re-decode
 
@@ -99,6 +101,45 @@ class _HiddenBatch:
 def _top_prob(logits: npt.NDArray[np.float32]) -> float:
     m = float(logits.max())
     return 1.0 / float(np.exp(logits - m).sum())
+
+
+# Recurrent-state snapshots asked of a NextN hybrid target; drafts are capped at this length (the drafter
+# reads the context's actual value). llama-server uses its n-max, 3, the default k_max.
+RS_SNAPSHOTS = SpecParams().k_max
+
+
+def mtp_load_settings(config: LoadConfig, target_info: GGUFInfo) -> MTPPlan:
+    """Before the target is loaded: whether MTP will run and how the target must be loaded for it
+    (`load_mtp`, `n_rs_seq`). A named assistant is checked against the target here, from metadata, so a
+    mismatched pair raises IncompatibleDrafterError (rule named) before llama.cpp sees either file."""
+    if config.drafter not in ("auto", "mtp"):
+        return MTPPlan(None, "MTP not selected")
+    assistant_info = None
+    if config.assistant_path is not None:
+        assistant_info = read_gguf(config.assistant_path)
+        plan = plan_mtp(target_info, assistant_info, RS_SNAPSHOTS)  # pair rules first: they name the problem
+        validate_model_file(config.assistant_path)  # then the generic checks (tokenizer, keys)
+        return plan
+    return plan_mtp(target_info, None, RS_SNAPSHOTS)
+
+
+def make_mtp_drafter(
+    config: LoadConfig, model: Model, ctx: Context
+) -> tuple[MTPDrafter | None, str | None, int]:
+    """The session's hook (engine.session._make_drafter): (drafter, why not, bytes it adds). The target
+    must have been loaded with `mtp_load_settings(config, info)`'s load_mtp / n_rs_seq."""
+    target_info = read_gguf(config.model_path)
+    plan = mtp_load_settings(config, target_info)
+    if plan.kind == "nextn" and not model.load_mtp:
+        return None, "the model was loaded without its MTP layers", 0
+    drafter, why = open_mtp_drafter(
+        plan, model, ctx, assistant_path=config.assistant_path, n_gpu_layers=config.n_gpu_layers
+    )
+    if drafter is None:
+        return None, why, 0
+    assistant_info = read_gguf(config.assistant_path) if config.assistant_path is not None else None
+    memory = mtp_memory(target_info, assistant_info, ctx.n_ctx, config.kv_type)
+    return drafter, None, memory.total_bytes
 
 
 def open_mtp_drafter(
