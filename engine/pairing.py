@@ -198,6 +198,10 @@ def check_assistant_pair(target: ModelMeta, assistant: ModelMeta) -> None:
             f"{t_name} must end with a sliding-window layer then a full-attention "
             "layer (the assistant reads their KV cache)",
         )
+    if t_layers - _shared_kv_layers(target) < 2 or not all(
+        t_swa[_cache_layer(target, t_layers, swa)] == swa for swa in (True, False)
+    ):
+        raise _refuse(RULE_TARGET_LAYOUT, f"{t_name} has a KV-sharing layout the assistant cannot read")
     if a_layers < 1 or a_swa is None or len(a_swa) != a_layers or assistant.nextn_predict_layers != a_layers:
         raise _refuse(
             RULE_ASSISTANT_LAYOUT,
@@ -230,6 +234,21 @@ def check_assistant_pair(target: ModelMeta, assistant: ModelMeta) -> None:
     _check_kv_heads(target, assistant, t_layers, a_layers, a_swa)
 
 
+def _cache_layer(target: ModelMeta, t_layers: int, is_swa: bool) -> int:
+    """The target layer whose K/V tensors an assistant layer reads: n-2 (SWA) or n-1 (full), or, when those
+    are KV-shared layers (Gemma 4 E2B/E4B), the earlier layer they reuse (llama-model.cpp `reuse`)."""
+    layer = t_layers - 2 if is_swa else t_layers - 1
+    n_kv_from_start = t_layers - _shared_kv_layers(target)
+    if layer >= n_kv_from_start:
+        layer = n_kv_from_start - (2 if is_swa else 1)
+    return layer
+
+
+def _shared_kv_layers(target: ModelMeta) -> int:
+    value = target.arch_get("attention.shared_kv_layers", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _check_kv_heads(
     target: ModelMeta, assistant: ModelMeta, t_layers: int, a_layers: int, a_swa: Sequence[bool]
 ) -> None:
@@ -244,7 +263,7 @@ def _check_kv_heads(
     if t_kv is None or a_kv is None:
         raise _refuse(RULE_KV_HEADS, "attention.head_count_kv is missing or malformed")
     for il, is_swa in enumerate(a_swa):
-        shared = t_layers - 2 if is_swa else t_layers - 1
+        shared = _cache_layer(target, t_layers, is_swa)
         if a_kv[il] != t_kv[shared]:
             raise _refuse(
                 RULE_KV_HEADS,

@@ -220,3 +220,27 @@ def test_llama_cpp_crashes_on_those_pairs_without_the_check(
             ]
         )
         assert proc.returncode < 0, f"{name}: expected a crash (signal), got rc {proc.returncode}"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "shared_kv"),
+    [
+        ((True, False) * 3, 5),  # fewer than 2 layers with their own KV: llama.cpp asserts
+        (
+            (False, True, False, True, True, False),
+            2,
+        ),  # layers 4/5 reuse 2/3, whose attention types are swapped
+        ((True, False, True, False, False, True), 0),  # last layer sliding-window
+    ],
+)
+def test_target_layout_the_assistant_cannot_read_is_refused(
+    pattern: tuple[bool, ...], shared_kv: int, tiny_gemma4_assistant_path: Path, tmp_path: Path
+) -> None:
+    from tests.fixtures.tiny_gemma4 import Gemma4Shape, build_gemma4_target
+
+    target = build_gemma4_target(
+        tmp_path / "t.gguf", shape=Gemma4Shape(n_layer=6, swa_pattern=pattern, shared_kv_layers=shared_kv)
+    )
+    with pytest.raises(IncompatibleDrafterError) as err:
+        check_assistant_pair(read_gguf(target), read_gguf(tiny_gemma4_assistant_path))
+    assert err.value.rule == "target-layout"
