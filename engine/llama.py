@@ -113,6 +113,7 @@ class Model:
             raise ModelLoadError(f"{self.path}: llama.cpp could not load the model ({_failure_reason()})")
         self.ptr = ptr
         self.n_gpu_layers = n_gpu_layers
+        self.load_mtp = load_mtp  # NextN drafting must know: an MTP context without the layers aborts
         self.vocab = L.llama_model_get_vocab(ptr)
         self.n_vocab: int = L.llama_vocab_n_tokens(self.vocab)
         self.n_embd: int = L.llama_model_n_embd(ptr)
