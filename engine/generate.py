@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from engine.config import CancelToken, GenerationParams
 from engine.controller import DraftLengthController
 from engine.drafters.base import Drafter
+from engine.errors import KVRollbackError
 from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
 from engine.llama import Context, Model
 from engine.sampling import Sampler, top2_margin
@@ -49,6 +50,8 @@ class GenerationLoop:
         self.params = params
         self.sampler = Sampler(params.sampling, seed)
         self.drafter = drafter if params.spec.enabled else None
+        if self.drafter is not None and params.spec.p_min is not None and hasattr(self.drafter, "p_min"):
+            self.drafter.p_min = params.spec.p_min  # the per-request confidence cutoff
         self.controller = controller or DraftLengthController(
             params.spec.k_max, adaptive=params.spec.adaptive
         )
@@ -71,12 +74,20 @@ class GenerationLoop:
         if reuse == len(prompt):
             reuse -= 1  # the last prompt token must be evaluated again to get its logits
         if reuse < len(self.kv):
-            self.ctx.truncate(reuse)
-            del self.kv[reuse:]
-            # A sliding-window cache may have dropped positions the reused prefix still needs.
-            if self.model.n_swa and reuse and self.ctx.pos_min() > max(0, reuse - self.model.n_swa):
+            try:
+                self.ctx.truncate(reuse)
+                del self.kv[reuse:]
+                # A sliding-window cache may have dropped positions the reused prefix still needs.
+                stale_window = (
+                    self.model.n_swa and reuse and self.ctx.pos_min() > max(0, reuse - self.model.n_swa)
+                )
+            except KVRollbackError:
+                stale_window = True  # recurrent state keeps few snapshots: it cannot go back that far
+            if stale_window:
                 self.ctx.clear()
                 self.kv.clear()
+                if self.drafter:
+                    self.drafter.reset()
                 reuse = 0
         step = self.ctx.n_batch
         for start in range(reuse, len(prompt), step):

@@ -21,6 +21,8 @@ import pytest
 
 from tests.fixtures import tiny_llama
 
+pytest_plugins = ["tests.fixtures.conftest_mtp"]
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

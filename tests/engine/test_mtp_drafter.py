@@ -228,10 +228,6 @@ def test_second_turn_reuses_the_prompt_cache(setup: Setup) -> None:
 
 
 def test_regenerate_rewinds_the_drafter(setup: Setup) -> None:
-    if setup.plan.kind == "nextn":
-        # qwen35 keeps only n_rs_seq recurrent snapshots: the loop cannot cut its KV back this far at all
-        # (llama_memory_seq_rm refuses; the session must re-decode from scratch).
-        pytest.skip("a hybrid target cannot rewind further than its rollback snapshots")
     first = prompt_tokens(setup)
     with setup.context() as ctx:
         drafter = setup.drafter(ctx)
@@ -242,7 +238,13 @@ def test_regenerate_rewinds_the_drafter(setup: Setup) -> None:
             regen, done = generate(setup, ctx, third, drafter, kv)
         finally:
             drafter.close()
-    assert done.stats.n_prompt_cached == len(third) - 1 and regen == plain(setup, third)
+    if setup.plan.kind == "nextn":
+        # qwen35 keeps only n_rs_seq recurrent snapshots: llama_memory_seq_rm refuses to cut back this far,
+        # so the loop clears the cache and decodes the prompt again instead of failing.
+        assert done.stats.n_prompt_cached == 0
+    else:
+        assert done.stats.n_prompt_cached == len(third) - 1
+    assert regen == plain(setup, third)
 
 
 # --- fallbacks ------------------------------------------------------------------------------------------
