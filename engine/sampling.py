@@ -41,8 +41,9 @@ def resolve_seed(params: SamplingParams) -> int:
 def apply_repeat_penalty(
     logits: npt.NDArray[np.float32], history: Sequence[int], penalty: float, last_n: int
 ) -> npt.NDArray[np.float32]:
-    """llama.cpp's classic repetition penalty over the last `last_n` tokens (returns a copy)."""
-    if penalty == 1.0 or not history:
+    """llama.cpp's classic repetition penalty over the last `last_n` tokens (returns a copy).
+    As in llama.cpp, last_n = 0 disables the penalty and last_n < 0 covers the whole history."""
+    if penalty == 1.0 or not history or last_n == 0:
         return logits
     recent = np.unique(np.asarray(history[-last_n:] if last_n > 0 else history, dtype=np.int64))
     out = logits.copy()
