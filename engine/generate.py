@@ -127,6 +127,9 @@ class GenerationLoop:
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, prompt: Sequence[int]) -> Iterator[Event]:
         self._t0 = time.perf_counter()
+        if not prompt:
+            # Nothing to decode: the first pick would read the logits left over from an earlier decode.
+            raise ValueError("the prompt is empty: generation needs at least one token (e.g. BOS)")
         if len(prompt) >= self.ctx.n_ctx:
             raise ValueError("prompt does not fit the context; the session must trim it first")
         self.tokens = list(prompt)
