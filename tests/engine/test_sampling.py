@@ -97,13 +97,13 @@ def test_consecutive_positions_are_independent() -> None:
     coin = np.zeros(2, dtype=np.float32)
     bits = [s.sample(coin, p) for p in range(6001)]
     pairs = np.zeros(4)
-    for a, b in zip(bits[:-1], bits[1:]):
+    for a, b in zip(bits[:-1], bits[1:], strict=True):
         pairs[2 * a + b] += 1
     assert chi_square(pairs, np.full(4, 0.25)) < CHI2_CRIT[3]
     # And across seeds at the same position.
     other = [pure_sampling(1.0, seed=100).sample(coin, p) for p in range(6000)]
     cross = np.zeros(4)
-    for a, b in zip(bits, other):
+    for a, b in zip(bits[:6000], other, strict=True):
         cross[2 * a + b] += 1
     assert chi_square(cross, np.full(4, 0.25)) < CHI2_CRIT[3]
 

@@ -27,7 +27,7 @@ def target_logits(context: Sequence[int]) -> np.ndarray:
     return _logits_of(tuple(context[-3:]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _logits_of(tail: tuple[int, ...]) -> np.ndarray:
     key = 1469598103934665603
     for t in tail:
