@@ -65,12 +65,18 @@ class ChatTemplate:
         self.text = template or DEFAULT_TEMPLATE
         self.bos_token = bos_token
         self.eos_token = eos_token
+        # A template that does not compile is reported when rendering, like any other template failure, so
+        # that render_with_fallback can fall back to ChatML instead of the model failing to load.
+        self._compiled: jinja2.Template | None = None
+        self._compile_error: str | None = None
         try:
             self._compiled = _environment().from_string(self.text)
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"the model's chat template does not compile: {exc}") from exc
+            self._compile_error = f"the model's chat template does not compile: {exc}"
 
     def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+        if self._compiled is None:
+            raise TemplateError(self._compile_error or "the chat template does not compile")
         payload = [{"role": m.role, "content": m.content} for m in messages]
         try:
             out = self._render_bounded(payload, add_generation_prompt)
@@ -85,6 +91,7 @@ class ChatTemplate:
         return out
 
     def _render_bounded(self, payload: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        assert self._compiled is not None
         chunks: list[str] = []
         size = 0
         deadline = time.monotonic() + MAX_RENDER_SECONDS
