@@ -201,3 +201,11 @@ def test_huge_string_repetition_is_refused_before_allocation() -> None:
     result = _render_in_child("{{ 'x' * 100000000 }}", timeout=20.0)
     assert result is not None and result[0] == "REFUSED"
     assert result[1] < 100  # MB: the 100 MB string was never built
+
+
+def test_template_that_does_not_compile_falls_back_too() -> None:
+    # A model whose template has a syntax error must still be usable (with ChatML), not fail to load.
+    broken = ChatTemplate(HOSTILE["syntax error"])
+    text, note = render_with_fallback(broken, CONVERSATION[1:2])
+    assert text == "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+    assert note is not None and "does not compile" in note
