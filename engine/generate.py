@@ -159,7 +159,8 @@ class GenerationLoop:
         last = self.tokens[-1]
         room = min(self.params.max_tokens - len(self.generated) - 1, self.ctx.n_ctx - n_past - 2)
         choice = self.controller.choose() if self.drafter else Choice(0)
-        k = max(0, min(choice.k, room))
+        # The verify batch [last, *draft] needs logits for every row, so it must fit one decode batch.
+        k = max(0, min(choice.k, room, self.ctx.n_batch - 1))
         draft: tuple[int, ...] = ()
         t_draft = 0.0
         if self.drafter and k > 0:
