@@ -452,3 +452,17 @@ def test_speculation_disabled_in_params_ignores_the_drafter(model: Model, ctx: C
     r = run(model, ctx, prompt, make_params(spec=False, max_tokens=20), drafter)
     assert r.done.stats.spec is None
     assert r.generated == plain(model, ctx, prompt, max_tokens=20).generated
+
+
+def test_draft_length_is_clamped_to_the_decode_batch(model: Model) -> None:
+    # k_max larger than n_batch - 1: the verify batch would not fit one decode with logits for every row.
+    with Context(model, n_ctx=512, n_batch=16, n_threads=1) as small:
+        prompt = prompt_tokens(model, "repetitive")
+        ref = run(model, small, prompt, make_params(spec=False, max_tokens=60))
+        params = GenerationParams(
+            sampling=SamplingParams(seed=SEED), max_tokens=60, spec=SpecParams(k_max=40, adaptive=False)
+        )
+        spec = run(model, small, prompt, params, oracle_for(model, prompt, ref, mistakes=(None,)))
+        assert spec.generated == ref.generated
+        assert spec.done.stats.spec is not None
+        assert max(spec.done.stats.spec.k_history) == small.n_batch - 1
