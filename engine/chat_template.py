@@ -8,6 +8,7 @@ size are bounded so a hostile template cannot hang or exhaust the app.
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,9 +54,51 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
 
+MAX_REPEAT = 100_000  # longest string/list a template may build with `*` or pad to with center/ljust/...
+MAX_EXPONENT = 64
+_WIDTH_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox blocks Python internals; this also bounds the single expressions that could hang or
+    exhaust memory before the chunk-wise time/size checks in render() get a chance to run."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
+            raise jinja2.exceptions.SecurityError(f"exponent {right} too large in chat template")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                    raise jinja2.exceptions.SecurityError(
+                        "string or list repetition too large in chat template"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        name = getattr(__obj, "__name__", "")
+        if isinstance(getattr(__obj, "__self__", None), str):
+            too_wide = any(isinstance(a, int) and a > MAX_REPEAT for a in args)
+            if name in _WIDTH_METHODS and too_wide:
+                raise jinja2.exceptions.SecurityError(f"str.{name} width too large in chat template")
+            if name in ("format", "format_map") and any(
+                int(w) > MAX_REPEAT for w in re.findall(r"\d+", __obj.__self__)
+            ):
+                raise jinja2.exceptions.SecurityError("format width too large in chat template")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _bounded_center(value: str, width: int = 80) -> str:
+    if width > MAX_REPEAT:
+        raise jinja2.exceptions.SecurityError("center width too large in chat template")
+    return str(value).center(width)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
     # The sandbox itself caps range() at 100k items; output size and render time are capped in render().
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters["center"] = _bounded_center
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.filters["tojson"] = _tojson
@@ -81,12 +124,18 @@ class ChatTemplate:
         self.text = template or fallback
         self.bos_token = bos_token
         self.eos_token = eos_token
+        # A template that does not compile is reported when rendering, like any other template failure, so
+        # that render_with_fallback can fall back to ChatML instead of the model failing to load.
+        self._compiled: jinja2.Template | None = None
+        self._compile_error: str | None = None
         try:
             self._compiled = _environment().from_string(self.text)
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"the model's chat template does not compile: {exc}") from exc
+            self._compile_error = f"the model's chat template does not compile: {exc}"
 
     def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+        if self._compiled is None:
+            raise TemplateError(self._compile_error or "the chat template does not compile")
         payload = [{"role": m.role, "content": m.content} for m in messages]
         try:
             out = self._render_bounded(payload, add_generation_prompt)
@@ -101,6 +150,7 @@ class ChatTemplate:
         return out
 
     def _render_bounded(self, payload: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        assert self._compiled is not None
         chunks: list[str] = []
         size = 0
         deadline = time.monotonic() + MAX_RENDER_SECONDS

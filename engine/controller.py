@@ -9,13 +9,17 @@ text being written, and a probe every so often lets a switched-off drafter prove
 
 from __future__ import annotations
 
+import collections
+import statistics
 from dataclasses import dataclass
 
 PRIOR_ACCEPT = 0.5  # before any evidence, per depth
 PRIOR_WEIGHT = 2.0  # pseudo-observations behind the prior
 DECAY = 0.97  # per recorded step: old evidence fades
 PRIOR_BATCH_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) until measured (a CPU-like guess)
-EMA = 0.2
+EMA = 0.2  # drafter cost smoothing
+TIMING_WINDOW = 9  # decode timings kept per batch size
+OFF_REASON = "controller chose k=0"  # stable key so steps aggregate; off_detail() carries the numbers
 PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after each failed probe)
 REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
 
@@ -33,7 +37,8 @@ class DraftLengthController:
         self.adaptive = adaptive
         self._acc = [PRIOR_ACCEPT * PRIOR_WEIGHT] * self.k_max  # decayed accepted counts per depth
         self._tot = [PRIOR_WEIGHT] * self.k_max  # decayed drafted counts per depth
-        self._t: dict[int, float] = {}  # EMA seconds of a target decode of n tokens
+        self._samples: dict[int, collections.deque[float]] = {}  # recent seconds per decode of n tokens
+        self._t: dict[int, float] = {}  # their median: robust to a one-off slow first decode
         self._d: float | None = None  # EMA drafter seconds per drafted token
         self._steps_since_single = 0
         self._off_steps = 0
@@ -41,8 +46,9 @@ class DraftLengthController:
 
     # --- measurements -------------------------------------------------------------------------------
     def record_decode(self, n_tokens: int, seconds: float) -> None:
-        old = self._t.get(n_tokens)
-        self._t[n_tokens] = seconds if old is None else (1 - EMA) * old + EMA * seconds
+        window = self._samples.setdefault(n_tokens, collections.deque(maxlen=TIMING_WINDOW))
+        window.append(seconds)
+        self._t[n_tokens] = statistics.median(window)
         if n_tokens == 1:
             self._steps_since_single = 0
 
@@ -119,9 +125,9 @@ class DraftLengthController:
             self._off_steps = 0
             self._probe_interval = min(PROBE_MAX, self._probe_interval * 2)
             return Choice(k_max, probe=True)
-        return Choice(0, self.off_reason())
+        return Choice(0, OFF_REASON)
 
-    def off_reason(self) -> str:
+    def off_detail(self) -> str:
         t1 = self.decode_time(1) or 0.0
         t_full = self.decode_time(self.k_max + 1) or 0.0
         ratio = t_full / t1 if t1 else float("nan")

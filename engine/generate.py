@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from engine.config import CancelToken, GenerationParams
-from engine.controller import DraftLengthController
+from engine.controller import OFF_REASON, DraftLengthController
 from engine.drafters.base import Drafter
 from engine.errors import KVRollbackError
 from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
@@ -140,11 +140,16 @@ class GenerationLoop:
     # --- the loop -------------------------------------------------------------------------------------
     def run(self, prompt: Sequence[int]) -> Iterator[Event]:
         self._t0 = time.perf_counter()
+        if not prompt:
+            # Nothing to decode: the first pick would read the logits left over from an earlier decode.
+            raise ValueError("the prompt is empty: generation needs at least one token (e.g. BOS)")
         if len(prompt) >= self.ctx.n_ctx:
             raise ValueError("prompt does not fit the context; the session must trim it first")
         self.tokens = list(prompt)
         reuse = self._load_prompt(prompt)
         t_prompt = time.perf_counter() - self._t0
+        if self.params.max_tokens <= 0 and self._stop is None:
+            self._stop = StopReason.MAX_TOKENS
         if self._stop is None:
             if self.drafter:
                 self.drafter.begin(prompt)
@@ -171,7 +176,12 @@ class GenerationLoop:
         t_step = time.perf_counter()
         n_past = len(self.kv)
         last = self.tokens[-1]
-        room = min(self.params.max_tokens - len(self.generated) - 1, self.ctx.n_ctx - n_past - 2)
+        # The verify batch [last, *draft] needs logits for every row, so it must fit one decode batch.
+        room = min(
+            self.params.max_tokens - len(self.generated) - 1,
+            self.ctx.n_ctx - n_past - 2,
+            self.ctx.n_batch - 1,
+        )
         draft: tuple[int, ...] = ()
         t_draft = 0.0
         if self.drafter is None or room <= 0:
@@ -235,7 +245,8 @@ class GenerationLoop:
 
     def _note(self, reason: str) -> None:
         if self.rec:
-            self.rec.record_reason(reason)
+            detail = self.controller.off_detail() if reason == OFF_REASON else None
+            self.rec.record_reason(reason, detail)
 
     def _stats(self, n_prompt: int, reuse: int, t_prompt: float) -> GenerationStats:
         end = time.perf_counter()

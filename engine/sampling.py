@@ -20,6 +20,7 @@ import numpy.typing as npt
 from engine.config import SamplingParams
 
 _MASK64 = (1 << 64) - 1
+_LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
@@ -28,7 +29,9 @@ def position_seed(seed: int, position: int) -> int:
     z = (seed * 0x9E3779B97F4A7C15 + position + 1) & _MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return (z ^ (z >> 31)) & 0xFFFFFFFF
+    out = (z ^ (z >> 31)) & 0xFFFFFFFF
+    # llama_sampler_init_dist treats LLAMA_DEFAULT_SEED (0xFFFFFFFF) as "seed from the clock": never pass it.
+    return out if out != _LLAMA_DEFAULT_SEED else 0
 
 
 def resolve_seed(params: SamplingParams) -> int:
@@ -38,8 +41,9 @@ def resolve_seed(params: SamplingParams) -> int:
 def apply_repeat_penalty(
     logits: npt.NDArray[np.float32], history: Sequence[int], penalty: float, last_n: int
 ) -> npt.NDArray[np.float32]:
-    """llama.cpp's classic repetition penalty over the last `last_n` tokens (returns a copy)."""
-    if penalty == 1.0 or not history:
+    """llama.cpp's classic repetition penalty over the last `last_n` tokens (returns a copy).
+    As in llama.cpp, last_n = 0 disables the penalty and last_n < 0 covers the whole history."""
+    if penalty == 1.0 or not history or last_n == 0:
         return logits
     recent = np.unique(np.asarray(history[-last_n:] if last_n > 0 else history, dtype=np.int64))
     out = logits.copy()

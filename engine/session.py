@@ -60,7 +60,7 @@ class ChatEngine:
         self.drafter = drafter
         self.template = ChatTemplate(
             model.chat_template,
-            bos_token=model.detokenize([model.bos]) if model.bos >= 0 else "",
+            bos_token=model.token_text(model.bos) if model.bos >= 0 else "",
             eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
             architecture=model.architecture,
         )
@@ -135,8 +135,14 @@ class ChatEngine:
                     f"the message needs {len(tokens)} tokens but the context holds {self.ctx.n_ctx} "
                     f"(with {room} kept for the reply): shorten it or load the model with a larger context"
                 )
-            del msgs[droppable[0]]
-            dropped += 1
+            # Drop a whole turn: the user message and the replies that answered it, so templates that insist
+            # on user/assistant alternation still see a well-formed conversation.
+            first = droppable[0]
+            end = first + 1
+            while end < len(msgs) - 1 and msgs[end].role == "assistant":
+                end += 1
+            dropped += end - first
+            del msgs[first:end]
         if note:
             notices.append(note)
         if dropped:

@@ -100,6 +100,7 @@ class SpecRecorder:
     k_history: list[int] = field(default_factory=list)
     provenance: list[int] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    reason_detail: dict[str, str] = field(default_factory=dict)  # latest wording per reason key
     n_rollback: int = 0
 
     def record_step(self, n_drafted: int, n_accepted: int) -> None:
@@ -117,8 +118,12 @@ class SpecRecorder:
             self.accepted_by_position[i] += 1
         self.accepted_length_hist[n_accepted] += 1
 
-    def record_reason(self, reason: str) -> None:
+    def record_reason(self, reason: str, detail: str | None = None) -> None:
+        """Count a step without speculation under a stable key; `detail` (with figures) replaces the key
+        in the snapshot, so "controller chose k=0: verify cost 2.5×, acceptance 9%" aggregates."""
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if detail:
+            self.reason_detail[reason] = detail
 
     def snapshot(self) -> SpecStats:
         return SpecStats(
@@ -135,7 +140,10 @@ class SpecRecorder:
             other_s=self.other_s,
             k_history=tuple(self.k_history),
             provenance=tuple(self.provenance),
-            reasons=tuple(sorted(self.reasons.items(), key=lambda r: -r[1])),
+            reasons=tuple(
+                (self.reason_detail.get(key, key), n)
+                for key, n in sorted(self.reasons.items(), key=lambda r: -r[1])
+            ),
             n_rollback=self.n_rollback,
         )
 

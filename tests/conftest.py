@@ -88,8 +88,8 @@ def find_smollm2() -> Path | None:
         from engine.default_model import default_model_path  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
-    path = Path(default_model_path())
-    return path if path.is_file() else None
+    path = default_model_path()  # None when the embedded model is not installed
+    return path if path is not None and path.is_file() else None
 
 
 @pytest.fixture(scope="session")
