@@ -46,3 +46,7 @@ class KVRollbackError(TandemError):
 
 class TemplateError(TandemError):
     """The model's chat template failed to render (bad syntax, or it tried to escape the sandbox)."""
+
+
+class CatalogError(TandemError):
+    """The pair catalog (resources/catalog.json) is malformed, or a pair or model id is not in it."""
