@@ -122,13 +122,16 @@ def estimate(
     drafter_gpu_layers: int | None = None,
     hardware: HardwareInfo | None = None,
     settings: ContextSettings | None = None,
+    quant: str | None = None,
+    drafter_quant: str | None = None,
 ) -> MemoryEstimate:
     """Bytes per device for `model` (a GGUF path, a catalog entry or a ModelSpec) with an optional drafter.
     drafter_kind defaults to what the files say: an assistant, a draft model, the model's own NextN head
     (when it has one and no drafter is given) or none. n_gpu_layers as for llama.cpp (-1 = all); with
-    n_gpu_layers > 0 and no `hardware`, one unnamed "GPU" is assumed."""
-    target = load_spec(model)
-    draft = load_spec(drafter) if drafter is not None else None
+    n_gpu_layers > 0 and no `hardware`, one unnamed "GPU" is assumed. `quant`/`drafter_quant` pick the
+    quantization of a catalog entry (default: its first)."""
+    target = load_spec(model, quant)
+    draft = load_spec(drafter, drafter_quant) if drafter is not None else None
     s = replace(settings or ContextSettings(), n_ctx=n_ctx, kv_type=kv_type)
     gpus = hardware.offload_devices if hardware else ()
     names = tuple(d.name for d in gpus) or (("GPU",) if n_gpu_layers != 0 else ())

@@ -282,6 +282,16 @@ def model_memory(
     )
 
 
+def _check_kv_type(spec: ModelSpec, kv_type: str) -> None:
+    """llama_init_from_model refuses a quantized cache whose block does not divide the head size."""
+    block = KV_TYPE_SIZES[kv_type][1] if kv_type in KV_TYPE_SIZES else 1
+    heads = {h for layer in spec.layers if layer.has_kv for h in (layer.head_k, layer.head_v)}
+    bad = sorted(h for h in heads if h % block)
+    if bad:
+        raise ValueError(f"{spec.name}: a {kv_type} KV cache needs head sizes divisible by {block}, this model "
+                         f"has {', '.join(map(str, bad))}")
+
+
 def estimate_specs(
     target: ModelSpec,
     drafter: ModelSpec | None,
@@ -300,6 +310,7 @@ def estimate_specs(
         raise ValueError(f"a '{drafter_kind}' drafter needs its model")
     if drafter_kind == "nextn" and target.n_nextn == 0:
         raise ValueError(f"{target.name} has no embedded NextN block to draft with")
+    _check_kv_type(target, settings.kv_type)
     s = settings
     if drafter_kind not in ("none", "ngram") and any(layer.is_recurrent for layer in target.layers):
         # rolling back rejected drafts needs recurrent-state snapshots (n_rs_seq >= n_draft)

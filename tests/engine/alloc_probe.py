@@ -45,9 +45,14 @@ def probe(
 
     lines: list[str] = []
 
+    skipping = [False]
+
     @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
     def on_log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        if level != 4:  # GGML_LOG_LEVEL_DEBUG: thousands of lines we do not need
+        # enum ggml_log_level: 1 DEBUG (thousands of lines we do not need), 2 INFO, 3 WARN, 4 ERROR, 5 CONT
+        if level != 5:
+            skipping[0] = level == 1
+        if not skipping[0]:
             lines.append(text.decode("utf-8", "replace"))
 
     llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
