@@ -151,12 +151,23 @@ def estimate(
 # --- planning -----------------------------------------------------------------------------------------------
 
 
-def budgets(hw: HardwareInfo) -> dict[str, int]:
+def budgets(hw: HardwareInfo, headroom_bytes: int | None = None) -> dict[str, int]:
+    """Usable bytes per device: free memory minus headroom (`headroom_bytes` on every device, or by default
+    max(5 %, 512 MiB) of each GPU and max(10 %, 1 GiB) of RAM)."""
     out = {}
     for d in hw.offload_devices:
-        out[d.name] = max(0, d.free_bytes - max(int(d.total_bytes * GPU_HEADROOM[0]), GPU_HEADROOM[1]))
-    ram = hw.ram_available_bytes - max(int(hw.ram_total_bytes * RAM_HEADROOM[0]), RAM_HEADROOM[1])
-    out[CPU] = max(0, ram)
+        keep = (
+            headroom_bytes
+            if headroom_bytes is not None
+            else max(int(d.total_bytes * GPU_HEADROOM[0]), GPU_HEADROOM[1])
+        )
+        out[d.name] = max(0, d.free_bytes - keep)
+    keep = (
+        headroom_bytes
+        if headroom_bytes is not None
+        else max(int(hw.ram_total_bytes * RAM_HEADROOM[0]), RAM_HEADROOM[1])
+    )
+    out[CPU] = max(0, hw.ram_available_bytes - keep)
     return out
 
 
@@ -230,8 +241,10 @@ def fit(
     kv_type: str = "f16",
     settings: ContextSettings | None = None,
     drafter_kind: DrafterKind | None = None,
+    headroom_bytes: int | None = None,
 ) -> FitResult:
-    """Plan how to load `pair` (a catalog Pair, a (target, drafter) tuple or one model) on `hardware`."""
+    """Plan how to load `pair` (a catalog Pair, a (target, drafter) tuple or one model) on `hardware`.
+    n_ctx None asks for min(8192, the model's training context)."""
     target, drafter, kind = _resolve(pair, quant, drafter_quant, drafter_kind)
     limit = target.n_ctx_train or 131072
     want = min(n_ctx or min(DEFAULT_CTX, limit), limit)
@@ -241,7 +254,7 @@ def fit(
         drafter,
         kind,
         replace(settings or ContextSettings(), kv_type=kv_type),
-        budgets(hardware),
+        budgets(hardware, headroom_bytes),
         tuple(d.name for d in gpus),
         tuple(d.free_bytes for d in gpus),
     )
@@ -249,6 +262,8 @@ def fit(
     notes = list(target.notes) + (list(drafter.notes) if drafter else [])
     if n_ctx and n_ctx > limit:
         notes.append(f"context capped at the model's training context, {limit} tokens")
+    if hardware.rebuild_hint:
+        notes.append(hardware.rebuild_hint.splitlines()[0])
 
     def result(
         verdict: Verdict,
@@ -441,7 +456,6 @@ def _resolve(
 
 # --- quantization choice ------------------------------------------------------------------------------------
 
-_RANK = {Verdict.FITS_GPU: 3, Verdict.PARTIAL: 2, Verdict.CPU_ONLY: 1, Verdict.TOO_LARGE: 0}
 QUALITY_FLOOR_BPW = 4.0  # below ~4 bits per weight quality drops fast: only chosen when nothing else fits
 
 
@@ -460,12 +474,24 @@ def pick_quant(
     n_ctx: int | None = None,
     kv_type: str = "f16",
     settings: ContextSettings | None = None,
+    headroom_bytes: int | None = None,
 ) -> QuantChoice:
     """The best quantization of the pair's target for this machine: the highest-precision one that keeps
     everything (drafter included) on the GPU; else the one that puts the largest share of layers on the GPU
     (lower precision runs faster there); on the CPU, the smallest one at or above ~4 bits per weight."""
     results = tuple(
-        (q, fit(pair, hardware, n_ctx=n_ctx, quant=q.name, kv_type=kv_type, settings=settings))
+        (
+            q,
+            fit(
+                pair,
+                hardware,
+                n_ctx=n_ctx,
+                quant=q.name,
+                kv_type=kv_type,
+                settings=settings,
+                headroom_bytes=headroom_bytes,
+            ),
+        )
         for q in pair.target.quants
     )
 

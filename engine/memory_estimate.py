@@ -288,8 +288,10 @@ def _check_kv_type(spec: ModelSpec, kv_type: str) -> None:
     heads = {h for layer in spec.layers if layer.has_kv for h in (layer.head_k, layer.head_v)}
     bad = sorted(h for h in heads if h % block)
     if bad:
-        raise ValueError(f"{spec.name}: a {kv_type} KV cache needs head sizes divisible by {block}, this model "
-                         f"has {', '.join(map(str, bad))}")
+        raise ValueError(
+            f"{spec.name}: a {kv_type} KV cache needs head sizes divisible by {block}, this model "
+            f"has {', '.join(map(str, bad))}"
+        )
 
 
 def estimate_specs(

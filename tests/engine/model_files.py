@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-ENV = {"smollm2_path": "TANDEM_SMOLLM2", "gemma3_path": "TANDEM_GEMMA3", "tiny_llama_path": "TANDEM_TINY_LLAMA"}
+ENV = {
+    "smollm2_path": "TANDEM_SMOLLM2",
+    "gemma3_path": "TANDEM_GEMMA3",
+    "tiny_llama_path": "TANDEM_TINY_LLAMA",
+}
 
 
 def model_file(request: pytest.FixtureRequest, fixture: str) -> Path:
@@ -29,8 +33,8 @@ def tiny_mtp_fixtures(directory: Path) -> dict[str, Path]:
     """The tiny Gemma 4 target/assistant and qwen35+NextN fixtures (tests/fixtures/tiny_gemma4.py and
     tiny_nextn.py), built into `directory`; skips when the builders are not in this checkout."""
     try:
-        from tests.fixtures import tiny_gemma4  # type: ignore[attr-defined,unused-ignore]
-        from tests.fixtures import tiny_nextn  # type: ignore[attr-defined,unused-ignore]  # noqa: F401
+        import tests.fixtures.tiny_gemma4 as tiny_gemma4  # type: ignore[import-not-found,unused-ignore]
+        import tests.fixtures.tiny_nextn  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
         pytest.skip("tiny Gemma 4 / NextN fixture builders not available (tests/fixtures/tiny_gemma4.py)")
     paths = {
@@ -42,6 +46,10 @@ def tiny_mtp_fixtures(directory: Path) -> dict[str, Path]:
         tiny_gemma4.build_gemma4_target(paths["gemma4"])
         tiny_gemma4.build_gemma4_assistant(paths["assistant"])
     if not paths["nextn"].exists():  # loads llama.cpp: build in a child process
-        subprocess.run([sys.executable, "-m", "tests.fixtures.tiny_nextn", str(paths["nextn"])], check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "tests.fixtures.tiny_nextn", str(paths["nextn"])],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     return paths

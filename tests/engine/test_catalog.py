@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +51,11 @@ def test_no_unverified_checksums_or_sizes() -> None:
                 assert q.verified, f"{model.id} {q.name}: size/sha256 given for an unverified file"
 
 
-def test_smollm2_entry_matches_the_real_file() -> None:
-    path = os.environ.get("TANDEM_SMOLLM2")
-    if not path or not Path(path).is_file():
-        pytest.skip("set TANDEM_SMOLLM2 to the SmolLM2-135M-Instruct.Q4_1.gguf file")
+def test_smollm2_entry_matches_the_real_file(request: pytest.FixtureRequest) -> None:
     from engine.model_spec import spec_from_gguf
+    from tests.engine.model_files import model_file
+
+    path = model_file(request, "smollm2_path")
 
     entry = load_catalog().model("smollm2-135m-instruct")
     q = entry.quants[0]

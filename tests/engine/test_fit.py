@@ -29,14 +29,24 @@ TOLERANCE = 0.05
 ROUNDING_MIB = 0.02
 
 SMOLLM2_GRID = [
-    {"n_ctx": 512}, {"n_ctx": 2048}, {"n_ctx": 8192}, {"n_ctx": 8192, "kv_type": "q8_0"},
-    {"n_ctx": 2048, "kv_type": "q8_0"}, {"n_ctx": 8192, "flash_attn": False},
-    {"n_ctx": 8192, "n_outputs_max": 8}, {"n_ctx": 2048, "n_ubatch": 128},
+    {"n_ctx": 512},
+    {"n_ctx": 2048},
+    {"n_ctx": 8192},
+    {"n_ctx": 8192, "kv_type": "q8_0"},
+    {"n_ctx": 2048, "kv_type": "q8_0"},
+    {"n_ctx": 8192, "flash_attn": False},
+    {"n_ctx": 8192, "n_outputs_max": 8},
+    {"n_ctx": 2048, "n_ubatch": 128},
 ]
 GEMMA3_GRID = [
-    {"n_ctx": 512}, {"n_ctx": 2048}, {"n_ctx": 8192}, {"n_ctx": 8192, "kv_type": "q8_0"},
-    {"n_ctx": 8192, "swa_full": False}, {"n_ctx": 32768, "swa_full": False, "kv_type": "q8_0"},
-    {"n_ctx": 8192, "flash_attn": False, "n_outputs_max": 8}, {"n_ctx": 8192, "n_outputs_max": 8},
+    {"n_ctx": 512},
+    {"n_ctx": 2048},
+    {"n_ctx": 8192},
+    {"n_ctx": 8192, "kv_type": "q8_0"},
+    {"n_ctx": 8192, "swa_full": False},
+    {"n_ctx": 32768, "swa_full": False, "kv_type": "q8_0"},
+    {"n_ctx": 8192, "flash_attn": False, "n_outputs_max": 8},
+    {"n_ctx": 8192, "n_outputs_max": 8},
 ]
 TINY_LLAMA_GRID = [{"n_ctx": 8192}, {"n_ctx": 32768}, {"n_ctx": 8192, "flash_attn": False}]
 TINY_GEMMA4_GRID = [
@@ -52,8 +62,13 @@ def probe(model: Path, grid: list[dict[str, Any]], assistant: Path | None = None
     key = (str(model), json.dumps(grid), str(assistant) if assistant else None)
     if key not in _probe_cache:
         cmd = [sys.executable, "-m", "tests.engine.alloc_probe", str(model), json.dumps(grid)]
-        done = subprocess.run(cmd + ([str(assistant)] if assistant else []), capture_output=True, text=True,
-                              timeout=600, cwd=Path(__file__).parents[2])
+        done = subprocess.run(
+            cmd + ([str(assistant)] if assistant else []),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=Path(__file__).parents[2],
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         _probe_cache[key] = json.loads(done.stdout.strip().splitlines()[-1])
     return _probe_cache[key]
@@ -61,9 +76,15 @@ def probe(model: Path, grid: list[dict[str, Any]], assistant: Path | None = None
 
 def settings_of(s: dict[str, Any]) -> ContextSettings:
     return ContextSettings(
-        n_ctx=s["n_ctx"], kv_type=s.get("kv_type", "f16"), n_batch=s.get("n_batch", 512),
-        n_ubatch=s.get("n_ubatch", 512), flash_attn=s.get("flash_attn", True), swa_full=s.get("swa_full", True),
-        n_outputs_max=s.get("n_outputs_max"), n_rs_seq=s.get("n_rs_seq", 0), logit_rows=1,
+        n_ctx=s["n_ctx"],
+        kv_type=s.get("kv_type", "f16"),
+        n_batch=s.get("n_batch", 512),
+        n_ubatch=s.get("n_ubatch", 512),
+        flash_attn=s.get("flash_attn", True),
+        swa_full=s.get("swa_full", True),
+        n_outputs_max=s.get("n_outputs_max"),
+        n_rs_seq=s.get("n_rs_seq", 0),
+        logit_rows=1,
         mtp_n_outputs=s.get("mtp", {}).get("n_outputs_max", 1),
     )
 
@@ -71,7 +92,8 @@ def settings_of(s: dict[str, Any]) -> ContextSettings:
 def assert_close(what: str, estimated_bytes: int, actual_mib: float) -> None:
     est = estimated_bytes / MIB
     assert abs(est - actual_mib) <= max(TOLERANCE * actual_mib, ROUNDING_MIB), (
-        f"{what}: estimated {est:.2f} MiB, llama.cpp allocated {actual_mib:.2f} MiB")
+        f"{what}: estimated {est:.2f} MiB, llama.cpp allocated {actual_mib:.2f} MiB"
+    )
 
 
 def check_model(path: Path, grid: list[dict[str, Any]], assistant: Path | None = None) -> None:
@@ -79,7 +101,8 @@ def check_model(path: Path, grid: list[dict[str, Any]], assistant: Path | None =
     spec = spec_from_gguf(path)
     drafter = spec_from_gguf(assistant) if assistant else None
     assert measured["model_size"] == spec.input_bytes + spec.output_bytes + sum(
-        layer.weight_bytes for layer in spec.layers)
+        layer.weight_bytes for layer in spec.layers
+    )
     if assistant is not None and drafter is not None:
         assert measured["assistant_size"] == drafter.file_weight_bytes
     for run in measured["runs"]:
@@ -130,7 +153,7 @@ def test_nextn_head_and_recurrent_state(tmp_path_factory: pytest.TempPathFactory
     check_model(paths["nextn"], TINY_NEXTN_GRID)
 
 
-# --- the memory model's rules, without llama.cpp ---------------------------------------------------------
+# --- the memory model's rules, without llama.cpp ------------------------------------------------------------
 
 
 def test_layer_placement_follows_llama_cpp() -> None:
@@ -196,7 +219,7 @@ def test_fork_converted_drafter_gguf_is_refused(tmp_path: Path) -> None:
         spec_from_gguf(path)
 
 
-# --- verdicts with fake devices ------------------------------------------------------------------------------
+# --- verdicts with fake devices -----------------------------------------------------------------------------
 
 
 def test_huge_gpu_fits_everything() -> None:
@@ -225,8 +248,15 @@ def test_partial_offload_uses_the_most_layers_that_fit() -> None:
 
     def gpu_bytes(ngl: int) -> int:
         dgl = -1 if r.drafter == "gpu" else 0
-        e = estimate(pair.target, pair.drafter, n_ctx=r.n_ctx, n_gpu_layers=ngl, drafter_gpu_layers=dgl,
-                     hardware=hw, quant="Q8_0")
+        e = estimate(
+            pair.target,
+            pair.drafter,
+            n_ctx=r.n_ctx,
+            n_gpu_layers=ngl,
+            drafter_gpu_layers=dgl,
+            hardware=hw,
+            quant="Q8_0",
+        )
         return e.device_total("CUDA0")
 
     assert gpu_bytes(r.n_gpu_layers) <= budget["CUDA0"] < gpu_bytes(r.n_gpu_layers + 1)
@@ -264,7 +294,9 @@ def test_pick_quant_prefers_quality_that_fits() -> None:
     assert small.quant is not None and small.result is not None
     assert small.result.verdict == Verdict.FITS_GPU and small.quant.name != "Q8_0"
     cpu = pick_quant(pair, fake_hardware([], ram_gb=32))
-    assert cpu.quant is not None and cpu.quant.name == "Q4_K_M"  # smallest at/above 4 bits: CPU is bandwidth-bound
+    assert (
+        cpu.quant is not None and cpu.quant.name == "Q4_K_M"
+    )  # smallest at/above 4 bits: CPU is bandwidth-bound
     assert pick_quant(pair, fake_hardware([], ram_gb=1)).quant is None
 
 
@@ -274,15 +306,23 @@ def test_real_gguf_fit_on_fake_devices(request: pytest.FixtureRequest) -> None:
     r = fit(path, fake_hardware([], ram_gb=16), n_ctx=4096)
     assert r.verdict == Verdict.CPU_ONLY and r.max_ctx == 8192  # capped at the training context
     e = estimate(path, n_ctx=4096, n_gpu_layers=-1, hardware=fake_hardware([24]))
-    assert e.target.on("CUDA0").weights == spec_from_gguf(path).file_weight_bytes - spec_from_gguf(
-        path).input_bytes + spec_from_gguf(path).tied_output_bytes  # tied head duplicated on the GPU
+    assert (
+        e.target.on("CUDA0").weights
+        == spec_from_gguf(path).file_weight_bytes
+        - spec_from_gguf(path).input_bytes
+        + spec_from_gguf(path).tied_output_bytes
+    )  # tied head duplicated on the GPU
 
 
 def test_swa_full_note_quantifies_the_saving() -> None:
     r = fit(load_catalog().pair("gemma4-31b-mtp"), fake_hardware([80], ram_gb=64), n_ctx=32768)
     assert any("swa_full off" in n for n in r.notes)
-    off = fit(load_catalog().pair("gemma4-31b-mtp"), fake_hardware([80], ram_gb=64), n_ctx=32768,
-              settings=replace(ContextSettings(), swa_full=False))
+    off = fit(
+        load_catalog().pair("gemma4-31b-mtp"),
+        fake_hardware([80], ram_gb=64),
+        n_ctx=32768,
+        settings=replace(ContextSettings(), swa_full=False),
+    )
     assert off.estimate is not None and r.estimate is not None
     assert off.estimate.gpu_total < r.estimate.gpu_total
 
