@@ -227,13 +227,12 @@ def model_memory(
     n_gpu_layers: int,
     gpus: Sequence[str] = (),
     gpu_free: Sequence[int] = (),
-    load_nextn: bool = False,
     context: Literal["main", "mtp"] = "main",
     n_outputs_max: int | None,
 ) -> ModelMemory:
     """Memory of one llama_model + one llama_context on it.
 
-    context="main": the trunk (and, with load_nextn, the NextN weights, which the main context never runs).
+    context="main": the trunk's weights, KV and buffers (NextN blocks are left out: they are the drafter's).
     context="mtp": only what an MTP context adds on top of an already counted model: the NextN blocks' own
     KV (embedded heads) or nothing (a Gemma 4 assistant reads its target's KV), plus its compute buffer.
     """
@@ -247,7 +246,7 @@ def model_memory(
         add(CPU, weights=spec.input_bytes)
         add(devs[-1], weights=spec.output_bytes + (spec.tied_output_bytes if devs[-1] != CPU else 0))
         for il, layer in enumerate(spec.layers):
-            if not layer.is_nextn or load_nextn:
+            if not layer.is_nextn:
                 add(devs[il], weights=layer.weight_bytes)
 
     runs_here = [
