@@ -164,3 +164,7 @@ class DownloadCancelledError(DownloadError):
 
 class DownloadBusyError(DownloadError):
     """Another process is downloading the same file right now."""
+
+
+class CatalogError(TandemError):
+    """The pair catalog (resources/catalog.json) is malformed, or a pair or model id is not in it."""

@@ -1,0 +1,261 @@
+"""What the machine offers llama.cpp: its devices (through ggml's own device API, so exactly the devices
+llama.cpp will offload to, whatever the backend: CUDA, Metal, Vulkan, ROCm, SYCL), RAM and cores.
+
+ggml's device functions are not wrapped by llama-cpp-python; they are called with ctypes on the libggml it
+bundles (`llama_cpp._ggml.libggml`), after `llama_backend_init()` has registered the backends. Signatures and
+the `ggml_backend_dev_props` layout follow vendor/llama.cpp/ggml/include/ggml-backend.h of the pinned release.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+import platform
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+GIB = 1024**3
+
+
+class DeviceType(enum.IntEnum):
+    """enum ggml_backend_dev_type."""
+
+    CPU = 0
+    GPU = 1
+    IGPU = 2  # integrated GPU using host memory
+    ACCEL = 3  # BLAS, AMX...: helps the CPU backend, holds no layers
+    META = 4  # tensor-parallel wrapper; never listed by ggml_backend_dev_get
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    name: str  # ggml device name, e.g. "CUDA0", "Metal", "Vulkan0", "CPU"
+    description: str  # e.g. "NVIDIA GeForce RTX 4090"
+    type: DeviceType
+    backend: str  # registry name: "CUDA", "Metal", "Vulkan", "ROCm", "CPU", "RPC"...
+    free_bytes: int
+    total_bytes: int
+    device_id: str | None = None  # PCI bus id when known; the same GPU seen by two backends shares it
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.type in (DeviceType.GPU, DeviceType.IGPU)
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareInfo:
+    devices: tuple[Device, ...]  # every device ggml registered, CPU included
+    ram_total_bytes: int
+    ram_available_bytes: int
+    cores_physical: int
+    cores_logical: int
+    gpu_offload_supported: bool  # llama_supports_gpu_offload() of the installed llama-cpp-python
+    backends: tuple[str, ...]  # registered backend names, e.g. ("CUDA", "CPU")
+    rebuild_hint: str | None = None  # how to get a GPU build, when this one cannot offload
+    fake: bool = False  # made up for a test or for `--vram-gb`, not detected
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def offload_devices(self) -> tuple[Device, ...]:
+        """The devices llama.cpp puts layers on, in its order (llama_model_load in src/llama.cpp): discrete
+        GPUs (one per physical device id), or, only when there is none, the integrated GPUs of one backend."""
+        if not self.gpu_offload_supported:
+            return ()
+        gpus: list[Device] = []
+        for d in self.devices:
+            if d.type == DeviceType.GPU and not any(
+                d.device_id is not None and d.device_id == g.device_id for g in gpus
+            ):
+                gpus.append(d)
+        if gpus:
+            return tuple(gpus)
+        igpus = [d for d in self.devices if d.type == DeviceType.IGPU]
+        return tuple(d for d in igpus if d.backend == igpus[0].backend)
+
+    @property
+    def vram_free_bytes(self) -> int:
+        return sum(d.free_bytes for d in self.offload_devices)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for dev in out["devices"]:
+            dev["type"] = DeviceType(dev["type"]).name
+        out["offload_devices"] = [d.name for d in self.offload_devices]
+        return out
+
+
+# --- ctypes bindings ---------------------------------------------------------------------------------
+
+
+class _DevCaps(ctypes.Structure):
+    _fields_ = [
+        ("async_", ctypes.c_bool),
+        ("host_buffer", ctypes.c_bool),
+        ("buffer_from_host_ptr", ctypes.c_bool),
+        ("events", ctypes.c_bool),
+        ("mmap_support", ctypes.c_bool),
+    ]
+
+
+class _DevProps(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("description", ctypes.c_char_p),
+        ("memory_free", ctypes.c_size_t),
+        ("memory_total", ctypes.c_size_t),
+        ("type", ctypes.c_int),
+        ("device_id", ctypes.c_char_p),
+        ("caps", _DevCaps),
+    ]
+
+
+def _bind(lib: ctypes.CDLL) -> None:
+    v, sz = ctypes.c_void_p, ctypes.c_size_t
+    sigs: dict[str, tuple[list[Any], Any]] = {
+        "ggml_backend_dev_count": ([], sz),
+        "ggml_backend_dev_get": ([sz], v),
+        "ggml_backend_dev_get_props": ([v, ctypes.POINTER(_DevProps)], None),
+        "ggml_backend_dev_backend_reg": ([v], v),
+        "ggml_backend_reg_name": ([v], ctypes.c_char_p),
+        "ggml_backend_reg_count": ([], sz),
+        "ggml_backend_reg_get": ([sz], v),
+    }
+    for fn_name, (argtypes, restype) in sigs.items():
+        fn = getattr(lib, fn_name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+
+
+def _device_type(value: int) -> DeviceType:
+    # a newer ggml may add types; treat unknown ones like ACCEL (never offloaded to)
+    return DeviceType(value) if value in DeviceType._value2member_map_ else DeviceType.ACCEL
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def _ggml_devices() -> tuple[list[Device], list[str], bool]:
+    """(devices, backend names, gpu offload supported) as the installed llama.cpp sees them."""
+    import llama_cpp
+    from llama_cpp._ggml import libggml
+
+    llama_cpp.llama_backend_init()  # registers the backends; calling it again is harmless
+    _bind(libggml)
+    devices: list[Device] = []
+    for i in range(libggml.ggml_backend_dev_count()):
+        dev = libggml.ggml_backend_dev_get(i)
+        props = _DevProps()
+        libggml.ggml_backend_dev_get_props(dev, ctypes.byref(props))
+        reg = libggml.ggml_backend_dev_backend_reg(dev)
+        devices.append(
+            Device(
+                name=_text(props.name),
+                description=_text(props.description),
+                type=_device_type(props.type),
+                backend=_text(libggml.ggml_backend_reg_name(reg)) if reg else "",
+                free_bytes=int(props.memory_free),
+                total_bytes=int(props.memory_total),
+                device_id=_text(props.device_id) or None,
+            )
+        )
+    backends = [
+        _text(libggml.ggml_backend_reg_name(libggml.ggml_backend_reg_get(i)))
+        for i in range(libggml.ggml_backend_reg_count())
+    ]
+    return devices, backends, bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def rebuild_hint() -> str:
+    """How to reinstall llama-cpp-python with GPU offload, for the GPU this machine seems to have."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0.3.36"
+    if platform.system() == "Darwin":
+        flag, what = "-DGGML_METAL=on", "Metal (Apple GPU)"
+    elif shutil.which("nvidia-smi"):
+        flag, what = "-DGGML_CUDA=on", "CUDA (NVIDIA; needs the CUDA toolkit)"
+    elif shutil.which("rocminfo") or os.path.exists("/opt/rocm"):
+        flag, what = "-DGGML_HIP=on", "ROCm (AMD; needs the ROCm/HIP SDK)"
+    else:
+        flag, what = "-DGGML_VULKAN=on", "Vulkan (any vendor; needs the Vulkan SDK)"
+    cmd = f'CMAKE_ARGS="{flag}" pip install --force-reinstall --no-cache-dir llama-cpp-python=={version}'
+    return (
+        f"The installed llama-cpp-python was built without GPU offload, so models run on the CPU only. "
+        f"To use the GPU, rebuild it with {what}:\n  {cmd}\n"
+        "(other backends: -DGGML_CUDA=on, -DGGML_HIP=on, -DGGML_VULKAN=on, -DGGML_METAL=on, -DGGML_SYCL=on)"
+    )
+
+
+def _ram_and_cores() -> tuple[int, int, int, int]:
+    vm = psutil.virtual_memory()
+    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or logical
+    return int(vm.total), int(vm.available), int(physical), int(logical)
+
+
+def detect() -> HardwareInfo:
+    """The real machine. Works on a CPU-only build (then: CPU only, with the rebuild hint)."""
+    devices, backends, offload = _ggml_devices()
+    ram_total, ram_avail, physical, logical = _ram_and_cores()
+    notes: list[str] = []
+    if offload and not any(d.is_gpu for d in devices):
+        notes.append("this llama.cpp build supports GPU offload, but no GPU device was found")
+    return HardwareInfo(
+        devices=tuple(devices),
+        ram_total_bytes=ram_total,
+        ram_available_bytes=ram_avail,
+        cores_physical=physical,
+        cores_logical=logical,
+        gpu_offload_supported=offload,
+        backends=tuple(backends),
+        rebuild_hint=None if offload else rebuild_hint(),
+        notes=tuple(notes),
+    )
+
+
+def fake_hardware(
+    vram_gb: Sequence[float] = (),
+    *,
+    ram_gb: float | None = None,
+    backend: str = "CUDA",
+    cores: int | None = None,
+) -> HardwareInfo:
+    """A made-up device set: one GPU per entry of `vram_gb` (all free), plus the CPU. RAM and cores are the
+    real machine's unless given. For tests and `tandem models fit --vram-gb`."""
+    ram_total, ram_avail, physical, logical = _ram_and_cores()
+    if ram_gb is not None:
+        ram_total = ram_avail = int(ram_gb * GIB)
+    if cores is not None:
+        physical = logical = cores
+    gpus = tuple(
+        Device(
+            f"{backend}{i}",
+            f"simulated GPU with {gb:g} GiB",
+            DeviceType.GPU,
+            backend,
+            int(gb * GIB),
+            int(gb * GIB),
+            device_id=f"fake:{i}",
+        )
+        for i, gb in enumerate(vram_gb)
+    )
+    cpu = Device("CPU", platform.processor() or "CPU", DeviceType.CPU, "CPU", ram_avail, ram_total)
+    return HardwareInfo(
+        devices=(*gpus, cpu),
+        ram_total_bytes=ram_total,
+        ram_available_bytes=ram_avail,
+        cores_physical=physical,
+        cores_logical=logical,
+        gpu_offload_supported=bool(gpus),
+        backends=(backend, "CPU") if gpus else ("CPU",),
+        fake=True,
+    )
