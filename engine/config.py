@@ -55,7 +55,8 @@ class ChatMessage:
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
     model_path: Path
-    drafter: DrafterKind = "auto"  # auto: MTP if the pair/model has it, else draft model if given, else n-gram
+    # auto: MTP if the pair/model has it, else the draft model if given, else n-gram.
+    drafter: DrafterKind = "auto"
     draft_model_path: Path | None = None  # classic small draft model
     assistant_path: Path | None = None  # Gemma 4 -assistant MTP file
     n_ctx: int = 4096

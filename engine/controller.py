@@ -1,0 +1,128 @@
+"""Adaptive draft length: pick the k that maximises expected tokens per second, k = 0 (off) included.
+
+Expected tokens from a step with k drafts: E(k) = 1 + sum_j prod_{i<=j} a_i, where a_i is the measured
+chance that draft token i is accepted given the ones before it were. Step time: T(k) = t(k+1) + k * d,
+with t(n) the measured time of a target decode of n tokens and d the drafter's time per token. Plain
+decoding yields 1 / t(1); speculation runs only when some k beats it. Estimates decay so they follow the
+text being written, and a probe every so often lets a switched-off drafter prove itself again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRIOR_ACCEPT = 0.5  # before any evidence, per depth
+PRIOR_WEIGHT = 2.0  # pseudo-observations behind the prior
+DECAY = 0.97  # per recorded step: old evidence fades
+PRIOR_BATCH_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) until measured (a CPU-like guess)
+EMA = 0.2
+PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after each failed probe)
+REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    k: int
+    reason: str | None = None  # why speculation is off for this step
+    probe: bool = False
+
+
+class DraftLengthController:
+    def __init__(self, k_max: int, *, adaptive: bool = True) -> None:
+        self.k_max = max(0, k_max)
+        self.adaptive = adaptive
+        self._acc = [PRIOR_ACCEPT * PRIOR_WEIGHT] * self.k_max  # decayed accepted counts per depth
+        self._tot = [PRIOR_WEIGHT] * self.k_max  # decayed drafted counts per depth
+        self._t: dict[int, float] = {}  # EMA seconds of a target decode of n tokens
+        self._d: float | None = None  # EMA drafter seconds per drafted token
+        self._steps_since_single = 0
+        self._off_steps = 0
+        self._probe_interval = PROBE_MIN
+
+    # --- measurements -------------------------------------------------------------------------------
+    def record_decode(self, n_tokens: int, seconds: float) -> None:
+        old = self._t.get(n_tokens)
+        self._t[n_tokens] = seconds if old is None else (1 - EMA) * old + EMA * seconds
+        if n_tokens == 1:
+            self._steps_since_single = 0
+
+    def record_draft(self, n_tokens: int, seconds: float) -> None:
+        if n_tokens <= 0:
+            return
+        per = seconds / n_tokens
+        self._d = per if self._d is None else (1 - EMA) * self._d + EMA * per
+
+    def record_result(self, n_drafted: int, n_accepted: int) -> None:
+        for i in range(self.k_max):
+            self._acc[i] *= DECAY
+            self._tot[i] *= DECAY
+        # Depth i was "tried" if every draft token before it was accepted.
+        for i in range(min(n_drafted, n_accepted + 1, self.k_max)):
+            self._tot[i] += 1.0
+            if i < n_accepted:
+                self._acc[i] += 1.0
+
+    # --- estimates ----------------------------------------------------------------------------------
+    def accept_prob(self, depth: int) -> float:
+        """Chance that draft token `depth` (1-based) is accepted given the earlier ones were."""
+        return self._acc[depth - 1] / self._tot[depth - 1]
+
+    def expected_tokens(self, k: int) -> float:
+        total, chain = 1.0, 1.0
+        for depth in range(1, k + 1):
+            chain *= self.accept_prob(depth)
+            total += chain
+        return total
+
+    def decode_time(self, n: int) -> float | None:
+        if n in self._t:
+            return self._t[n]
+        known = sorted(self._t)
+        if not known:
+            return None
+        if 1 in self._t and len(known) > 1:
+            # Linear between the single-token time and the nearest measured size: CPU cost grows ~linearly.
+            other = min((m for m in known if m != 1), key=lambda m: abs(m - n))
+            slope = (self._t[other] - self._t[1]) / (other - 1)
+            return self._t[1] + slope * (n - 1)
+        base_n = known[0]
+        t1 = self._t[base_n] / (1 + PRIOR_BATCH_SLOPE * (base_n - 1))
+        return t1 * (1 + PRIOR_BATCH_SLOPE * (n - 1))
+
+    def speedup(self, k: int) -> float:
+        """Predicted tokens/s with k drafts relative to plain decoding (1.0 = same)."""
+        t1 = self.decode_time(1)
+        tk = self.decode_time(k + 1)
+        if k == 0 or t1 is None or tk is None:
+            return 1.0
+        return self.expected_tokens(k) / ((tk + k * (self._d or 0.0)) / t1)
+
+    # --- decision -----------------------------------------------------------------------------------
+    def choose(self) -> Choice:
+        if self.k_max == 0:
+            return Choice(0, "speculation disabled (k_max = 0)")
+        self._steps_since_single += 1
+        if not self.adaptive or self.decode_time(1) is None and not self._t:
+            return Choice(self.k_max)  # nothing measured yet: try speculation first
+        if self._steps_since_single > REMEASURE_SINGLE:
+            return Choice(0, "measuring plain decode speed")
+        best_k = max(range(self.k_max + 1), key=self.speedup)
+        if best_k > 0:
+            self._off_steps = 0
+            self._probe_interval = PROBE_MIN
+            return Choice(best_k)
+        self._off_steps += 1
+        if self._off_steps >= self._probe_interval:
+            self._off_steps = 0
+            self._probe_interval = min(PROBE_MAX, self._probe_interval * 2)
+            return Choice(self.k_max, probe=True)
+        return Choice(0, self.off_reason())
+
+    def off_reason(self) -> str:
+        t1 = self.decode_time(1) or 0.0
+        t_full = self.decode_time(self.k_max + 1) or 0.0
+        ratio = t_full / t1 if t1 else float("nan")
+        return (
+            f"controller chose k=0: verify cost {ratio:.1f}× for {self.k_max + 1} tokens, "
+            f"acceptance {self.accept_prob(1) * 100:.0f}%"
+        )

@@ -1,0 +1,60 @@
+"""Prompt-lookup drafting: if the last n tokens occurred earlier (in the prompt or the reply so far), propose
+what followed them then. Free to run, so it only costs when the target rejects its proposals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.drafters.base import Draft
+
+
+class NGramDrafter:
+    name = "n-gram"
+
+    def __init__(self, n_min: int = 2, n_max: int = 4) -> None:
+        if not 1 <= n_min <= n_max:
+            raise ValueError("n-gram sizes must satisfy 1 <= n_min <= n_max")
+        self.n_min = n_min
+        self.n_max = n_max
+        self._tokens: list[int] = []
+        # For each n: n-gram -> end index (exclusive) of its most recent occurrence that has a continuation.
+        self._index: dict[int, dict[tuple[int, ...], int]] = {}
+
+    def begin(self, prompt: Sequence[int]) -> None:
+        self.reset()
+
+    def draft(self, context: Sequence[int], k: int) -> Draft:
+        self._sync(context)
+        for n in range(self.n_max, self.n_min - 1, -1):
+            if len(context) <= n:
+                continue
+            end = self._index[n].get(tuple(context[-n:]))
+            if end is not None:
+                return Draft(tuple(context[end : end + k]))
+        return Draft((), "drafter has no match")
+
+    def observe(self, batch: Sequence[int], pos0: int, n_kept: int) -> None:
+        pass
+
+    def accept(self, n_accepted: int) -> None:
+        pass
+
+    def reset(self) -> None:
+        self._tokens = []
+        self._index = {n: {} for n in range(self.n_min, self.n_max + 1)}
+
+    def close(self) -> None:
+        pass
+
+    def _sync(self, context: Sequence[int]) -> None:
+        """Index the n-grams of tokens added since the last call (context only grows within a generation)."""
+        known = len(self._tokens)
+        if known > len(context) or (known and context[known - 1] != self._tokens[-1]):
+            self.reset()
+            known = 0
+        self._tokens.extend(context[known:])
+        toks = self._tokens
+        # An n-gram ending at index `end` is usable once a token follows it, i.e. end < len(toks).
+        for end in range(max(known, 1), len(toks)):
+            for n in range(self.n_min, min(self.n_max, end) + 1):
+                self._index[n][tuple(toks[end - n : end])] = end

@@ -1,0 +1,216 @@
+"""One generation as an iterator of immutable events: prompt (with KV reuse), then steps of
+draft -> one batched target decode -> verify -> rollback -> emit. Plain decoding is the same loop with k = 0,
+so both paths share the sampler, the stop rules and the text stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from engine.config import CancelToken, GenerationParams
+from engine.controller import Choice, DraftLengthController
+from engine.drafters.base import Drafter
+from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
+from engine.llama import Context, Model
+from engine.sampling import Sampler, top2_margin
+from engine.stats import GenerationStats, SpecRecorder
+from engine.textstream import TextStream
+from engine.verify import verify_draft
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class GenerationLoop:
+    """Runs one request against a target context whose KV holds exactly the tokens in `kv` (positions
+    0..len-1). `kv` is updated in place so the caller's prompt cache stays true even after a cancel."""
+
+    def __init__(
+        self,
+        model: Model,
+        ctx: Context,
+        kv: list[int],
+        params: GenerationParams,
+        *,
+        seed: int,
+        drafter: Drafter | None = None,
+        controller: DraftLengthController | None = None,
+        cancel: CancelToken | None = None,
+        record_margins: bool = False,
+    ) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.kv = kv
+        self.params = params
+        self.sampler = Sampler(params.sampling, seed)
+        self.drafter = drafter if params.spec.enabled else None
+        self.controller = controller or DraftLengthController(params.spec.k_max, adaptive=params.spec.adaptive)
+        self.cancel = cancel or CancelToken()
+        self.record_margins = record_margins
+        self.tokens: list[int] = []  # prompt + emitted tokens
+        self.generated: list[int] = []  # emitted tokens only (no end-of-generation token)
+        self.margins: list[float] = []  # top-2 logit gap behind each generated token (record_margins)
+        self.rec = SpecRecorder(drafter=self.drafter.name) if self.drafter else None
+        self._stream = TextStream(params.stop)
+        self._stop: StopReason | None = None
+        self._t0 = 0.0
+        self._t_first: float | None = None
+        self._t_last = 0.0
+
+    # --- prompt ---------------------------------------------------------------------------------------
+    def _load_prompt(self, prompt: Sequence[int]) -> int:
+        """Bring the KV to `prompt` minus its last token's logits; returns how many tokens were reused."""
+        reuse = common_prefix(self.kv, prompt)
+        if reuse == len(prompt):
+            reuse -= 1  # the last prompt token must be evaluated again to get its logits
+        if reuse < len(self.kv):
+            self.ctx.truncate(reuse)
+            del self.kv[reuse:]
+            # A sliding-window cache may have dropped positions the reused prefix still needs.
+            if self.model.n_swa and reuse and self.ctx.pos_min() > max(0, reuse - self.model.n_swa):
+                self.ctx.clear()
+                self.kv.clear()
+                reuse = 0
+        step = self.ctx.n_batch
+        for start in range(reuse, len(prompt), step):
+            if self.cancel.cancelled:
+                self._stop = StopReason.CANCELLED
+                return reuse
+            chunk = prompt[start : start + step]
+            self.ctx.decode(chunk, start, "last")
+            self.kv.extend(chunk)
+            if self.drafter:
+                self.drafter.observe(chunk, start, len(chunk))
+        return reuse
+
+    # --- emission -------------------------------------------------------------------------------------
+    def _emit(self, token: int, depth: int) -> Iterator[TokenEvent]:
+        now = time.perf_counter()
+        if self.model.is_eog(token):
+            self._stop = StopReason.EOG
+            return
+        self._t_first = self._t_first or now
+        self._t_last = now
+        position = len(self.tokens)
+        self.tokens.append(token)
+        self.generated.append(token)
+        if self.rec:
+            self.rec.provenance.append(depth)
+        text = self._stream.feed(self.model.piece(token))
+        if self._stream.stopped:
+            self._stop = StopReason.STOP_STRING
+        elif len(self.generated) >= self.params.max_tokens:
+            self._stop = StopReason.MAX_TOKENS
+        yield TokenEvent(
+            token=token,
+            text=text,
+            position=position,
+            source=TokenSource.DRAFT if depth else TokenSource.TARGET,
+            draft_depth=depth,
+            elapsed_s=now - self._t0,
+        )
+
+    def _pick(self, row: int, position: int, draft: Sequence[int]) -> int:
+        logits = self.ctx.logits(row)
+        if self.record_margins:
+            self.margins.append(top2_margin(logits))
+        history: Sequence[int] = ()
+        if self.params.sampling.repeat_penalty != 1.0:
+            history = [*self.tokens, *draft[:row]]
+        return self.sampler.sample(logits, position, history)
+
+    # --- the loop -------------------------------------------------------------------------------------
+    def run(self, prompt: Sequence[int]) -> Iterator[Event]:
+        self._t0 = time.perf_counter()
+        if len(prompt) >= self.ctx.n_ctx:
+            raise ValueError("prompt does not fit the context; the session must trim it first")
+        self.tokens = list(prompt)
+        reuse = self._load_prompt(prompt)
+        t_prompt = time.perf_counter() - self._t0
+        if self._stop is None:
+            if self.drafter:
+                self.drafter.begin(prompt)
+            yield from self._emit(self._pick(-1, len(prompt), ()), 0)
+        while self._stop is None:
+            if self.cancel.cancelled:
+                self._stop = StopReason.CANCELLED
+                break
+            if len(self.kv) + 1 >= self.ctx.n_ctx:
+                self._stop = StopReason.CONTEXT_FULL
+                break
+            yield from self._step()
+        self._t_last = self._t_last or time.perf_counter()
+        tail = self._stream.finish()
+        if tail:
+            yield TokenEvent(self.generated[-1], tail, len(self.tokens) - 1, TokenSource.TARGET, 0, self._t_last - self._t0)
+        yield DoneEvent(text=self._stream.text, stop_reason=self._stop, stats=self._stats(len(prompt), reuse, t_prompt))
+
+    def _step(self) -> Iterator[TokenEvent]:
+        t_step = time.perf_counter()
+        n_past = len(self.kv)
+        last = self.tokens[-1]
+        room = min(self.params.max_tokens - len(self.generated) - 1, self.ctx.n_ctx - n_past - 2)
+        choice = self.controller.choose() if self.drafter else Choice(0)
+        k = max(0, min(choice.k, room))
+        draft: tuple[int, ...] = ()
+        t_draft = 0.0
+        if self.drafter and k > 0:
+            proposal = self.drafter.draft(self.tokens, k)
+            t_draft = time.perf_counter() - t_step
+            draft = proposal.tokens[:k]
+            self.controller.record_draft(len(draft), t_draft)
+            if not draft and self.rec:
+                self.rec.record_reason(proposal.reason or "drafter proposed nothing")
+        elif self.rec and choice.reason:
+            self.rec.record_reason(choice.reason)
+
+        batch = [last, *draft]
+        t_dec = time.perf_counter()
+        self.ctx.decode(batch, n_past, "all" if draft else "last")
+        self.kv.extend(batch)
+        verdict = verify_draft(draft, lambda i: self._pick(i, n_past + 1 + i, draft))
+        t_verify = time.perf_counter() - t_dec  # decode + sampling of the verified rows
+        n_keep = 1 + verdict.n_accepted
+        if n_keep < len(batch):
+            self.ctx.truncate(n_past + n_keep)
+            del self.kv[n_past + n_keep :]
+        if self.drafter:
+            self.drafter.observe(batch, n_past, n_keep)
+            if draft:
+                self.drafter.accept(verdict.n_accepted)
+        self.controller.record_decode(len(batch), t_verify)
+        if self.rec:
+            self.rec.k_history.append(len(draft))
+            if draft:
+                self.controller.record_result(len(draft), verdict.n_accepted)
+                self.rec.record_step(len(draft), verdict.n_accepted)
+                self.rec.n_rollback += n_keep < len(batch)
+                self.rec.verify_s += t_verify
+            else:
+                self.rec.plain_s += t_verify
+            self.rec.draft_s += t_draft
+        for i, token in enumerate(verdict.emitted):
+            yield from self._emit(token, i + 1 if i < verdict.n_accepted else 0)
+            if self._stop is not None:
+                break
+        if self.rec:
+            self.rec.other_s += time.perf_counter() - t_step - t_draft - t_verify
+
+    def _stats(self, n_prompt: int, reuse: int, t_prompt: float) -> GenerationStats:
+        end = time.perf_counter()
+        first = self._t_first or end
+        return GenerationStats(
+            n_prompt=n_prompt,
+            n_prompt_cached=reuse,
+            prompt_s=t_prompt,
+            ttft_s=first - self._t0,
+            n_generated=len(self.generated),
+            decode_s=max(0.0, self._t_last - first),
+            total_s=end - self._t0,
+            spec=self.rec.snapshot() if self.rec else None,
+        )

@@ -1,0 +1,323 @@
+"""Thin, typed wrapper over llama-cpp-python's low-level API: backend, model, context, batch.
+
+Everything that touches llama.cpp pointers lives here (and in the MTP drafter, which needs the experimental
+API). Files are validated from GGUF metadata before llama.cpp sees them, because llama.cpp can abort the
+process on a bad file. KV rollback has exactly one implementation: `Context.truncate`.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as L
+import numpy as np
+import numpy.typing as npt
+
+from engine.errors import DecodeError, KVRollbackError, ModelLoadError
+
+log = logging.getLogger("tandem.llama")
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_LOG_LINES: collections.deque[str] = collections.deque(maxlen=400)
+_log_partial: list[str] = []
+_log_level = 2
+
+# ggml.h: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continuation of the previous line).
+_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
+
+
+@L.llama_log_callback  # type: ignore[misc]
+def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+    # llama.cpp logs in fragments (level 5 = continuation); assemble lines so they can be searched later.
+    global _log_level
+    if level != 5:
+        _log_level = level
+    _log_partial.append(text.decode("utf-8", errors="replace"))
+    if not _log_partial[-1].endswith("\n"):
+        return
+    line = "".join(_log_partial).rstrip("\n")
+    _log_partial.clear()
+    _LOG_LINES.append(line)
+    log.log(_LOG_LEVELS.get(_log_level, logging.DEBUG), "%s", line)
+
+
+def ensure_backend() -> None:
+    """Initialise llama.cpp once per process and route its log into Python logging (quiet by default)."""
+    global _backend_ready
+    with _backend_lock:
+        if _backend_ready:
+            return
+        L.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        L.llama_backend_init()
+        _backend_ready = True
+
+
+def recent_log(n: int = 50) -> list[str]:
+    """The last llama.cpp log lines: used to explain failures and to read allocation sizes."""
+    return list(_LOG_LINES)[-n:]
+
+
+def _failure_reason() -> str:
+    errors = [ln for ln in recent_log(20) if "error" in ln.lower() or "failed" in ln.lower()]
+    return errors[-1].strip() if errors else "see the log for details"
+
+
+def default_threads() -> int:
+    """Physical cores: llama.cpp decode is memory-bound and hyper-threads slow it down."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:  # noqa: BLE001 - psutil may be missing or fail in a sandbox
+        n = None
+    return max(1, n or os.cpu_count() or 1)
+
+
+KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
+
+
+class Model:
+    """A loaded llama_model plus its vocabulary helpers. Call `close()` (or use `with`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_gpu_layers: int = 0,
+        load_mtp: bool = False,
+        progress: Callable[[float], bool] | None = None,
+    ) -> None:
+        ensure_backend()
+        self.path = Path(path)
+        params = L.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.load_mtp = load_mtp
+        self._progress_cb: Any = None
+        if progress is not None:
+
+            def _on_progress(value: float, _user: ctypes.c_void_p) -> bool:
+                return bool(progress(float(value)))
+
+            self._progress_cb = L.llama_progress_callback(_on_progress)
+            params.progress_callback = self._progress_cb
+        ptr = L.llama_model_load_from_file(str(self.path).encode(), params)
+        if not ptr:
+            raise ModelLoadError(f"{self.path}: llama.cpp could not load the model ({_failure_reason()})")
+        self.ptr = ptr
+        self.n_gpu_layers = n_gpu_layers
+        self.vocab = L.llama_model_get_vocab(ptr)
+        self.n_vocab: int = L.llama_vocab_n_tokens(self.vocab)
+        self.n_embd: int = L.llama_model_n_embd(ptr)
+        self.n_ctx_train: int = L.llama_model_n_ctx_train(ptr)
+        self.n_swa: int = L.llama_model_n_swa(ptr)
+        self.bos: int = L.llama_vocab_bos(self.vocab)
+        self.eos: int = L.llama_vocab_eos(self.vocab)
+        self.add_bos: bool = bool(L.llama_vocab_get_add_bos(self.vocab))
+        self.size_bytes: int = L.llama_model_size(ptr)
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(4096)
+        n = L.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            L.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.meta("tokenizer.chat_template")
+
+    @property
+    def name(self) -> str:
+        return self.meta("general.name") or self.path.stem
+
+    @property
+    def architecture(self) -> str:
+        return self.meta("general.architecture") or "unknown"
+
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (L.llama_token * cap)()
+        n = L.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (L.llama_token * cap)()
+            n = L.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token contributes to visible text (control tokens render as nothing)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buf = ctypes.create_string_buffer(64)
+        n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        piece = buf.raw[:n]
+        self._pieces[token] = piece
+        return piece
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary entry itself (used to compare vocabularies of two models)."""
+        raw = L.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def is_eog(self, token: int) -> bool:
+        cached = self._eog.get(token)
+        if cached is None:
+            cached = bool(L.llama_vocab_is_eog(self.vocab, token))
+            self._eog[token] = cached
+        return cached
+
+    def close(self) -> None:
+        if getattr(self, "ptr", None):
+            L.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Batch:
+    """A reusable llama_batch for token input (one sequence)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._batch = L.llama_batch_init(capacity, 0, 1)
+
+    def fill(self, tokens: Sequence[int], pos0: int, logits: str) -> L.llama_batch:
+        """logits: "all" (every row, for verification), "last", or "none"."""
+        n = len(tokens)
+        if n > self.capacity:
+            raise ValueError(f"batch of {n} tokens exceeds capacity {self.capacity}")
+        b = self._batch
+        b.n_tokens = n
+        for i, tok in enumerate(tokens):
+            b.token[i] = tok
+            b.pos[i] = pos0 + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = logits == "all"
+        if logits == "last" and n:
+            b.logits[n - 1] = True
+        return b
+
+    def close(self) -> None:
+        if getattr(self, "_batch", None) is not None:
+            L.llama_batch_free(self._batch)
+            self._batch = None
+
+
+class Context:
+    """A llama_context on one sequence (seq 0). Tracks nothing about tokens: sessions do that."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int = 4096,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        flash_attn: bool | None = None,
+        kv_type: str = "f16",
+        n_rs_seq: int = 0,
+        embeddings_nextn: bool = False,
+        extra: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.model = model
+        params = L.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_seq_max = 1
+        threads = n_threads or default_threads()
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        if flash_attn is not None:
+            params.flash_attn_type = 1 if flash_attn else 0
+        if kv_type not in KV_TYPES:
+            raise ValueError(f"unknown KV cache type {kv_type!r}; choose one of {', '.join(KV_TYPES)}")
+        params.type_k = KV_TYPES[kv_type]
+        params.type_v = KV_TYPES[kv_type]
+        params.no_perf = True
+        if n_rs_seq:
+            params.n_rs_seq = n_rs_seq
+        if extra is not None:
+            extra(params)
+        ptr = L.llama_init_from_model(model.ptr, params)
+        if not ptr:
+            raise ModelLoadError(
+                f"{model.path}: llama.cpp could not create a context of {n_ctx} tokens ({_failure_reason()})"
+            )
+        self.ptr = ptr
+        self.n_ctx: int = L.llama_n_ctx(ptr)
+        self.n_batch: int = L.llama_n_batch(ptr)
+        self.n_threads = threads
+        self.memory = L.llama_get_memory(ptr)
+        self._batch = Batch(self.n_batch)
+        self._n_vocab = model.n_vocab
+
+    def decode(self, tokens: Sequence[int], pos0: int, logits: str = "last") -> None:
+        """Evaluate tokens at positions pos0.. (split into n_batch chunks; logits only where asked)."""
+        step = self.n_batch
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start : start + step]
+            is_last_chunk = start + step >= len(tokens)
+            mode = logits if is_last_chunk or logits == "all" else "none"
+            if logits == "all" and len(tokens) > step:
+                raise ValueError("logits for every row need the batch to fit n_batch")
+            rc = L.llama_decode(self.ptr, self._batch.fill(chunk, pos0 + start, mode))
+            if rc != 0:
+                raise DecodeError(f"llama_decode failed with status {rc} at position {pos0 + start}")
+
+    def logits(self, i: int) -> npt.NDArray[np.float32]:
+        """Logits of output row i of the last decode (a view: copy it before the next decode)."""
+        ptr = L.llama_get_logits_ith(self.ptr, i)
+        if not ptr:
+            raise DecodeError(f"no logits for output row {i}")
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def truncate(self, n_keep: int) -> None:
+        """Remove every position >= n_keep from the KV cache. The one rollback path of the engine."""
+        ok = L.llama_memory_seq_rm(self.memory, 0, n_keep, -1)
+        if not ok:
+            raise KVRollbackError(f"llama.cpp refused to remove KV positions from {n_keep} on")
+
+    def pos_min(self) -> int:
+        return int(L.llama_memory_seq_pos_min(self.memory, 0))
+
+    def clear(self) -> None:
+        L.llama_memory_clear(self.memory, True)
+
+    def close(self) -> None:
+        if getattr(self, "ptr", None):
+            self._batch.close()
+            L.llama_free(self.ptr)
+            self.ptr = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,250 @@
+"""ChatEngine: a loaded target (+ drafter) serving chat requests, with the KV cache kept across turns.
+
+The CLI, the benchmark and the app's worker thread all drive this one class. It is not thread-safe: one
+thread owns it (the app's inference worker); other threads only flip a CancelToken.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine.chat_template import ChatTemplate, render_with_fallback
+from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from engine.controller import DraftLengthController
+from engine.drafters.base import Drafter
+from engine.drafters.draft_model import DraftModelDrafter, check_draft_compatible
+from engine.drafters.ngram import NGramDrafter
+from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
+from engine.events import Event, NoticeEvent
+from engine.generate import GenerationLoop
+from engine.gguf_meta import validate_model_file
+from engine.llama import Context, Model
+from engine.sampling import resolve_seed
+
+log = logging.getLogger("tandem.session")
+
+MIN_REPLY_ROOM = 64  # tokens kept free for the reply when old turns have to be dropped
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    model_name: str
+    model_path: Path
+    architecture: str
+    n_ctx: int
+    drafter: str | None  # "n-gram", "draft model: X", "MTP (Gemma 4 assistant)"
+    drafter_note: str | None  # why the requested drafter is not in use
+    device: str
+    n_gpu_layers: int
+    model_bytes: int
+    drafter_bytes: int = 0  # memory the drafter adds (weights + its own KV)
+
+
+class ChatEngine:
+    def __init__(
+        self,
+        config: LoadConfig,
+        model: Model,
+        ctx: Context,
+        drafter: Drafter | None,
+        drafter_note: str | None,
+        drafter_bytes: int = 0,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.ctx = ctx
+        self.drafter = drafter
+        self.template = ChatTemplate(
+            model.chat_template,
+            bos_token=model.detokenize([model.bos]) if model.bos >= 0 else "",
+            eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
+        )
+        self.kv: list[int] = []  # tokens in the target's KV cache, positions 0..len-1
+        self.controller = DraftLengthController(3)
+        self.info = EngineInfo(
+            model_name=model.name,
+            model_path=model.path,
+            architecture=model.architecture,
+            n_ctx=ctx.n_ctx,
+            drafter=drafter.name if drafter else None,
+            drafter_note=drafter_note,
+            device="CPU" if config.n_gpu_layers == 0 else "GPU",
+            n_gpu_layers=config.n_gpu_layers,
+            model_bytes=model.size_bytes,
+            drafter_bytes=drafter_bytes,
+        )
+
+    # --- loading --------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, config: LoadConfig, progress: Callable[[float], bool] | None = None) -> ChatEngine:
+        validate_model_file(config.model_path)
+        model = Model(config.model_path, n_gpu_layers=config.n_gpu_layers, progress=progress)
+        try:
+            ctx = Context(
+                model,
+                n_ctx=config.n_ctx,
+                n_batch=config.n_batch,
+                n_threads=config.n_threads,
+                flash_attn=config.flash_attn,
+                kv_type=config.kv_type,
+            )
+        except BaseException:
+            model.close()
+            raise
+        try:
+            drafter, note, extra = _make_drafter(config, model, ctx)
+        except BaseException:
+            ctx.close()
+            model.close()
+            raise
+        return cls(config, model, ctx, drafter, note, extra)
+
+    # --- chat -----------------------------------------------------------------------------------------
+    def render(self, messages: Sequence[ChatMessage]) -> tuple[list[int], str | None]:
+        text, note = render_with_fallback(self.template, messages)
+        tokens = self.model.tokenize(text, add_special=False, parse_special=True)
+        if self.model.add_bos and self.model.bos >= 0 and (not tokens or tokens[0] != self.model.bos):
+            tokens.insert(0, self.model.bos)
+        return tokens, note
+
+    def fit_messages(
+        self, messages: Sequence[ChatMessage], max_tokens: int
+    ) -> tuple[list[int], list[str]]:
+        """Render, dropping the oldest turns (never the system prompt or the last message) until the prompt
+        leaves room for the reply. Returns the tokens and notices for the user."""
+        notices: list[str] = []
+        msgs = list(messages)
+        room = min(max_tokens, max(MIN_REPLY_ROOM, self.ctx.n_ctx // 4))
+        dropped = 0
+        while True:
+            tokens, note = self.render(msgs)
+            if len(tokens) + room <= self.ctx.n_ctx:
+                break
+            droppable = [i for i, m in enumerate(msgs[:-1]) if m.role != "system"]
+            if not droppable:
+                raise ContextOverflowError(
+                    f"the message needs {len(tokens)} tokens but the context holds {self.ctx.n_ctx} "
+                    f"(with {room} kept for the reply): shorten it or load the model with a larger context"
+                )
+            del msgs[droppable[0]]
+            dropped += 1
+        if note:
+            notices.append(note)
+        if dropped:
+            notices.append(f"dropped the {dropped} oldest message(s) to fit the {self.ctx.n_ctx}-token context")
+        return tokens, notices
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[Event]:
+        tokens, notices = self.fit_messages(messages, params.max_tokens)
+        for notice in notices:
+            yield NoticeEvent(notice)
+        if params.spec.enabled and self.drafter is None and self.info.drafter_note:
+            yield NoticeEvent(f"speculative decoding is off: {self.info.drafter_note}")
+        yield from self.generate(tokens, params, cancel)
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        params: GenerationParams,
+        cancel: CancelToken | None = None,
+        *,
+        record_margins: bool = False,
+    ) -> Iterator[Event]:
+        """Generate from raw prompt tokens (the benchmark's entry point; chat() renders, then calls this)."""
+        loop = self.make_loop(params, cancel, record_margins=record_margins)
+        yield from loop.run(list(prompt))
+
+    def make_loop(
+        self, params: GenerationParams, cancel: CancelToken | None = None, *, record_margins: bool = False
+    ) -> GenerationLoop:
+        seed = resolve_seed(params.sampling)
+        params = replace(params, sampling=replace(params.sampling, seed=seed))
+        if self.controller.k_max != params.spec.k_max or self.controller.adaptive != params.spec.adaptive:
+            self.controller = DraftLengthController(params.spec.k_max, adaptive=params.spec.adaptive)
+        return GenerationLoop(
+            self.model,
+            self.ctx,
+            self.kv,
+            params,
+            seed=seed,
+            drafter=self.drafter,
+            controller=self.controller,
+            cancel=cancel,
+            record_margins=record_margins,
+        )
+
+    def reset(self) -> None:
+        """Forget the cached conversation (KV cleared)."""
+        self.ctx.clear()
+        self.kv.clear()
+        if self.drafter:
+            self.drafter.reset()
+
+    def close(self) -> None:
+        if self.drafter:
+            self.drafter.close()
+            self.drafter = None
+        self.ctx.close()
+        self.model.close()
+
+    def __enter__(self) -> ChatEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _make_drafter(config: LoadConfig, model: Model, ctx: Context) -> tuple[Drafter | None, str | None, int]:
+    """Pick and build the drafter. A drafter that cannot run is a note, not a failure: plain decoding
+    still works. Returns (drafter, note, bytes it adds)."""
+    kind = config.drafter
+    if kind == "none":
+        return None, "no drafter selected", 0
+    if kind in ("auto", "mtp"):
+        try:
+            from engine.drafters.mtp import make_mtp_drafter  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            make_mtp_drafter = None
+        if make_mtp_drafter is not None:
+            drafter, note, extra = make_mtp_drafter(config, model, ctx)
+            if drafter is not None or kind == "mtp":
+                return drafter, note, extra
+        elif kind == "mtp":
+            return None, "MTP drafting is not available in this build", 0
+    if kind in ("auto", "draft") and config.draft_model_path is not None:
+        return _make_draft_model(config, model)
+    if kind == "draft":
+        return None, "no draft model given", 0
+    return NGramDrafter(), None, 0
+
+
+def _make_draft_model(config: LoadConfig, target: Model) -> tuple[Drafter | None, str | None, int]:
+    assert config.draft_model_path is not None
+    validate_model_file(config.draft_model_path)
+    draft = Model(config.draft_model_path, n_gpu_layers=config.n_gpu_layers)
+    try:
+        check_draft_compatible(target, draft)
+    except IncompatibleDrafterError as exc:
+        draft.close()
+        return None, f"draft model incompatible: {exc.rule}: {exc.detail}", 0
+    try:
+        dctx = Context(
+            draft,
+            n_ctx=config.n_ctx,
+            n_batch=config.n_batch,
+            n_threads=config.n_threads,
+            flash_attn=config.flash_attn,
+            kv_type=config.kv_type,
+        )
+    except TandemError:
+        draft.close()
+        raise
+    return DraftModelDrafter(draft, dctx), None, draft.size_bytes
