@@ -23,7 +23,7 @@ APPLICATION = "Tandem"
 
 NO_MODEL_TEXT = (
     "Tandem did not find a model to load.\n\n"
-    "Install the bundled small model (SmolLM2) with the Tandem installer,\n"
+    "Install the bundled small model (SmolLM2-135M) with\n    python -m engine.default_model\n"
     "or start Tandem with a GGUF file of your own:\n    tandem app --model path/to/model.gguf\n\n"
     "You can also load a model later from File ▸ Load model…"
 )
@@ -40,6 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history", type=Path, help="chat history database (default: user data folder)")
     parser.add_argument("--theme", choices=("system", "light", "dark"), default="system")
     return parser
+
+
+def qt_binding_problem() -> str | None:
+    """PySide6 6.12.0 drops a reference to None/True on every call returning them; on Python < 3.12 (where
+    they are not immortal) the interpreter aborts after a few thousand Qt calls. Refuse to start instead."""
+    import PySide6
+
+    if PySide6.__version__ == "6.12.0" and sys.version_info < (3, 12):
+        return (
+            "PySide6 6.12.0 has a reference-counting bug that crashes Tandem on Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}. Install another version, e.g.\n"
+            "    pip install 'PySide6-Essentials>=6.6,!=6.12.0' 'PySide6-Addons>=6.6,!=6.12.0'\n"
+            "or run Tandem with Python 3.12 or newer."
+        )
+    return None
 
 
 def load_config(args: argparse.Namespace) -> LoadConfig | None:
@@ -74,6 +89,10 @@ def main(
 ) -> int:
     """Run the app until its last window closes. Tests pass a fake engine factory and a store."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    problem = qt_binding_problem()
+    if problem is not None:
+        print(f"tandem-app: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "tandem-app"])
     assert isinstance(app, QApplication)

@@ -11,6 +11,7 @@ from engine.config import GenerationParams, SamplingParams, SpecParams
 from engine.stats import GenerationStats, SpecStats
 
 STATS_VERSION = 1
+APP_KEY = "app"  # the app's own additions inside a stored stats dict
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,30 +80,34 @@ def _tuples(value: Any) -> Any:
 
 
 def stats_to_dict(item: MessageItem) -> dict[str, Any]:
-    """Everything the footer and the provenance view need to show an old reply again."""
-    return {
+    """The stored shape: `asdict(GenerationStats)` (what the history store summarises on export) plus, under
+    "app", what the footer and the provenance view need to show the reply again."""
+    data: dict[str, Any] = dataclasses.asdict(item.stats) if item.stats is not None else {}
+    data[APP_KEY] = {
         "version": STATS_VERSION,
-        "generation": dataclasses.asdict(item.stats) if item.stats is not None else None,
         "stop_reason": item.stop_reason,
         "drafter": item.drafter,
         "error": item.error,
         "notices": list(item.notices),
         "pieces": [[text, depth] for text, depth in item.pieces],
     }
+    return data
 
 
 def apply_stats_dict(item: MessageItem, data: dict[str, Any] | None) -> None:
     """Fill `item` from a stored stats dict; anything unreadable is left out rather than failing."""
     if not isinstance(data, dict):
         return
-    item.stop_reason = data.get("stop_reason")
-    item.drafter = data.get("drafter")
-    item.error = data.get("error")
-    item.notices = [str(n) for n in data.get("notices") or []]
-    pieces = data.get("pieces") or []
-    if all(isinstance(p, list) and len(p) == 2 for p in pieces):
-        item.pieces = [(str(text), int(depth)) for text, depth in pieces]
-    item.stats = stats_from_dict(data.get("generation"))
+    extra = data.get(APP_KEY)
+    if isinstance(extra, dict):
+        item.stop_reason = extra.get("stop_reason")
+        item.drafter = extra.get("drafter")
+        item.error = extra.get("error")
+        item.notices = [str(n) for n in extra.get("notices") or []]
+        pieces = extra.get("pieces") or []
+        if all(isinstance(p, list) and len(p) == 2 for p in pieces):
+            item.pieces = [(str(text), int(depth)) for text, depth in pieces]
+    item.stats = stats_from_dict({k: v for k, v in data.items() if k != APP_KEY})
 
 
 def stats_from_dict(data: Any) -> GenerationStats | None:

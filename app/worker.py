@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import TandemError
@@ -185,6 +185,7 @@ class WorkerClient(QObject):
         self._running: LoadJob | GenerateJob | None | bool = False  # False: idle
         self._requests: dict[int, Request] = {}
         self._ids = itertools.count(1)
+        self._dispatch_pending = False
         self._thread = QThread()
         self._thread.setObjectName("inference")
         self._worker = InferenceWorker(factory or default_engine_factory)
@@ -257,11 +258,17 @@ class WorkerClient(QObject):
     # --- queue ------------------------------------------------------------------------------------------
     def _enqueue(self, job: LoadJob | GenerateJob | None) -> None:
         self._queue.append(job)
-        self._announce_positions()
-        self._dispatch()
+        # Dispatch from the event loop, not from inside submit(): the caller connects the request's signals
+        # after submit() returns, and must not miss "started" or its queue position.
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            QTimer.singleShot(0, self, self._dispatch)
 
+    @Slot()
     def _dispatch(self) -> None:
+        self._dispatch_pending = False
         if self.busy or not self._queue:
+            self._announce_positions()
             return
         job = self._queue.popleft()
         self._running = job

@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import DecodeError, ModelFileError
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent, TokenSource
+from engine.session import EngineInfo
 from engine.stats import GenerationStats, SpecRecorder
 
 SCRIPT = """Here is a **quick answer** with a few things to render.
@@ -49,21 +49,6 @@ def split_tokens(text: str) -> list[str]:
     return _PIECE.findall(text)
 
 
-@dataclass(frozen=True, slots=True)
-class FakeEngineInfo:
-    """Same fields as engine.session.EngineInfo."""
-
-    model_name: str
-    model_path: Path
-    architecture: str
-    n_ctx: int
-    drafter: str | None
-    drafter_note: str | None
-    device: str
-    n_gpu_layers: int
-    model_bytes: int
-
-
 @dataclass
 class FakeOptions:
     script: str = SCRIPT
@@ -84,7 +69,7 @@ class FakeChatEngine:
         self.options = options
         self.closed = False
         drafter = None if config.drafter == "none" else "MTP (fake assistant)"
-        self.info = FakeEngineInfo(
+        self.info = EngineInfo(
             model_name=config.model_path.stem,
             model_path=config.model_path,
             architecture="llama",

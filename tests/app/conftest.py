@@ -1,0 +1,58 @@
+"""Fixtures for the GUI tests: an isolated QSettings and history, a worker client on the fake engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from app.context import AppContext
+from app.history import HistoryStore
+from app.theme import LIGHT
+from app.worker import WorkerClient
+from engine.config import LoadConfig
+from tests.app.fake_engine import FakeOptions, fake_factory
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, qapp: object) -> Iterator[None]:
+    """Window geometry and other QSettings go to a temporary folder, never the user's."""
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    qapp.setOrganizationName("TandemTest")  # type: ignore[attr-defined]
+    qapp.setApplicationName("TandemTest")  # type: ignore[attr-defined]
+    yield
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    s = HistoryStore(tmp_path / "history.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fake_options() -> FakeOptions:
+    return FakeOptions()
+
+
+@pytest.fixture
+def client(qtbot: object, fake_options: FakeOptions) -> Iterator[WorkerClient]:
+    """A worker client with the fake model already loaded."""
+    c = WorkerClient(fake_factory(fake_options))
+    with qtbot.waitSignal(c.modelLoaded, timeout=5000):  # type: ignore[attr-defined]
+        c.load(LoadConfig(model_path=Path("/models/fake-target.gguf")))
+    yield c
+    if fake_options.gate is not None:
+        fake_options.gate.set()  # a test that failed half-way must not leave the worker blocked
+    c.shutdown()
+
+
+@pytest.fixture
+def context(store: HistoryStore, client: WorkerClient) -> Iterator[AppContext]:
+    ctx = AppContext(store, client, LIGHT)
+    yield ctx
+    for window in list(ctx.windows):
+        window.close()
