@@ -204,8 +204,8 @@ class ChatSession(QObject):
             reply.content = done.text  # the engine's authoritative text (held-back stop strings resolved)
         if reply.id is not None:
             self.store.finish_reply(reply.id, reply.content, stats_to_dict(reply), status=reply.status)
-        self._set_state("idle")
         self.replyFinished.emit(reply)
+        self._set_state("idle")
 
     def _flush_text(self, emit: bool = True) -> None:
         if self._reply is None or not self._pending:

@@ -1,220 +1,25 @@
 """The transcript of one chat: a scrolling column of message widgets bound to a ChatSession.
 
-Each message body is its own auto-sized QTextBrowser, so a streaming reply re-renders only itself. The view
+Each message is its own widget (app/message_widget.py), so a streaming reply re-renders only itself. The view
 follows the bottom only while the user is there. Untrusted output: links never open by themselves (the user
 sees the URL and confirms), resources are never loaded, and only http(s)/mailto links can be opened.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QPoint, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument
-from PySide6.QtWidgets import (
-    QFrame,
-    QHBoxLayout,
-    QLabel,
-    QMessageBox,
-    QPlainTextEdit,
-    QPushButton,
-    QScrollArea,
-    QSizePolicy,
-    QTextBrowser,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QFrame, QMessageBox, QScrollArea, QVBoxLayout, QWidget
 
 from app import render
 from app.chat_session import ChatSession
+from app.message_widget import MessageWidget
 from app.records import MessageItem
 from app.theme import Colors
 
 SAFE_SCHEMES = ("http", "https", "mailto")
-
-
-class MessageBrowser(QTextBrowser):
-    """Read-only rich text that grows to fit its document instead of scrolling."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setOpenLinks(False)
-        self.setOpenExternalLinks(False)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.viewport().setAutoFillBackground(False)
-        self.setStyleSheet("QTextBrowser { background: transparent; }")
-        self.document().setDocumentMargin(2)
-        self.document().documentLayout().documentSizeChanged.connect(self._fit)
-
-    def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 - Qt override
-        return None  # never fetch anything a model wrote (remote images, local files)
-
-    def resizeEvent(self, event: object) -> None:  # noqa: N802
-        super().resizeEvent(event)  # type: ignore[arg-type]
-        self._fit()
-
-    def _fit(self) -> None:
-        doc = self.document()
-        doc.setTextWidth(self.viewport().width())
-        height = math.ceil(doc.size().height()) + self.frameWidth() * 2
-        if height != self.height():
-            self.setFixedHeight(height)
-
-
-class MessageWidget(QFrame):
-    copyRequested = Signal(object)  # MessageItem
-    editRequested = Signal(object, str)  # MessageItem, new text
-    regenerateRequested = Signal()
-    cancelRequested = Signal()
-    linkActivated = Signal(QUrl, object)  # url, MessageWidget
-
-    def __init__(self, item: MessageItem, view: ChatView) -> None:
-        super().__init__()
-        self.item = item
-        self.view = view
-        self.code_blocks: list[str] = []
-        self._stream = render.StreamRenderer(view.renderer)
-        self.render_ms = 0.0  # cost of the last body render, for the stall budget
-        self.setObjectName("message")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
-        layout.setSpacing(2)
-
-        head = QHBoxLayout()
-        self.role_label = QLabel("You" if item.role == "user" else "Assistant")
-        self.role_label.setStyleSheet("font-weight: bold")
-        self.status_label = QLabel()
-        head.addWidget(self.role_label)
-        head.addWidget(self.status_label)
-        head.addStretch(1)
-        tool = self._tool
-        self.cancel_button = tool(head, "Cancel", "Cancel this waiting request", self.cancelRequested.emit)
-        self.edit_button = tool(head, "Edit", "Edit this message and run again from here", self._edit)
-        self.regen_button = tool(head, "Regenerate", "Write this reply again", self.regenerateRequested.emit)
-        self.copy_button = tool(head, "Copy", "Copy the message text", lambda: self.copyRequested.emit(item))
-        layout.addLayout(head)
-
-        self.body = MessageBrowser()
-        self.body.anchorClicked.connect(lambda url: self.linkActivated.emit(url, self))
-        self.body.highlighted.connect(lambda url: view.statusMessage.emit(url.toDisplayString()))
-        layout.addWidget(self.body)
-
-        self.editor = QPlainTextEdit()
-        self.editor.hide()
-        self.edit_bar = QWidget()
-        bar = QHBoxLayout(self.edit_bar)
-        bar.setContentsMargins(0, 0, 0, 0)
-        bar.addStretch(1)
-        save = QPushButton("Save && re-run")
-        save.clicked.connect(lambda: self.editRequested.emit(item, self.editor.toPlainText()))
-        cancel = QPushButton("Cancel")
-        cancel.clicked.connect(self.close_editor)
-        bar.addWidget(cancel)
-        bar.addWidget(save)
-        self.edit_bar.hide()
-        layout.addWidget(self.editor)
-        layout.addWidget(self.edit_bar)
-
-        self.footer = QLabel()
-        self.footer.setWordWrap(True)
-        self.footer.setTextFormat(Qt.TextFormat.RichText)
-        layout.addWidget(self.footer)
-        self.apply_colors()
-        self.refresh()
-
-    def _tool(self, layout: QHBoxLayout, text: str, tip: str, slot: Callable[[], object]) -> QToolButton:
-        button = QToolButton()
-        button.setText(text)
-        button.setToolTip(tip)
-        button.setAutoRaise(True)
-        button.clicked.connect(slot)
-        layout.addWidget(button)
-        return button
-
-    def apply_colors(self) -> None:
-        c = self.view.colors
-        bg = c.user_bg if self.item.role == "user" else c.assistant_bg
-        self.setStyleSheet(f"QFrame#message {{ background: {bg}; border-radius: 8px; }}")
-        self.footer.setStyleSheet(f"color: {c.muted}")
-        self.body.document().setDefaultStyleSheet(f"a {{ color: {c.link}; }}")
-
-    # --- rendering ------------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Render the body, header and footer from the item (full render)."""
-        self._render_body()
-        self.refresh_chrome()
-
-    def _render_body(self) -> None:
-        item, colors = self.item, self.view.colors
-        started = time.perf_counter()
-        if item.role == "user":
-            html, self.code_blocks = render.plain_html(item.content), []
-        elif self.view.provenance and item.pieces:
-            html, self.code_blocks = render.provenance_html(item.pieces, colors), []
-        elif item.status == "waiting":
-            html, self.code_blocks = "", []
-        else:
-            html, self.code_blocks = self._stream.render(item.content)
-        if item.error:
-            html += f'<p style="color:{colors.error}">{render.plain_html(item.error)}</p>'
-        self.body.setHtml(html)
-        self.body.setVisible(bool(html))
-        self.render_ms = (time.perf_counter() - started) * 1000
-
-    def stream_update(self) -> None:
-        self._render_body()
-
-    def refresh_chrome(self) -> None:
-        item, busy = self.item, self.view.session_busy()
-        is_last = self.view.is_last(item)
-        status = {
-            "waiting": "waiting for the model…",
-            "streaming": "",
-            "stopped": "(stopped)",
-            "interrupted": "(interrupted)",
-            "error": "(failed)",
-        }.get(item.status, "")
-        self.status_label.setText(status)
-        self.cancel_button.setVisible(item.status == "waiting")
-        self.edit_button.setVisible(item.role == "user" and item.id is not None)
-        self.edit_button.setEnabled(not busy)
-        self.regen_button.setVisible(item.role == "assistant" and is_last and item.status != "waiting")
-        self.regen_button.setEnabled(not busy)
-        self.copy_button.setVisible(bool(item.content))
-        footer = ""
-        if item.role == "assistant" and item.status not in ("waiting", "streaming"):
-            footer = render.footer_text(item)
-            if self.view.provenance and item.pieces:
-                footer += ("<br>" if footer else "") + render.provenance_legend(self.view.colors)
-        self.footer.setText(footer)
-        self.footer.setVisible(bool(footer))
-
-    def set_waiting(self, ahead: int) -> None:
-        noun = "request" if ahead == 1 else "requests"
-        self.status_label.setText(f"waiting for the model — {ahead} {noun} ahead")
-
-    def set_live_footer(self, text: str) -> None:
-        self.footer.setText(text)
-        self.footer.setVisible(True)
-
-    # --- editing --------------------------------------------------------------------------------------
-    def _edit(self) -> None:
-        self.editor.setPlainText(self.item.content)
-        self.body.hide()
-        self.editor.show()
-        self.edit_bar.show()
-        self.editor.setFocus()
-
-    def close_editor(self) -> None:
-        self.editor.hide()
-        self.edit_bar.hide()
-        self.body.show()
 
 
 class ChatView(QScrollArea):
@@ -321,7 +126,7 @@ class ChatView(QScrollArea):
     def _on_reply_finished(self, item: MessageItem) -> None:
         widget = self.widgets.get(id(item))
         if widget is not None:
-            widget.refresh()
+            widget.finish_stream()
         self._on_state()
 
     @Slot()
@@ -353,9 +158,9 @@ class ChatView(QScrollArea):
 
     def _on_link(self, url: QUrl, widget: MessageWidget) -> None:
         if url.scheme() == render.COPY_SCHEME:
-            index = int(url.path()) if url.path().isdigit() else -1
-            if 0 <= index < len(widget.code_blocks):
-                QGuiApplication.clipboard().setText(widget.code_blocks[index])
+            code = widget.code_block(int(url.path())) if url.path().isdigit() else None
+            if code is not None:
+                QGuiApplication.clipboard().setText(code)
                 self.statusMessage.emit("Code copied")
             return
         if url.scheme().lower() not in SAFE_SCHEMES:
@@ -376,27 +181,30 @@ class ChatView(QScrollArea):
     # --- find -----------------------------------------------------------------------------------------
     def find(self, text: str, backward: bool = False) -> bool:
         """Select the next match of text in the transcript, wrapping around; False if there is none."""
-        widgets = list(self.widgets.values())
-        if not text or not widgets:
+        browsers = [b for w in self.widgets.values() for b in w.browsers() if not b.isHidden()]
+        if not text or not browsers:
             return False
         flags = QTextDocument.FindFlag.FindBackward if backward else QTextDocument.FindFlag(0)
-        start = next((i for i, w in enumerate(widgets) if w.body.textCursor().hasSelection()), 0)
-        order = widgets[start:] + widgets[:start] + widgets[start : start + 1]
-        if backward:
-            order = list(reversed(widgets[: start + 1])) + list(reversed(widgets[start:]))
-        for i, widget in enumerate(order):
-            if i > 0:  # a fresh message: search from its start (or end, backwards)
-                cursor = widget.body.textCursor()
+        step = -1 if backward else 1
+        start = next((i for i, b in enumerate(browsers) if b.textCursor().hasSelection()), None)
+        if start is None:
+            order = list(range(len(browsers)))[::step]
+        else:  # go on from the current match, through the others, then wrap into the same browser
+            order = [(start + k * step) % len(browsers) for k in range(len(browsers) + 1)]
+        for k, i in enumerate(order):
+            browser = browsers[i]
+            if k > 0 or start is None:  # a fresh browser: search from its start (its end, backwards)
+                cursor = browser.textCursor()
                 cursor.movePosition(cursor.MoveOperation.End if backward else cursor.MoveOperation.Start)
-                widget.body.setTextCursor(cursor)
-            if widget.body.find(text, flags):
-                for other in widgets:
-                    if other is not widget:
-                        cursor = other.body.textCursor()
+                browser.setTextCursor(cursor)
+            if browser.find(text, flags):
+                for other in browsers:
+                    if other is not browser and other.textCursor().hasSelection():
+                        cursor = other.textCursor()
                         cursor.clearSelection()
-                        other.body.setTextCursor(cursor)
-                rect = widget.body.cursorRect()
-                self.ensureVisible(0, widget.y() + widget.body.y() + rect.y(), 0, 60)
+                        other.setTextCursor(cursor)
+                top = browser.mapTo(self._column, QPoint(0, browser.cursorRect().y())).y()
+                self.ensureVisible(0, top, 0, 60)
                 return True
         return False
 

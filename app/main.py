@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app import theme
+from app import render, theme
 from app.context import AppContext
 from app.main_window import MainWindow
 from app.worker import EngineFactory, WorkerClient
@@ -100,6 +100,7 @@ def main(
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APPLICATION)
     colors = theme.apply(app, args.theme)
+    render.warm_up()
     if store is None:
         store = open_store(args.history)
     client = WorkerClient(engine_factory)
