@@ -161,15 +161,28 @@ def test_load_failure_is_a_dialog_not_a_traceback(qtbot, window, context, monkey
     assert window.model_label.text() == "No model loaded"
 
 
-def run_main(monkeypatch, argv, factory, tmp_path):
-    """Run app.main.main without blocking in exec(); returns what the information dialog said."""
+def run_main(monkeypatch, argv, factory, tmp_path, until=lambda: True, qtbot=None):
+    """Run app.main.main with an exec() that returns once `until()` holds; returns what the information
+    dialog said."""
     shown: list[str] = []
     monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text, *a: shown.append(text))
-    monkeypatch.setattr(QApplication, "exec", lambda self: 0)
+
+    def fake_exec(self):
+        if qtbot is not None:
+            qtbot.waitUntil(until, timeout=5000)
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", fake_exec)
     from app.history import HistoryStore
 
     store = HistoryStore(tmp_path / "main.sqlite3")
-    assert app_main.main(argv, engine_factory=factory, store=store) == 0
+    try:
+        assert app_main.main(argv, engine_factory=factory, store=store) == 0
+    finally:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, MainWindow):
+                widget.close()
+                widget.deleteLater()
     return shown
 
 
@@ -194,9 +207,11 @@ def test_main_loads_the_given_model(qtbot, monkeypatch, tmp_path):
         seen.append(config)
         return base(config, progress)
 
-    shown = run_main(
-        monkeypatch, ["--model", str(tmp_path / "m.gguf"), "--no-speculation"], factory, tmp_path
-    )
+    def loaded() -> bool:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        return any(w.model_label.text().startswith("m · no drafter") for w in windows)
+
+    argv = ["--model", str(tmp_path / "m.gguf"), "--no-speculation"]
+    shown = run_main(monkeypatch, argv, factory, tmp_path, until=loaded, qtbot=qtbot)
     assert shown == []
-    # Shutdown waited for the queued load to run (or be cancelled); either way it got the right config.
-    assert all(c.model_path == tmp_path / "m.gguf" and c.drafter == "none" for c in seen)
+    assert len(seen) == 1 and seen[0].model_path == tmp_path / "m.gguf" and seen[0].drafter == "none"
