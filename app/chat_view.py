@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QPoint, QUrl, Signal, Slot
+from PySide6.QtCore import QPoint, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument
-from PySide6.QtWidgets import QFrame, QMessageBox, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QMessageBox, QScrollArea, QVBoxLayout, QWidget
 
 from app import render
 from app.chat_session import ChatSession
@@ -44,6 +44,9 @@ class ChatView(QScrollArea):
         self._layout.setContentsMargins(12, 12, 12, 12)
         self._layout.setSpacing(8)
         self._layout.addStretch(1)
+        self.empty_hint = QLabel("Ask anything.\nEnter sends, Shift+Enter starts a new line.")
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._layout.insertWidget(0, self.empty_hint)
         self.setWidget(self._column)
         self._follow = True
         bar = self.verticalScrollBar()
@@ -74,6 +77,18 @@ class ChatView(QScrollArea):
             (s.queuePosition, self._on_queue_position),
         ]
 
+    def set_colors(self, colors: Colors) -> None:
+        self.colors = colors
+        self.renderer = render.Renderer(colors)
+        self._update_hint()
+        for widget in self.widgets.values():
+            widget.apply_colors()
+            widget.refresh()
+
+    def _update_hint(self) -> None:
+        self.empty_hint.setStyleSheet(f"color: {self.colors.muted}; font-size: 13pt")
+        self.empty_hint.setVisible(self.session is not None and not self.widgets)
+
     def session_busy(self) -> bool:
         return self.session is not None and self.session.busy
 
@@ -89,11 +104,13 @@ class ChatView(QScrollArea):
         self.widgets.clear()
         for item in self.session.messages if self.session else []:
             self._add(item)
+        self._update_hint()
         self.scroll_to_bottom()
 
     @Slot(object)
     def _on_appended(self, item: MessageItem) -> None:
         self._add(item)
+        self._update_hint()
         self._on_state()
         self.scroll_to_bottom()  # the user just acted: show it
 

@@ -4,7 +4,7 @@ own. The main window embeds a ChatPanel too and switches its chat."""
 from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -41,6 +42,32 @@ class Composer(QPlainTextEdit):
             self.submitted.emit()
             return
         super().keyPressEvent(event)
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that shrinks with an ellipsis instead of forcing its window wider."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        elided = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
+        super().setText(elided)
 
 
 class FindBar(QWidget):
@@ -93,7 +120,7 @@ class ChatPanel(QWidget):
 
         top = QHBoxLayout()
         top.setContentsMargins(12, 6, 12, 6)
-        self.title = QLabel()
+        self.title = ElidedLabel()
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
         self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
         self.spec_toggle.setToolTip("Use the drafter for this chat. The output is the same either way.")
@@ -110,6 +137,7 @@ class ChatPanel(QWidget):
 
         self.view = ChatView(context.colors)
         self.view.statusMessage.connect(context.statusMessage)
+        context.colorsChanged.connect(self.view.set_colors)
         self.find_bar = FindBar(self.view)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.find_bar)
@@ -242,6 +270,7 @@ class ChatWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         QSettings().setValue("chat_window/geometry", self.saveGeometry())
         self.context.statusMessage.disconnect(self._show_status)
+        self.context.colorsChanged.disconnect(self.panel.view.set_colors)
         self.panel.view.bind(None)
         self.closed.emit()
         super().closeEvent(event)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class AppContext(QObject):
     chatsChanged = Signal()  # a chat was created, renamed, deleted, restored or got new messages
     statusMessage = Signal(str)
+    colorsChanged = Signal(object)  # Colors: the theme changed (the system's, or the user's choice)
 
     def __init__(
         self, store: Any, client: WorkerClient, colors: Colors, parent: QObject | None = None
@@ -30,6 +31,11 @@ class AppContext(QObject):
         self.default_settings = ChatSettings()
         self.sessions: dict[int, ChatSession] = {}
         self.windows: list[ChatWindow] = []
+
+    def set_colors(self, colors: Colors) -> None:
+        if colors != self.colors:
+            self.colors = colors
+            self.colorsChanged.emit(colors)
 
     def session(self, chat_id: int) -> ChatSession:
         """The one session of a chat, shared by every view that shows it."""

@@ -82,6 +82,10 @@ class ConversationSidebar(QWidget):
 
         self.list = QListView()
         self.list.setModel(self.model)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setUniformItemSizes(True)
+        self.list.setStyleSheet("QListView::item { padding: 5px 4px; }")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.doubleClicked.connect(lambda index: self.openInWindow.emit(index.data(ChatIdRole)))

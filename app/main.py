@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-speculation", action="store_true", help="load without any drafter")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default 4096)")
     parser.add_argument("--history", type=Path, help="chat history database (default: user data folder)")
-    parser.add_argument("--theme", choices=("system", "light", "dark"), default="system")
+    parser.add_argument("--theme", choices=theme.MODES, help="colour theme (default: the last one chosen)")
     return parser
 
 
@@ -99,12 +99,15 @@ def main(
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APPLICATION)
-    colors = theme.apply(app, args.theme)
+    if args.theme:
+        theme.save_mode(args.theme)
+    colors = theme.apply(app, theme.saved_mode())
     render.warm_up()
     if store is None:
         store = open_store(args.history)
     client = WorkerClient(engine_factory)
     context = AppContext(store, client, colors)
+    theme.follow_system(app, context.set_colors)
     window = MainWindow(context)
     window.show()
     config = load_config(args)

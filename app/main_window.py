@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QSplitter,
 )
 
+from app import theme
 from app.chat_window import ChatPanel, add_chat_actions
 from app.context import AppContext
 from app.conversations import ConversationSidebar
@@ -91,6 +93,15 @@ class MainWindow(QMainWindow):
         self._action(chat_menu, "Rename chat…", None, self.sidebar.rename_current)
         self._action(chat_menu, "Delete chat", None, self.sidebar.delete_current)
 
+        view_menu = bar.addMenu("&View")
+        group = QActionGroup(self)
+        for mode in theme.MODES:
+            action = QAction(f"{mode.capitalize()} theme", self, checkable=True)
+            action.setChecked(mode == theme.saved_mode())
+            action.triggered.connect(lambda _=False, m=mode: self.set_theme(m))
+            group.addAction(action)
+            view_menu.addAction(action)
+
     def _action(self, menu: Any, text: str, keys: Any, slot: Any) -> QAction:
         action = QAction(text, self)
         if keys is not None:
@@ -137,6 +148,12 @@ class MainWindow(QMainWindow):
         splitter = settings.value("main_window/splitter")
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
+
+    def set_theme(self, mode: str) -> None:
+        theme.save_mode(mode)
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        self.context.set_colors(theme.apply(app, mode))
 
     # --- chats ----------------------------------------------------------------------------------------
     @Slot(int)

@@ -95,6 +95,8 @@ class MessageWidget(QFrame):
         self.role_label = QLabel("You" if item.role == "user" else "Assistant")
         self.role_label.setStyleSheet("font-weight: bold")
         self.status_label = QLabel()
+        # The row keeps its height when its buttons are hidden (waiting, streaming): no jump when they return.
+        self.role_label.setMinimumHeight(QToolButton().sizeHint().height())
         head.addWidget(self.role_label)
         head.addWidget(self.status_label)
         head.addStretch(1)
@@ -106,7 +108,7 @@ class MessageWidget(QFrame):
         layout.addLayout(head)
 
         self.body_box = QVBoxLayout()
-        self.body_box.setSpacing(0)
+        self.body_box.setSpacing(8)  # chunks meet at block boundaries: keep a paragraph's gap between them
         self.body = self._browser()
         self.body_box.addWidget(self.body)
         layout.addLayout(self.body_box)
@@ -156,6 +158,8 @@ class MessageWidget(QFrame):
         bg = c.user_bg if self.item.role == "user" else c.assistant_bg
         self.setStyleSheet(f"QFrame#message {{ background: {bg}; border-radius: 8px; }}")
         self.footer.setStyleSheet(f"color: {c.muted}")
+        for browser in self.browsers():
+            browser.document().setDefaultStyleSheet(f"a {{ color: {c.link}; }}")
 
     def browsers(self) -> list[MessageBrowser]:
         """Every browser showing part of the body, in order (several only while streaming)."""

@@ -247,7 +247,7 @@ def provenance_legend(colors: Colors) -> str:
         f'<span style="background-color:{shade}">&nbsp;draft {i + 1}{"+" if i == last else ""}&nbsp;</span>'
         for i, shade in enumerate(colors.prov_depth)
     )
-    return f"target's own token &nbsp; {swatches}"
+    return f"unshaded: the target's own token &nbsp; shaded: accepted from the drafter {swatches}"
 
 
 def plain_html(text: str) -> str:
@@ -297,5 +297,5 @@ def live_footer_text(n_tokens: int, tps: float, draft_share: float, drafter: str
     if tps > 0:
         parts.append(f"{tps:.1f} tok/s")
     if drafter:
-        parts.append(f"{draft_share:.0%} from accepted drafts ({drafter})")
+        parts.append(f"{draft_share:.0%} of tokens from the drafter · {drafter}")
     return " · ".join(parts)

@@ -3,9 +3,10 @@ forces one; `Colors` is plain data so the HTML renderer can use it without touch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -102,3 +103,26 @@ def apply(app: QApplication, mode: str = "system") -> Colors:
     colors = resolve(mode)
     app.setPalette(_dark_palette() if colors.dark else app.style().standardPalette())
     return colors
+
+
+MODES = ("system", "light", "dark")
+SETTINGS_KEY = "theme"
+
+
+def saved_mode() -> str:
+    mode = QSettings().value(SETTINGS_KEY, "system")
+    return mode if mode in MODES else "system"
+
+
+def save_mode(mode: str) -> None:
+    QSettings().setValue(SETTINGS_KEY, mode)
+
+
+def follow_system(app: QApplication, on_change: Callable[[Colors], None]) -> None:
+    """Re-theme when the system switches between light and dark, unless the user chose a theme."""
+
+    def changed(_scheme: object) -> None:
+        if saved_mode() == "system":
+            on_change(apply(app, "system"))
+
+    app.styleHints().colorSchemeChanged.connect(changed)

@@ -215,3 +215,19 @@ def test_main_loads_the_given_model(qtbot, monkeypatch, tmp_path):
     shown = run_main(monkeypatch, argv, factory, tmp_path, until=loaded, qtbot=qtbot)
     assert shown == []
     assert len(seen) == 1 and seen[0].model_path == tmp_path / "m.gguf" and seen[0].drafter == "none"
+
+
+def test_theme_switch_rerenders_open_chats(qtbot, window, context):
+    from app.theme import DARK, LIGHT
+
+    window.panel.composer.setPlainText("colours?")
+    window.panel.send()
+    finish(qtbot, window)
+    reply = [w for w in window.panel.view.widgets.values() if w.item.role == "assistant"][-1]
+    assert LIGHT.code_bg in reply.body.toHtml()
+    window.set_theme("dark")
+    assert context.colors is DARK
+    reply = [w for w in window.panel.view.widgets.values() if w.item.role == "assistant"][-1]
+    assert DARK.code_bg in reply.body.toHtml() and LIGHT.code_bg not in reply.body.toHtml()
+    window.set_theme("light")
+    assert context.colors is LIGHT
