@@ -123,7 +123,6 @@ class ChatPanel(QWidget):
         self.title = ElidedLabel()
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
         self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
-        self.spec_toggle.setToolTip("Use the drafter for this chat. The output is the same either way.")
         self.spec_toggle.toggled.connect(self._on_spec_toggled)
         self.provenance_toggle = QCheckBox("Token provenance")
         self.provenance_toggle.setToolTip("Colour each token: accepted draft (by depth) or the target's own")
@@ -152,7 +151,18 @@ class ChatPanel(QWidget):
         bottom.addWidget(self.composer, 1)
         bottom.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         layout.addLayout(bottom)
+        client = context.client
+        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed):
+            signal.connect(self._update_state)
         self._update_state()
+
+    def detach(self) -> None:
+        """Stop listening to the shared objects (the panel is going away)."""
+        client = self.context.client
+        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed):
+            signal.disconnect(self._update_state)
+        self.context.colorsChanged.disconnect(self.view.set_colors)
+        self.set_chat(None)
 
     @property
     def chat_id(self) -> int | None:
@@ -163,12 +173,14 @@ class ChatPanel(QWidget):
             self.session.stateChanged.disconnect(self._update_state)
             self.session.titleChanged.disconnect(self._set_title)
             self.session.settingsChanged.disconnect(self._on_settings)
+            self.session.notice.disconnect(self.context.statusMessage)
         self.session = self.context.session(chat_id) if chat_id is not None else None
         self.view.bind(self.session)
         if self.session is not None:
             self.session.stateChanged.connect(self._update_state)
             self.session.titleChanged.connect(self._set_title)
             self.session.settingsChanged.connect(self._on_settings)
+            self.session.notice.connect(self.context.statusMessage)
             self._on_settings(self.session.settings)
         self._set_title(self._chat_title())
         self._update_state()
@@ -230,8 +242,17 @@ class ChatPanel(QWidget):
         self.send_button.setText({"idle": "Send", "waiting": "Cancel", "generating": "Stop"}[state])
         self.send_button.setEnabled(self.session is not None)
         self.composer.setEnabled(self.session is not None)
-        for widget in (self.spec_toggle, self.provenance_toggle):
-            widget.setEnabled(self.session is not None)
+        self.provenance_toggle.setEnabled(self.session is not None)
+        info = self.context.client.info
+        self.spec_toggle.setEnabled(self.session is not None and (info is None or bool(info.drafter)))
+        if info is not None and not info.drafter:
+            why = f": {info.drafter_note}" if info.drafter_note else ""
+            self.spec_toggle.setToolTip(f"The loaded model has no drafter{why}")
+        else:
+            drafter = f" ({info.drafter})" if info is not None else ""
+            self.spec_toggle.setToolTip(
+                f"Use the drafter{drafter} for this chat. The reply is the same either way."
+            )
 
 
 class ChatWindow(QMainWindow):
@@ -270,8 +291,7 @@ class ChatWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         QSettings().setValue("chat_window/geometry", self.saveGeometry())
         self.context.statusMessage.disconnect(self._show_status)
-        self.context.colorsChanged.disconnect(self.panel.view.set_colors)
-        self.panel.view.bind(None)
+        self.panel.detach()
         self.closed.emit()
         super().closeEvent(event)
 

@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Open chat in new window", None, self.open_current_in_window)
         file_menu.addSeparator()
         self._action(file_menu, "Load model…", QKeySequence("Ctrl+L"), self.choose_model)
+        self._action(file_menu, "Unload model", None, self.context.client.unload)
         file_menu.addSeparator()
         self._action(file_menu, "Export chat as Markdown…", None, lambda: self.export_chat("md"))
         export_json = QKeySequence("Ctrl+E")
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
         client.loadProgress.connect(lambda f: self.load_progress.setValue(round(f * 100)))
         client.modelLoaded.connect(self._on_loaded)
         client.loadFailed.connect(self._on_load_failed)
+        client.modelUnloaded.connect(lambda: self.model_label.setText("No model loaded"))
         self.context.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self._memory_timer = QTimer(self, interval=3000)
         self._memory_timer.timeout.connect(self._update_memory)
@@ -243,7 +245,13 @@ class MainWindow(QMainWindow):
         except (ImportError, OSError):
             return
         info = self.context.client.info
-        model = f"model {_mib(info.model_bytes)} · " if info is not None else ""
+        model = ""
+        if info is not None:
+            drafter_bytes = getattr(info, "drafter_bytes", 0)
+            model = f"model {_mib(info.model_bytes)}" + (
+                f" + drafter {_mib(drafter_bytes)}" if drafter_bytes else ""
+            )
+            model += " · "
         self.memory_label.setText(f"{model}app memory {_mib(rss)}")
 
     # --- closing --------------------------------------------------------------------------------------

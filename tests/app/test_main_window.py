@@ -231,3 +231,59 @@ def test_theme_switch_rerenders_open_chats(qtbot, window, context):
     assert DARK.code_bg in reply.body.toHtml() and LIGHT.code_bg not in reply.body.toHtml()
     window.set_theme("light")
     assert context.colors is LIGHT
+
+
+def test_keyboard_shortcuts(qtbot, window, context, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=2000)
+    n = len(titles(window))
+    qtbot.keyClick(window, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert len(titles(window)) == n + 1
+    qtbot.keyClick(window, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert window.panel.find_bar.isVisible()
+    from app import chat_window
+
+    opened: list[bool] = []
+    monkeypatch.setattr(chat_window.ChatSettingsDialog, "exec", lambda self: opened.append(True) or 0)
+    qtbot.keyClick(window, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    assert opened == [True]
+    ctrl_shift = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(window, Qt.Key.Key_N, ctrl_shift)
+    assert len(context.windows) == 1
+    for w in context.windows:
+        qtbot.addWidget(w)
+
+
+def test_stop_shortcut(qtbot, window, fake_options):
+    from PySide6.QtCore import Qt
+
+    fake_options.token_delay = 0.01
+    window.activateWindow()
+    window.panel.composer.setPlainText("go on and on")
+    window.panel.send()
+    session = window.panel.session
+    qtbot.waitUntil(lambda: len(session.messages[-1].content) > 20, timeout=5000)
+    qtbot.keyClick(window.panel.composer, Qt.Key.Key_Escape)
+    finish(qtbot, window)
+    assert session.messages[-1].status == "stopped"
+
+
+def test_spec_toggle_disabled_without_a_drafter(qtbot, context, store):
+    from app.main_window import MainWindow
+    from app.worker import WorkerClient
+    from engine.config import LoadConfig
+
+    client = WorkerClient(fake_factory(FakeOptions()))
+    try:
+        with qtbot.waitSignal(client.modelLoaded, timeout=5000):
+            client.load(LoadConfig(model_path=Path("/m/plain.gguf"), drafter="none"))
+        from app.context import AppContext
+
+        w = MainWindow(AppContext(store, client, context.colors))
+        qtbot.addWidget(w)
+        assert not w.panel.spec_toggle.isEnabled()
+        assert "no drafter" in w.panel.spec_toggle.toolTip()
+    finally:
+        client.shutdown()
