@@ -134,7 +134,7 @@ class ChatSession(QObject):
         self.messages.append(self._reply)
         request.queuePosition.connect(self.queuePosition)
         request.started.connect(self._on_started)
-        request.event.connect(self._on_event)
+        request.engineEvent.connect(self._on_event)
         request.failed.connect(self._on_failed)
         request.finished.connect(self._on_finished)
         self._set_state("waiting")

@@ -118,8 +118,8 @@ class ChatView(QScrollArea):
         widget = MessageWidget(item, self)
         widget.copyRequested.connect(self._copy_message)
         widget.editRequested.connect(self._on_edit)
-        widget.regenerateRequested.connect(lambda: self.session and self.session.regenerate())
-        widget.cancelRequested.connect(lambda: self.session and self.session.stop())
+        widget.regenerateRequested.connect(self._regenerate)
+        widget.cancelRequested.connect(self._cancel)
         widget.linkActivated.connect(self._on_link)
         self._layout.insertWidget(self._layout.count() - 1, widget)
         self.widgets[id(item)] = widget
@@ -165,6 +165,14 @@ class ChatView(QScrollArea):
             if widget.item.role == "assistant":
                 widget.refresh()
 
+    def _regenerate(self) -> None:
+        if self.session is not None:
+            self.session.regenerate()
+
+    def _cancel(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+
     def _copy_message(self, item: MessageItem) -> None:
         QGuiApplication.clipboard().setText(item.content)
         self.statusMessage.emit("Message copied")
@@ -196,7 +204,7 @@ class ChatView(QScrollArea):
         return box.exec() == QMessageBox.StandardButton.Open
 
     # --- find -----------------------------------------------------------------------------------------
-    def find(self, text: str, backward: bool = False) -> bool:
+    def find_text(self, text: str, backward: bool = False) -> bool:
         """Select the next match of text in the transcript, wrapping around; False if there is none."""
         browsers = [b for w in self.widgets.values() for b in w.browsers() if not b.isHidden()]
         if not text or not browsers:

@@ -97,7 +97,7 @@ class FindBar(QWidget):
         self.field.selectAll()
 
     def search(self, backward: bool) -> None:
-        found = self.view.find(self.field.text(), backward=backward)
+        found = self.view.find_text(self.field.text(), backward=backward)
         self.result.setText("" if found or not self.field.text() else "not found")
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802

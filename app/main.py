@@ -16,7 +16,7 @@ from app import render, theme
 from app.context import AppContext
 from app.main_window import MainWindow
 from app.worker import EngineFactory, WorkerClient
-from engine.config import LoadConfig
+from engine.config import DrafterKind, LoadConfig
 
 ORGANISATION = "Tandem"
 APPLICATION = "Tandem"
@@ -66,7 +66,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig | None:
         model = default_model_path()
         if model is None:
             return None
-    drafter = "none" if args.no_speculation else "auto"
+    drafter: DrafterKind = "none" if args.no_speculation else "auto"
     return LoadConfig(
         model_path=model,
         drafter=drafter,

@@ -141,12 +141,12 @@ class RequestState(enum.Enum):
 
 class Request(QObject):
     """One generation as the chat that asked for it sees it. Signals arrive in the GUI thread, in order:
-    queuePosition* -> started -> event* -> (failed) -> finished; a request cancelled while waiting goes
+    queuePosition* -> started -> engineEvent* -> (failed) -> finished; a request cancelled while waiting goes
     straight to finished."""
 
     queuePosition = Signal(int)  # how many jobs run or wait before this one
     started = Signal()
-    event = Signal(object)
+    engineEvent = Signal(object)  # TokenEvent | NoticeEvent | DoneEvent ("event" would hide QObject.event)
     failed = Signal(str)
     finished = Signal()
 
@@ -322,7 +322,7 @@ class WorkerClient(QObject):
         if request is not None:
             if isinstance(event, DoneEvent):
                 request.done_event = event
-            request.event.emit(event)
+            request.engineEvent.emit(event)
 
     @Slot(int, str)
     def _on_failed(self, request_id: int, message: str) -> None:

@@ -175,13 +175,13 @@ def test_find_in_chat(qtbot, context):
     view = window.panel.view
     selections = []
     for _ in range(5):
-        assert view.find("needle")
+        assert view.find_text("needle")
         selected = [b for w in view.widgets.values() for b in w.browsers() if b.textCursor().hasSelection()]
         assert len(selected) == 1
         selections.append(selected[0])
     assert len(set(map(id, selections[:4]))) == 4  # 2 user messages + 2 echoes, then it wraps around
     assert selections[4] is selections[0]
-    assert not view.find("no such text anywhere")
+    assert not view.find_text("no such text anywhere")
 
 
 def test_view_follows_the_bottom_only_while_there(qtbot, context, fake_options):

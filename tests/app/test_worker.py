@@ -22,7 +22,7 @@ class Recorder:
     def __init__(self, request: object) -> None:
         self.log: list[tuple[str, object]] = []
         self.threads: set[object] = set()
-        for name in ("queuePosition", "started", "event", "failed", "finished"):
+        for name in ("queuePosition", "started", "engineEvent", "failed", "finished"):
             getattr(request, name).connect(lambda *args, n=name: self._on(n, args))
 
     def _on(self, name: str, args: tuple[object, ...]) -> None:
@@ -33,7 +33,7 @@ class Recorder:
         return [n for n, _ in self.log]
 
     def events(self) -> list[object]:
-        return [a for n, a in self.log if n == "event"]
+        return [a for n, a in self.log if n == "engineEvent"]
 
 
 def test_send_stream_finish_order(qtbot, client, fake_options):
@@ -100,7 +100,7 @@ def test_cancel_running_request_stops_within_a_step(qtbot, client, fake_options)
     fake_options.token_delay = 0.01
     request = client.submit(HELLO, GenerationParams())
     tokens: list[TokenEvent] = []
-    request.event.connect(lambda e: tokens.append(e) if isinstance(e, TokenEvent) else None)
+    request.engineEvent.connect(lambda e: tokens.append(e) if isinstance(e, TokenEvent) else None)
     qtbot.waitUntil(lambda: len(tokens) >= 3, timeout=5000)
     with qtbot.waitSignal(request.finished, timeout=5000):
         request.cancel()
