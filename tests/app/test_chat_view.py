@@ -98,7 +98,7 @@ def test_links_open_only_after_confirmation(qtbot, context):
     assert len(asked) == 2 and len(opened) == 1 and "file:///etc/passwd" in dialogs[0]
 
 
-def test_resources_are_never_loaded():
+def test_resources_are_never_loaded(qapp):
     browser = MessageBrowser()
     browser.setHtml('<img src="https://evil.example/pixel.png"><img src="file:///etc/hosts">')
     assert browser.loadResource(2, QUrl("https://evil.example/pixel.png")) is None

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from app.history import HistoryStore
+from app.main import qt_binding_problem
 
 CHILD = Path(__file__).with_name("kill_child.py")
 
 
 @pytest.mark.subprocess
+@pytest.mark.skipif(bool(qt_binding_problem()), reason=str(qt_binding_problem()).replace("\n", " "))
 def test_history_survives_kill_during_streaming(tmp_path):
     history = tmp_path / "history.sqlite3"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"))
