@@ -44,6 +44,14 @@ class Composer(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
+def spec_label(info: object) -> str:
+    """What the speculation toggle names: MTP (the default pairing) unless the loaded drafter is another."""
+    drafter = getattr(info, "drafter", None)
+    if not drafter or "MTP" in drafter:
+        return "MTP"
+    return drafter
+
+
 class ElidedLabel(QLabel):
     """A one-line label that shrinks with an ellipsis instead of forcing its window wider."""
 
@@ -244,6 +252,7 @@ class ChatPanel(QWidget):
         self.composer.setEnabled(self.session is not None)
         self.provenance_toggle.setEnabled(self.session is not None)
         info = self.context.client.info
+        self.spec_toggle.setText(f"Speculative decoding ({spec_label(info)})")
         self.spec_toggle.setEnabled(self.session is not None and (info is None or bool(info.drafter)))
         if info is not None and not info.drafter:
             why = f": {info.drafter_note}" if info.drafter_note else ""

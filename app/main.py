@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     drafter.add_argument("--assistant", type=Path, help="a Gemma 4 -assistant MTP file for the target")
     parser.add_argument("--no-speculation", action="store_true", help="load without any drafter")
     parser.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default 4096)")
+    parser.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
     parser.add_argument("--history", type=Path, help="chat history database (default: user data folder)")
     parser.add_argument("--theme", choices=theme.MODES, help="colour theme (default: the last one chosen)")
     return parser
@@ -73,6 +74,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig | None:
         draft_model_path=args.draft_model,
         assistant_path=args.assistant,
         n_ctx=args.n_ctx,
+        n_gpu_layers=args.gpu_layers,
     )
 
 

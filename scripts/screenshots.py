@@ -99,7 +99,7 @@ def main() -> int:
     panel.send()
     session = panel.session
     assert session is not None
-    wait_until(lambda: len(session.messages[-1].content) > 330)
+    wait_until(lambda: len(session.messages[-1].content) > 330 or session.state == "idle", 120)
 
     # A second window asks while the first is still generating: it waits in the queue.
     second_id = context.new_chat()
