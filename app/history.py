@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -31,8 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import platformdirs
 
 from app.history_errors import ChatImportError, ChatNotFoundError, HistoryError, HistorySchemaError
 from app.history_formats import (
@@ -45,6 +42,7 @@ from app.history_formats import (
     suggest_title,
 )
 from app.history_schema import ROLES, STATUSES, migrate
+from engine.paths import history_path
 
 __all__ = [
     "ChatImportError",
@@ -64,9 +62,7 @@ FINISHED_STATUSES = tuple(s for s in STATUSES if s != "streaming")
 
 def default_history_path() -> Path:
     """`<data dir>/history.sqlite3`; the data dir is $TANDEM_DATA_DIR if set, else the user data dir."""
-    override = os.environ.get("TANDEM_DATA_DIR")
-    data_dir = Path(override) if override else Path(platformdirs.user_data_dir("tandem", appauthor=False))
-    return data_dir / "history.sqlite3"
+    return history_path()
 
 
 @dataclass(frozen=True)

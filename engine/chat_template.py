@@ -26,6 +26,17 @@ DEFAULT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+# Gemma's turn format, for Gemma-family files that ship without a template (e.g. some Gemma 3 270M GGUFs).
+GEMMA_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+    "{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] + '\n\n' }}"
+    "{% else %}{% if not (loop.index0 > 0 and messages[loop.index0 - 1]['role'] == 'system') %}"
+    "{{ '<start_of_turn>' + role + '\n' }}{% endif %}{{ message['content'] + '<end_of_turn>\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
 MAX_OUTPUT_CHARS = 4_000_000
 MAX_RENDER_SECONDS = 2.0
 
@@ -60,9 +71,14 @@ def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -
 class ChatTemplate:
     """Renders conversations for one model. `source` says where the template came from."""
 
-    def __init__(self, template: str | None, *, bos_token: str = "", eos_token: str = "") -> None:
-        self.source = "model" if template else "default (ChatML)"
-        self.text = template or DEFAULT_TEMPLATE
+    def __init__(
+        self, template: str | None, *, bos_token: str = "", eos_token: str = "", architecture: str = ""
+    ) -> None:
+        fallback = GEMMA_TEMPLATE if architecture.startswith("gemma") else DEFAULT_TEMPLATE
+        self.source = (
+            "model" if template else ("default (Gemma)" if fallback is GEMMA_TEMPLATE else "default (ChatML)")
+        )
+        self.text = template or fallback
         self.bos_token = bos_token
         self.eos_token = eos_token
         try:
@@ -103,9 +119,7 @@ class ChatTemplate:
         return "".join(chunks)
 
 
-def render_with_fallback(
-    template: ChatTemplate, messages: Sequence[ChatMessage]
-) -> tuple[str, str | None]:
+def render_with_fallback(template: ChatTemplate, messages: Sequence[ChatMessage]) -> tuple[str, str | None]:
     """Render with the model's template; if it fails, render ChatML and return why (shown to the user)."""
     try:
         return template.render(messages), None

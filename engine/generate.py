@@ -8,8 +8,9 @@ import time
 from collections.abc import Iterator, Sequence
 
 from engine.config import CancelToken, GenerationParams
-from engine.controller import Choice, DraftLengthController
+from engine.controller import DraftLengthController
 from engine.drafters.base import Drafter
+from engine.errors import KVRollbackError
 from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
 from engine.llama import Context, Model
 from engine.sampling import Sampler, top2_margin
@@ -49,7 +50,11 @@ class GenerationLoop:
         self.params = params
         self.sampler = Sampler(params.sampling, seed)
         self.drafter = drafter if params.spec.enabled else None
-        self.controller = controller or DraftLengthController(params.spec.k_max, adaptive=params.spec.adaptive)
+        if self.drafter is not None and params.spec.p_min is not None and hasattr(self.drafter, "p_min"):
+            self.drafter.p_min = params.spec.p_min  # the per-request confidence cutoff
+        self.controller = controller or DraftLengthController(
+            params.spec.k_max, adaptive=params.spec.adaptive
+        )
         self.cancel = cancel or CancelToken()
         self.record_margins = record_margins
         self.tokens: list[int] = []  # prompt + emitted tokens
@@ -69,12 +74,20 @@ class GenerationLoop:
         if reuse == len(prompt):
             reuse -= 1  # the last prompt token must be evaluated again to get its logits
         if reuse < len(self.kv):
-            self.ctx.truncate(reuse)
-            del self.kv[reuse:]
-            # A sliding-window cache may have dropped positions the reused prefix still needs.
-            if self.model.n_swa and reuse and self.ctx.pos_min() > max(0, reuse - self.model.n_swa):
+            try:
+                self.ctx.truncate(reuse)
+                del self.kv[reuse:]
+                # A sliding-window cache may have dropped positions the reused prefix still needs.
+                stale_window = (
+                    self.model.n_swa and reuse and self.ctx.pos_min() > max(0, reuse - self.model.n_swa)
+                )
+            except KVRollbackError:
+                stale_window = True  # recurrent state keeps few snapshots: it cannot go back that far
+            if stale_window:
                 self.ctx.clear()
                 self.kv.clear()
+                if self.drafter:
+                    self.drafter.reset()
                 reuse = 0
         step = self.ctx.n_batch
         for start in range(reuse, len(prompt), step):
@@ -147,34 +160,53 @@ class GenerationLoop:
         self._t_last = self._t_last or time.perf_counter()
         tail = self._stream.finish()
         if tail:
-            yield TokenEvent(self.generated[-1], tail, len(self.tokens) - 1, TokenSource.TARGET, 0, self._t_last - self._t0)
-        yield DoneEvent(text=self._stream.text, stop_reason=self._stop, stats=self._stats(len(prompt), reuse, t_prompt))
+            yield TokenEvent(
+                self.generated[-1], tail, len(self.tokens) - 1, TokenSource.TARGET, 0, self._t_last - self._t0
+            )
+        yield DoneEvent(
+            text=self._stream.text, stop_reason=self._stop, stats=self._stats(len(prompt), reuse, t_prompt)
+        )
 
     def _step(self) -> Iterator[TokenEvent]:
         t_step = time.perf_counter()
         n_past = len(self.kv)
         last = self.tokens[-1]
         room = min(self.params.max_tokens - len(self.generated) - 1, self.ctx.n_ctx - n_past - 2)
-        choice = self.controller.choose() if self.drafter else Choice(0)
-        k = max(0, min(choice.k, room))
         draft: tuple[int, ...] = ()
         t_draft = 0.0
-        if self.drafter and k > 0:
-            proposal = self.drafter.draft(self.tokens, k)
+        if self.drafter is None or room <= 0:
+            pass
+        elif getattr(self.drafter, "cheap", False):
+            # Free drafters propose first; the controller then decides how much of it is worth verifying.
+            proposal = self.drafter.draft(self.tokens, min(self.controller.k_max, room))
             t_draft = time.perf_counter() - t_step
-            draft = proposal.tokens[:k]
-            self.controller.record_draft(len(draft), t_draft)
-            if not draft and self.rec:
-                self.rec.record_reason(proposal.reason or "drafter proposed nothing")
-        elif self.rec and choice.reason:
-            self.rec.record_reason(choice.reason)
+            if not proposal.tokens:
+                self._note(proposal.reason or "drafter proposed nothing")
+            else:
+                choice = self.controller.choose(available=len(proposal.tokens))
+                draft = proposal.tokens[: choice.k]
+                if choice.reason:
+                    self._note(choice.reason)
+        else:
+            choice = self.controller.choose()
+            k = max(0, min(choice.k, room))
+            if k > 0:
+                proposal = self.drafter.draft(self.tokens, k)
+                t_draft = time.perf_counter() - t_step
+                draft = proposal.tokens[:k]
+                self.controller.record_draft(len(draft), t_draft)
+                if not draft:
+                    self._note(proposal.reason or "drafter proposed nothing")
+            elif choice.reason:
+                self._note(choice.reason)
 
         batch = [last, *draft]
         t_dec = time.perf_counter()
         self.ctx.decode(batch, n_past, "all" if draft else "last")
+        self.ctx.synchronize()
+        t_verify = time.perf_counter() - t_dec  # llama_decode alone: sampling counts as "other"
         self.kv.extend(batch)
         verdict = verify_draft(draft, lambda i: self._pick(i, n_past + 1 + i, draft))
-        t_verify = time.perf_counter() - t_dec  # decode + sampling of the verified rows
         n_keep = 1 + verdict.n_accepted
         if n_keep < len(batch):
             self.ctx.truncate(n_past + n_keep)
@@ -200,6 +232,10 @@ class GenerationLoop:
                 break
         if self.rec:
             self.rec.other_s += time.perf_counter() - t_step - t_draft - t_verify
+
+    def _note(self, reason: str) -> None:
+        if self.rec:
+            self.rec.record_reason(reason)
 
     def _stats(self, n_prompt: int, reuse: int, t_prompt: float) -> GenerationStats:
         end = time.perf_counter()

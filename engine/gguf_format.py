@@ -26,6 +26,9 @@ DEFAULT_ALIGNMENT = 32
 HEADER_SIZE = 24  # magic u32, version u32, n_tensors u64, n_kv u64
 MAX_STRING_LENGTH = 1024 * 1024 * 1024  # GGUF_MAX_STRING_LENGTH in ggml/src/gguf.cpp
 MAX_ARRAY_ELEMENTS = 1024 * 1024 * 1024  # GGUF_MAX_ARRAY_ELEMENTS in ggml/src/gguf.cpp
+# Stepping over strings costs a Python iteration each; real vocabularies and merge lists stay far below
+# this (the largest known: ~1M), so a longer string array is corruption, refused before a minutes-long scan.
+MAX_STRING_ARRAY = 16 * 1024 * 1024
 MAX_TENSOR_NAME = 64  # GGML_MAX_NAME: names must be shorter than this
 MAX_DIMS = 4  # GGML_MAX_DIMS
 # Smallest possible encodings, used to reject counts that cannot fit in the bytes left in the file.
@@ -228,6 +231,11 @@ def _read_value(cur: _Cursor, key: str) -> MetaValue:
     etype = _value_type(cur.u32(f"the element type of '{key}'"), key, in_array=True)
     count = cur.u64(f"the length of '{key}'")
     min_size = 8 if etype == ValueType.STRING else _SCALAR_STRUCTS[etype].size
+    if etype == ValueType.STRING and count > MAX_STRING_ARRAY:
+        raise GGUFFormatError(
+            f"metadata array '{key}' claims {count} strings, far more than any model has "
+            "(the file is corrupt)"
+        )
     if count > MAX_ARRAY_ELEMENTS or count * min_size > cur.left():
         raise GGUFFormatError(
             f"metadata array '{key}' claims {count} elements, more than the {cur.left()} bytes left in the "
@@ -337,22 +345,29 @@ def parse(buf: mmap.mmap | bytes, size: int) -> ParsedGGUF:
         metadata[key] = _read_value(cur, key)
 
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 \
-            or alignment & (alignment - 1):
+    if (
+        not isinstance(alignment, int)
+        or isinstance(alignment, bool)
+        or alignment <= 0
+        or alignment & (alignment - 1)
+    ):
         raise GGUFFormatError(f"general.alignment is {alignment!r}, not a power of two")
 
     cur.section = "tensor descriptions"
-    raw_infos = [_read_tensor_info(cur, i) for i in range(n_tensors)]
+    raw_infos = []
+    seen: set[str] = set()
+    for i in range(n_tensors):
+        raw_infos.append(_read_tensor_info(cur, i))
+        name = raw_infos[-1][0]
+        if name in seen:  # checked while reading: a zero-filled region would otherwise be read to its end
+            raise GGUFFormatError(f"tensor '{name}' appears twice (the file is corrupt)")
+        seen.add(name)
     data_offset = cur.pos + (-cur.pos) % alignment if n_tensors else cur.pos
 
     tensors: list[TensorInfo] = []
-    seen: set[str] = set()
     expected = 0  # llama.cpp requires tensors to be packed in order, each padded to the alignment
     data_end = data_offset
     for name, type_id, shape, offset in raw_infos:
-        if name in seen:
-            raise GGUFFormatError(f"tensor '{name}' appears twice (the file is corrupt)")
-        seen.add(name)
         type_name, n_elements, n_bytes = _tensor_size(name, type_id, shape)
         if offset != expected:
             raise GGUFFormatError(
@@ -362,8 +377,9 @@ def parse(buf: mmap.mmap | bytes, size: int) -> ParsedGGUF:
         data_end = data_offset + offset + n_bytes
         tensors.append(TensorInfo(name, type_id, type_name, shape, n_elements, n_bytes, data_offset + offset))
     if data_end > size:
+        missing = data_end - size
         raise GGUFFormatError(
             f"the file is truncated: its tensor data needs {data_end} bytes but the file has {size}, "
-            f"{data_end - size} bytes missing (an incomplete download or copy?)"
+            f"{missing} byte{'s' if missing > 1 else ''} missing (an incomplete download or copy?)"
         )
     return ParsedGGUF(version, alignment, data_offset, data_end, metadata, tuple(tensors))

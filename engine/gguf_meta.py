@@ -14,6 +14,7 @@ from typing import Literal
 
 from engine.errors import ModelFileError
 from engine.gguf_format import (
+    GGUF_MAGIC,
     HEADER_SIZE,
     ArrayRef,
     GGUFFormatError,
@@ -30,9 +31,10 @@ ModelKind = Literal["plain", "gemma4-assistant", "nextn", "fork-mtp"]
 
 # tokenizer.ggml.model values the pinned llama.cpp accepts (llama_vocab::impl::load in src/llama-vocab.cpp).
 NO_VOCAB_MODELS = frozenset({"no_vocab", "none"})
-KNOWN_VOCAB_MODELS = frozenset(
-    {"llama", "bert", "gpt2", "hybriddna", "whitespace", "t5", "rwkv", "test", "plamo2", "gemma4"}
-) | NO_VOCAB_MODELS
+KNOWN_VOCAB_MODELS = (
+    frozenset({"llama", "bert", "gpt2", "hybriddna", "whitespace", "t5", "rwkv", "test", "plamo2", "gemma4"})
+    | NO_VOCAB_MODELS
+)
 VOCAB_MODELS_WITH_MERGES = frozenset({"gpt2", "hybriddna", "whitespace", "gemma4"})
 
 __all__ = ["GGUFInfo", "ModelKind", "TensorInfo", "read_gguf", "validate_model_file"]
@@ -132,7 +134,7 @@ def _parse_file(path: Path) -> tuple[int, ParsedGGUF]:
                 raise ModelFileError(path, "the file is empty (0 bytes)")
             if size < HEADER_SIZE:
                 head = f.read(64)
-                if head[:4] != b"GGUF":
+                if not (head[:4] == GGUF_MAGIC or GGUF_MAGIC.startswith(head)):
                     raise ModelFileError(path, f"not a GGUF file: it starts with {describe_bytes(head)}")
                 raise ModelFileError(path, f"the file is truncated: {size} bytes, less than a GGUF header")
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -271,6 +273,14 @@ def _check_vocab(info: GGUFInfo) -> None:
         raise ModelFileError(info.path, "tokenizer.ggml.tokens is not a non-empty list of strings")
     if model in VOCAB_MODELS_WITH_MERGES and not info.has("tokenizer.ggml.merges"):
         raise ModelFileError(info.path, f"the '{model}' tokenizer needs tokenizer.ggml.merges (missing)")
+
+
+def split_shard_index(path: str | os.PathLike[str]) -> int:
+    """`split.no` of a split model's shard (0 for the first shard or an unsplit file). Only the first
+    shard carries the model's metadata, so later shards are checked for structure alone."""
+    _, parsed = _parse_file(Path(path))
+    value = parsed.metadata.get("split.no", 0)
+    return value if isinstance(value, int) else 0
 
 
 def validate_model_file(path: str | os.PathLike[str]) -> GGUFInfo:

@@ -34,7 +34,7 @@ _log_level = 2
 _LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
 
 
-@L.llama_log_callback  # type: ignore[misc]
+@L.llama_log_callback  # type: ignore[untyped-decorator,unused-ignore]
 def _log_callback(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
     # llama.cpp logs in fragments (level 5 = continuation); assemble lines so they can be searched later.
     global _log_level
@@ -113,6 +113,7 @@ class Model:
             raise ModelLoadError(f"{self.path}: llama.cpp could not load the model ({_failure_reason()})")
         self.ptr = ptr
         self.n_gpu_layers = n_gpu_layers
+        self.load_mtp = load_mtp  # NextN drafting must know: an MTP context without the layers aborts
         self.vocab = L.llama_model_get_vocab(ptr)
         self.n_vocab: int = L.llama_vocab_n_tokens(self.vocab)
         self.n_embd: int = L.llama_model_n_embd(ptr)
@@ -204,9 +205,9 @@ class Batch:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._batch = L.llama_batch_init(capacity, 0, 1)
+        self._batch: Any = L.llama_batch_init(capacity, 0, 1)  # ctypes struct: untyped for mypy
 
-    def fill(self, tokens: Sequence[int], pos0: int, logits: str) -> L.llama_batch:
+    def fill(self, tokens: Sequence[int], pos0: int, logits: str) -> Any:
         """logits: "all" (every row, for verification), "last", or "none"."""
         n = len(tokens)
         if n > self.capacity:
@@ -290,6 +291,10 @@ class Context:
             rc = L.llama_decode(self.ptr, self._batch.fill(chunk, pos0 + start, mode))
             if rc != 0:
                 raise DecodeError(f"llama_decode failed with status {rc} at position {pos0 + start}")
+
+    def synchronize(self) -> None:
+        """Wait for the last decode to finish (GPU backends compute asynchronously), so timings are real."""
+        L.llama_synchronize(self.ptr)
 
     def logits(self, i: int) -> npt.NDArray[np.float32]:
         """Logits of output row i of the last decode (a view: copy it before the next decode)."""

@@ -16,6 +16,7 @@ from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.controller import DraftLengthController
 from engine.drafters.base import Drafter
 from engine.drafters.draft_model import DraftModelDrafter, check_draft_compatible
+from engine.drafters.mtp import make_mtp_drafter, mtp_load_settings
 from engine.drafters.ngram import NGramDrafter
 from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
 from engine.events import Event, NoticeEvent
@@ -61,6 +62,7 @@ class ChatEngine:
             model.chat_template,
             bos_token=model.detokenize([model.bos]) if model.bos >= 0 else "",
             eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
+            architecture=model.architecture,
         )
         self.kv: list[int] = []  # tokens in the target's KV cache, positions 0..len-1
         self.controller = DraftLengthController(3)
@@ -80,8 +82,13 @@ class ChatEngine:
     # --- loading --------------------------------------------------------------------------------------
     @classmethod
     def load(cls, config: LoadConfig, progress: Callable[[float], bool] | None = None) -> ChatEngine:
-        validate_model_file(config.model_path)
-        model = Model(config.model_path, n_gpu_layers=config.n_gpu_layers, progress=progress)
+        info = validate_model_file(config.model_path)
+        # MTP decides how the target is loaded (its NextN layers, recurrent rollback snapshots) and checks a
+        # named assistant against it: all from metadata, before llama.cpp sees any file.
+        mtp = mtp_load_settings(config, info)
+        model = Model(
+            config.model_path, n_gpu_layers=config.n_gpu_layers, progress=progress, load_mtp=mtp.load_mtp
+        )
         try:
             ctx = Context(
                 model,
@@ -90,6 +97,7 @@ class ChatEngine:
                 n_threads=config.n_threads,
                 flash_attn=config.flash_attn,
                 kv_type=config.kv_type,
+                n_rs_seq=mtp.n_rs_seq,
             )
         except BaseException:
             model.close()
@@ -110,9 +118,7 @@ class ChatEngine:
             tokens.insert(0, self.model.bos)
         return tokens, note
 
-    def fit_messages(
-        self, messages: Sequence[ChatMessage], max_tokens: int
-    ) -> tuple[list[int], list[str]]:
+    def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
         """Render, dropping the oldest turns (never the system prompt or the last message) until the prompt
         leaves room for the reply. Returns the tokens and notices for the user."""
         notices: list[str] = []
@@ -134,7 +140,9 @@ class ChatEngine:
         if note:
             notices.append(note)
         if dropped:
-            notices.append(f"dropped the {dropped} oldest message(s) to fit the {self.ctx.n_ctx}-token context")
+            notices.append(
+                f"dropped the {dropped} oldest message(s) to fit the {self.ctx.n_ctx}-token context"
+            )
         return tokens, notices
 
     def chat(
@@ -209,16 +217,9 @@ def _make_drafter(config: LoadConfig, model: Model, ctx: Context) -> tuple[Draft
     if kind == "none":
         return None, "no drafter selected", 0
     if kind in ("auto", "mtp"):
-        try:
-            from engine.drafters.mtp import make_mtp_drafter  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            make_mtp_drafter = None
-        if make_mtp_drafter is not None:
-            drafter, note, extra = make_mtp_drafter(config, model, ctx)
-            if drafter is not None or kind == "mtp":
-                return drafter, note, extra
-        elif kind == "mtp":
-            return None, "MTP drafting is not available in this build", 0
+        drafter, note, extra = make_mtp_drafter(config, model, ctx)
+        if drafter is not None or kind == "mtp":
+            return drafter, note, extra
     if kind in ("auto", "draft") and config.draft_model_path is not None:
         return _make_draft_model(config, model)
     if kind == "draft":

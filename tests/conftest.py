@@ -21,6 +21,8 @@ import pytest
 
 from tests.fixtures import tiny_llama
 
+pytest_plugins = ["tests.fixtures.conftest_mtp"]
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -45,6 +47,9 @@ def cached_build(stem: str, builder_file: str, build: Callable[[Path], object]) 
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         build(tmp)
         os.replace(tmp, target)
+        for stale in target.parent.glob(f"{stem}-*.gguf"):  # builds of older builder versions
+            if stale != target:
+                stale.unlink(missing_ok=True)
     return target
 
 

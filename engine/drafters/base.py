@@ -24,6 +24,8 @@ class Drafter(Protocol):
     rows) or keep their own KV in step (draft model, NextN) see every target batch.
     """
 
+    # Optional class attribute `cheap = True`: drafting costs next to nothing (n-gram lookup), so the loop
+    # asks for a draft every step and the controller trims it, instead of deciding before drafting.
     name: str  # shown in stats and the UI: "n-gram", "draft model: SmolLM2-135M", "MTP (Gemma 4 assistant)"
 
     def begin(self, prompt: Sequence[int]) -> None:

@@ -29,7 +29,8 @@ def check_draft_compatible(target: Model, draft: Model) -> None:
     if diff > MAX_VOCAB_SIZE_DIFF:
         raise IncompatibleDrafterError(
             "vocab size",
-            f"target has {target.n_vocab} tokens, draft {draft.n_vocab} (difference {diff} > {MAX_VOCAB_SIZE_DIFF})",
+            f"target has {target.n_vocab} tokens, draft {draft.n_vocab} "
+            f"(difference {diff} > {MAX_VOCAB_SIZE_DIFF})",
         )
     for tok in range(VOCAB_CHECK_START, min(target.n_vocab, draft.n_vocab)):
         t_text, d_text = target.token_text(tok), draft.token_text(tok)

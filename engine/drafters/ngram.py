@@ -10,6 +10,7 @@ from engine.drafters.base import Draft
 
 class NGramDrafter:
     name = "n-gram"
+    cheap = True  # drafting costs nothing next to a decode: propose first, let the controller trim
 
     def __init__(self, n_min: int = 2, n_max: int = 4) -> None:
         if not 1 <= n_min <= n_max:

@@ -14,8 +14,11 @@ from engine.drafters.base import Draft
 
 class OracleDrafter:
     name = "oracle"
+    cheap = True  # drafting costs nothing next to a decode: propose first, let the controller trim
 
-    def __init__(self, expected: Sequence[int], n_vocab: int, first_wrong: Sequence[int | None] = (None,)) -> None:
+    def __init__(
+        self, expected: Sequence[int], n_vocab: int, first_wrong: Sequence[int | None] = (None,)
+    ) -> None:
         """`expected`: the full token sequence the target will produce (prompt + continuation).
         `first_wrong`: cycled per draft; each entry is the 0-based draft index of the first planted mistake
         (None: the whole draft is right)."""
