@@ -83,3 +83,28 @@ def test_smollm2_end_to_end(qtbot, real_context, smollm2_path):
     print(f"\nSmolLM2 via the app: {reply.content!r}\n  {footer_text(reply)}")
     assert "Paris" in reply.content
     assert reply.stats.decode_tps > 0 and reply.stats.ttft_s > 0
+
+
+def test_mtp_pair_end_to_end(qtbot, real_context, tiny_gemma4_path, tiny_gemma4_assistant_path, store):
+    """The tiny Gemma 4 target with its MTP assistant, through the app: the footer names the drafter, the
+    provenance matches the statistics, and the reply is the same with speculation off."""
+    client = WorkerClient()
+    with qtbot.waitSignal(client.modelLoaded, timeout=120_000):
+        client.load(
+            LoadConfig(model_path=tiny_gemma4_path, assistant_path=tiny_gemma4_assistant_path, n_ctx=512)
+        )
+    context = AppContext(store, client, LIGHT)
+    try:
+        assert "MTP" in (client.info.drafter or "")
+        settings = ChatSettings(temperature=0.0, max_tokens=20, seed=1, speculative=True)
+        spec = converse(qtbot, context, "Hello world", settings).messages[-1]
+        assert spec.status == "complete", spec.error
+        assert spec.stats.spec is not None and "MTP" in spec.stats.spec.drafter
+        assert [d for _, d in spec.pieces] == list(spec.stats.spec.provenance)
+        plain = converse(qtbot, context, "Hello world", dataclasses.replace(settings, speculative=False))
+        assert plain.messages[-1].content == spec.content
+        from app.render import footer_text
+
+        print(f"\ntiny Gemma 4 + MTP via the app: {footer_text(spec)}")
+    finally:
+        context.shutdown()
