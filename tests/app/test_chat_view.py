@@ -247,3 +247,28 @@ def test_event_loop_stall_while_streaming(qtbot, context, fake_options):
         f"\nstall while streaming {n_tokens} tokens: max {worst:.1f} ms, p99 {p99:.1f} ms, ticks {len(late)}"
     )
     assert worst < 250 and p99 < 60
+
+
+def test_settings_dialog_round_trip(qtbot, context, monkeypatch):
+    from app import chat_window
+    from app.settings_dialog import ChatSettingsDialog
+
+    start = ChatSettings(system_prompt="Be terse.", temperature=0.3, top_p=0.9, max_tokens=77, seed=None)
+    dialog = ChatSettingsDialog(start)
+    qtbot.addWidget(dialog)
+    assert dialog.result_settings() == start
+    dialog.seed.setValue(1234)
+    dialog.speculative.setChecked(False)
+    dialog.temperature.setValue(0.0)
+    assert dialog.result_settings() == ChatSettings("Be terse.", 0.0, 0.9, 77, 1234, False)
+
+    # Through the panel: accepted settings are stored for the chat and flip the toggle.
+    window = open_window(qtbot, context)
+    monkeypatch.setattr(chat_window.ChatSettingsDialog, "exec", lambda self: 1)
+    monkeypatch.setattr(
+        chat_window.ChatSettingsDialog, "result_settings", lambda self: ChatSettings(speculative=False)
+    )
+    window.panel.open_settings()
+    assert window.panel.session.settings == ChatSettings(speculative=False)
+    assert not window.panel.spec_toggle.isChecked()
+    assert context.store.chat_settings(window.panel.chat_id)["speculative"] is False

@@ -287,3 +287,40 @@ def test_spec_toggle_disabled_without_a_drafter(qtbot, context, store):
         assert "no drafter" in w.panel.spec_toggle.toolTip()
     finally:
         client.shutdown()
+
+
+def test_quitting_mid_stream_keeps_the_partial_reply(qtbot, monkeypatch, tmp_path):
+    """Closing the app while a reply streams: the worker is cancelled and the reply is saved as stopped."""
+    if app_main.qt_binding_problem():
+        pytest.skip("this PySide6 cannot run the app")
+    options = FakeOptions(script="word " * 3000, token_delay=0.005)
+
+    def fake_exec(self):
+        window = next(
+            w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()
+        )
+        qtbot.waitUntil(lambda: window.context.client.info is not None, timeout=5000)
+        window.panel.composer.setPlainText("keep going")
+        window.panel.send()
+        session = window.panel.session
+        qtbot.waitUntil(lambda: len(session.messages[-1].content) > 30, timeout=5000)
+        monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+        window.close()  # asks (answered Yes), then the app shuts down
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", fake_exec)
+    from app.history import HistoryStore
+
+    path = tmp_path / "quit.sqlite3"
+    assert (
+        app_main.main(["--model", "m.gguf"], engine_factory=fake_factory(options), store=HistoryStore(path))
+        == 0
+    )
+    store = HistoryStore(path)
+    try:
+        (chat,) = store.list_chats()
+        user, reply = store.messages(chat.id)
+        assert reply.status == "stopped" and 30 < len(reply.content) < len("word " * 3000)
+        assert reply.stats["app"]["stop_reason"] == "cancelled"
+    finally:
+        store.close()
