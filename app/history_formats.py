@@ -51,6 +51,7 @@ def stats_summary(stats: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     try:
         raw = dict(stats)
+        raw.pop("app", None)  # the GUI's own additions (provenance text, stop reason): see app/records.py
         spec_raw = raw.pop("spec", None)
         spec = None
         if spec_raw is not None:

@@ -1,0 +1,329 @@
+"""A chat panel (transcript, find bar, composer, per-chat toggles) and the window that shows one chat on its
+own. The main window embeds a ChatPanel too and switches its chat."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.chat_session import ChatSession
+from app.chat_view import ChatView
+from app.context import AppContext
+from app.settings_dialog import ChatSettingsDialog
+
+
+class Composer(QPlainTextEdit):
+    """Enter sends, Shift+Enter inserts a newline."""
+
+    submitted = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText("Message the model — Enter to send, Shift+Enter for a new line")
+        self.setTabChangesFocus(True)
+        self.setFixedHeight(80)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+def spec_label(info: object) -> str:
+    """What the speculation toggle names: MTP (the default pairing) unless the loaded drafter is another."""
+    drafter = getattr(info, "drafter", None)
+    if not drafter or "MTP" in drafter:
+        return "MTP"
+    return drafter
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that shrinks with an ellipsis instead of forcing its window wider."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        elided = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
+        super().setText(elided)
+
+
+class FindBar(QWidget):
+    def __init__(self, view: ChatView) -> None:
+        super().__init__()
+        self.view = view
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 2, 8, 2)
+        self.field = QLineEdit()
+        self.field.setPlaceholderText("Find in this chat")
+        self.field.returnPressed.connect(lambda: self.search(backward=False))
+        self.result = QLabel()
+        prev_button, next_button, close = QToolButton(), QToolButton(), QToolButton()
+        prev_button.setText("↑")
+        next_button.setText("↓")
+        close.setText("✕")
+        prev_button.clicked.connect(lambda: self.search(backward=True))
+        next_button.clicked.connect(lambda: self.search(backward=False))
+        close.clicked.connect(self.hide)
+        for widget in (self.field, prev_button, next_button, self.result, close):
+            layout.addWidget(widget)
+        self.hide()
+
+    def open(self) -> None:
+        self.show()
+        self.field.setFocus()
+        self.field.selectAll()
+
+    def search(self, backward: bool) -> None:
+        found = self.view.find_text(self.field.text(), backward=backward)
+        self.result.setText("" if found or not self.field.text() else "not found")
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Escape:
+            self.hide()
+            return
+        super().keyPressEvent(event)
+
+
+class ChatPanel(QWidget):
+    """Everything to read and write one chat; `set_chat` switches which."""
+
+    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.session: ChatSession | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+
+        top = QHBoxLayout()
+        top.setContentsMargins(12, 6, 12, 6)
+        self.title = ElidedLabel()
+        self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
+        self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
+        self.spec_toggle.toggled.connect(self._on_spec_toggled)
+        self.provenance_toggle = QCheckBox("Token provenance")
+        self.provenance_toggle.setToolTip("Colour each token: accepted draft (by depth) or the target's own")
+        self.provenance_toggle.toggled.connect(lambda on: self.view.set_provenance(on))
+        settings_button = QPushButton("Settings…")
+        settings_button.clicked.connect(self.open_settings)
+        top.addWidget(self.title, 1)
+        for widget in (self.spec_toggle, self.provenance_toggle, settings_button):
+            top.addWidget(widget)
+        layout.addLayout(top)
+
+        self.view = ChatView(context.colors)
+        self.view.statusMessage.connect(context.statusMessage)
+        context.colorsChanged.connect(self.view.set_colors)
+        self.find_bar = FindBar(self.view)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.find_bar)
+
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(12, 6, 12, 12)
+        self.composer = Composer()
+        self.composer.submitted.connect(self.send)
+        self.send_button = QPushButton("Send")
+        self.send_button.setMinimumWidth(90)
+        self.send_button.clicked.connect(self._send_or_stop)
+        bottom.addWidget(self.composer, 1)
+        bottom.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        layout.addLayout(bottom)
+        client = context.client
+        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed):
+            signal.connect(self._update_state)
+        self._update_state()
+
+    def detach(self) -> None:
+        """Stop listening to the shared objects (the panel is going away)."""
+        client = self.context.client
+        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed):
+            signal.disconnect(self._update_state)
+        self.context.colorsChanged.disconnect(self.view.set_colors)
+        self.set_chat(None)
+
+    @property
+    def chat_id(self) -> int | None:
+        return self.session.chat_id if self.session else None
+
+    def set_chat(self, chat_id: int | None) -> None:
+        if self.session is not None:
+            self.session.stateChanged.disconnect(self._update_state)
+            self.session.titleChanged.disconnect(self._set_title)
+            self.session.settingsChanged.disconnect(self._on_settings)
+            self.session.notice.disconnect(self.context.statusMessage)
+        self.session = self.context.session(chat_id) if chat_id is not None else None
+        self.view.bind(self.session)
+        if self.session is not None:
+            self.session.stateChanged.connect(self._update_state)
+            self.session.titleChanged.connect(self._set_title)
+            self.session.settingsChanged.connect(self._on_settings)
+            self.session.notice.connect(self.context.statusMessage)
+            self._on_settings(self.session.settings)
+        self._set_title(self._chat_title())
+        self._update_state()
+
+    def _chat_title(self) -> str:
+        if self.session is None:
+            return ""
+        chats = {c.id: c.title for c in self.context.store.list_chats()}
+        return chats.get(self.session.chat_id, "")
+
+    @Slot(str)
+    def _set_title(self, title: str) -> None:
+        self.title.setText(title)
+        self.window().setWindowTitle(f"{title} — Tandem" if title else "Tandem")
+
+    def _on_settings(self, settings: object) -> None:
+        self.spec_toggle.blockSignals(True)
+        self.spec_toggle.setChecked(bool(getattr(settings, "speculative", True)))
+        self.spec_toggle.blockSignals(False)
+
+    def _on_spec_toggled(self, on: bool) -> None:
+        if self.session is not None:
+            from dataclasses import replace
+
+            self.session.set_settings(replace(self.session.settings, speculative=on))
+
+    # --- actions --------------------------------------------------------------------------------------
+    @Slot()
+    def send(self) -> None:
+        if self.session is None or self.session.busy:
+            return
+        if self.session.send(self.composer.toPlainText()):
+            self.composer.clear()
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+
+    def regenerate(self) -> None:
+        if self.session is not None:
+            self.session.regenerate()
+
+    def _send_or_stop(self) -> None:
+        if self.session is not None and self.session.busy:
+            self.stop()
+        else:
+            self.send()
+
+    def open_settings(self) -> None:
+        if self.session is None:
+            return
+        dialog = ChatSettingsDialog(self.session.settings, self)
+        if dialog.exec():
+            self.session.set_settings(dialog.result_settings())
+
+    @Slot()
+    def _update_state(self, *_: object) -> None:
+        state = self.session.state if self.session else "idle"
+        self.send_button.setText({"idle": "Send", "waiting": "Cancel", "generating": "Stop"}[state])
+        self.send_button.setEnabled(self.session is not None)
+        self.composer.setEnabled(self.session is not None)
+        self.provenance_toggle.setEnabled(self.session is not None)
+        info = self.context.client.info
+        self.spec_toggle.setText(f"Speculative decoding ({spec_label(info)})")
+        self.spec_toggle.setEnabled(self.session is not None and (info is None or bool(info.drafter)))
+        if info is not None and not info.drafter:
+            why = f": {info.drafter_note}" if info.drafter_note else ""
+            self.spec_toggle.setToolTip(f"The loaded model has no drafter{why}")
+        else:
+            drafter = f" ({info.drafter})" if info is not None else ""
+            self.spec_toggle.setToolTip(
+                f"Use the drafter{drafter} for this chat. The reply is the same either way."
+            )
+
+
+class ChatWindow(QMainWindow):
+    """One chat in a window of its own; several can stand side by side and share the loaded model."""
+
+    closed = Signal()
+
+    def __init__(self, context: AppContext, chat_id: int) -> None:
+        super().__init__()
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.context = context
+        self.panel = ChatPanel(context)
+        self.setCentralWidget(self.panel)
+        self.panel.set_chat(chat_id)
+        context.statusMessage.connect(self._show_status)
+        add_chat_actions(self, self.panel)
+        close = QAction("Close window", self)
+        close.setShortcut(QKeySequence.StandardKey.Close)
+        close.triggered.connect(self.close)
+        self.addAction(close)
+        geometry = QSettings().value("chat_window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(760, 820)
+
+    @property
+    def chat_id(self) -> int | None:
+        return self.panel.chat_id
+
+    @Slot(str)
+    def _show_status(self, text: str) -> None:
+        if self.isActiveWindow():
+            self.statusBar().showMessage(text, 4000)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        QSettings().setValue("chat_window/geometry", self.saveGeometry())
+        self.context.statusMessage.disconnect(self._show_status)
+        self.panel.detach()
+        self.closed.emit()
+        super().closeEvent(event)
+
+
+def add_chat_actions(window: QWidget, panel: ChatPanel) -> dict[str, QAction]:
+    """The chat shortcuts, shared by the main window and chat windows."""
+    specs = {
+        "stop": ("Stop generating", QKeySequence("Ctrl+."), panel.stop),
+        "regenerate": ("Regenerate last reply", QKeySequence("Ctrl+R"), panel.regenerate),
+        "find": ("Find in chat", QKeySequence.StandardKey.Find, panel.find_bar.open),
+        "settings": ("Chat settings…", QKeySequence("Ctrl+,"), panel.open_settings),
+        "provenance": ("Show token provenance", QKeySequence("Ctrl+P"), panel.provenance_toggle.toggle),
+    }
+    actions = {}
+    for name, (text, keys, slot) in specs.items():
+        action = QAction(text, window)
+        action.setShortcut(keys)
+        action.triggered.connect(slot)
+        window.addAction(action)
+        actions[name] = action
+    escape = QAction("Stop", window)
+    escape.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+    escape.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+    escape.triggered.connect(panel.stop)
+    panel.composer.addAction(escape)
+    return actions

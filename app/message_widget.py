@@ -1,0 +1,335 @@
+"""One message of a transcript: header with actions, rich-text body, inline editor, statistics footer.
+
+Streaming without stalls: Qt's setHtml re-parses and re-lays out the whole document (about 2 ms per KB of
+HTML here), so re-setting a long reply 25 times a second would freeze the event loop. While a reply streams,
+its finished Markdown blocks go into "chunk" browsers that are re-set only when a block completes (and a new
+chunk starts once one holds CHUNK_HTML_LIMIT of HTML); only the block still being written is re-rendered each
+tick, in a small tail browser. When the reply is done, the chunks are replaced by one document (so selection
+and find work across the whole reply).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import render
+from app.records import MessageItem
+
+CHUNK_HTML_LIMIT = 4000  # characters of HTML per chunk browser while streaming (~8 ms to re-set)
+RENDER_BUDGET = 0.25  # at most this share of the GUI thread goes to repainting a streaming reply
+
+
+class MessageBrowser(QTextBrowser):
+    """Read-only rich text that grows to fit its document instead of scrolling. Never loads a resource."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self.document().setDocumentMargin(2)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+
+    def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 - Qt override
+        return None  # never fetch anything a model wrote (remote images, local files)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        doc = self.document()
+        width = self.viewport().width()
+        if doc.textWidth() != width:  # setTextWidth re-lays out the whole document, even for the same width
+            doc.setTextWidth(width)
+        height = math.ceil(doc.size().height()) + self.frameWidth() * 2
+        if height != self.height():
+            self.setFixedHeight(height)
+
+
+class MessageWidget(QFrame):
+    copyRequested = Signal(object)  # MessageItem
+    editRequested = Signal(object, str)  # MessageItem, new text
+    regenerateRequested = Signal()
+    cancelRequested = Signal()
+    linkActivated = Signal(QUrl, object)  # url, MessageWidget
+
+    def __init__(self, item: MessageItem, view: Any) -> None:
+        super().__init__()
+        self.item = item
+        self.view = view  # the ChatView: colours, renderer, provenance flag, session state
+        self.code_blocks: list[str] = []
+        self.render_ms = 0.0  # cost of the last body update
+        self._last_render = 0.0
+        self._stream: _StreamState | None = None
+        self._deferred = QTimer(self, singleShot=True)
+        self._deferred.timeout.connect(self.stream_update)
+        self.setObjectName("message")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setSpacing(2)
+
+        head = QHBoxLayout()
+        self.role_label = QLabel("You" if item.role == "user" else "Assistant")
+        self.role_label.setStyleSheet("font-weight: bold")
+        self.status_label = QLabel()
+        # The row keeps its height when its buttons are hidden (waiting, streaming): no jump when they return.
+        self.role_label.setMinimumHeight(QToolButton().sizeHint().height())
+        head.addWidget(self.role_label)
+        head.addWidget(self.status_label)
+        head.addStretch(1)
+        tool = self._tool
+        self.cancel_button = tool(head, "Cancel", "Cancel this waiting request", self.cancelRequested.emit)
+        self.edit_button = tool(head, "Edit", "Edit this message and run again from here", self._edit)
+        self.regen_button = tool(head, "Regenerate", "Write this reply again", self.regenerateRequested.emit)
+        self.copy_button = tool(head, "Copy", "Copy the message text", lambda: self.copyRequested.emit(item))
+        layout.addLayout(head)
+
+        self.body_box = QVBoxLayout()
+        self.body_box.setSpacing(8)  # chunks meet at block boundaries: keep a paragraph's gap between them
+        self.body = self._browser()
+        self.body_box.addWidget(self.body)
+        layout.addLayout(self.body_box)
+
+        self.editor = QPlainTextEdit()
+        self.editor.hide()
+        self.edit_bar = QWidget()
+        bar = QHBoxLayout(self.edit_bar)
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addStretch(1)
+        cancel = QPushButton("Cancel")
+        cancel.clicked.connect(self.close_editor)
+        save = QPushButton("Save && re-run")
+        save.clicked.connect(lambda: self.editRequested.emit(item, self.editor.toPlainText()))
+        bar.addWidget(cancel)
+        bar.addWidget(save)
+        self.edit_bar.hide()
+        layout.addWidget(self.editor)
+        layout.addWidget(self.edit_bar)
+
+        self.footer = QLabel()
+        self.footer.setWordWrap(True)
+        self.footer.setTextFormat(Qt.TextFormat.RichText)
+        self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.footer)
+        self.apply_colors()
+        self.refresh()
+
+    def _tool(self, layout: QHBoxLayout, text: str, tip: str, slot: Callable[[], object]) -> QToolButton:
+        button = QToolButton()
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.clicked.connect(slot)
+        layout.addWidget(button)
+        return button
+
+    def _browser(self) -> MessageBrowser:
+        browser = MessageBrowser()
+        browser.document().setDefaultStyleSheet(f"a {{ color: {self.view.colors.link}; }}")
+        browser.anchorClicked.connect(lambda url: self.linkActivated.emit(url, self))
+        browser.highlighted.connect(lambda url: self.view.statusMessage.emit(url.toDisplayString()))
+        return browser
+
+    def apply_colors(self) -> None:
+        c = self.view.colors
+        bg = c.user_bg if self.item.role == "user" else c.assistant_bg
+        self.setStyleSheet(f"QFrame#message {{ background: {bg}; border-radius: 8px; }}")
+        self.footer.setStyleSheet(f"color: {c.muted}")
+        for browser in self.browsers():
+            browser.document().setDefaultStyleSheet(f"a {{ color: {c.link}; }}")
+
+    def browsers(self) -> list[MessageBrowser]:
+        """Every browser showing part of the body, in order (several only while streaming)."""
+        widgets = (self.body_box.itemAt(i).widget() for i in range(self.body_box.count()))
+        return [w for w in widgets if isinstance(w, MessageBrowser)]
+
+    # --- full rendering -------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Render body, header and footer from the item as one document."""
+        self._end_stream()
+        item, colors = self.item, self.view.colors
+        started = time.perf_counter()
+        if item.role == "user":
+            html, self.code_blocks = render.plain_html(item.content), []
+        elif self.view.provenance and item.pieces:
+            html, self.code_blocks = render.provenance_html(item.pieces, colors), []
+        else:
+            html, self.code_blocks = self.view.renderer.document(item.content)
+        if item.error:
+            html += f'<p style="color:{colors.error}">{render.plain_html(item.error)}</p>'
+        self.body.setHtml(html)
+        self.body.setVisible(bool(html))
+        self.render_ms = (time.perf_counter() - started) * 1000
+        self.refresh_chrome()
+
+    # --- streaming ------------------------------------------------------------------------------------
+    def stream_update(self, force: bool = False) -> None:
+        """Show the reply's new text; re-renders only the unfinished block, within the render budget."""
+        if self.view.provenance:
+            self.refresh()  # the provenance view is plain text: cheap to redo
+            return
+        now = time.perf_counter()
+        wait = self._last_render + self.render_ms / 1000 / RENDER_BUDGET - now
+        if wait > 0 and not force:  # the last repaint was expensive: let the event loop breathe first
+            if not self._deferred.isActive():
+                self._deferred.start(math.ceil(wait * 1000))
+            return
+        self._deferred.stop()
+        state = self._stream
+        if state is None:
+            state = self._stream = _StreamState(self.body, self._browser())
+            self.body.clear()
+            self.body_box.addWidget(state.tail)
+        blocks = render.split_blocks(self.item.content)
+        done, tail = blocks[:-1], blocks[-1:]
+        if done[: len(state.done)] != state.done:  # never expected: the split is prefix-stable
+            self.refresh()
+            return
+        renderer = self.view.renderer
+        for block in done[len(state.done) :]:
+            if block.kind == "code":
+                state.chunk_html.append(renderer.code(block, len(self.code_blocks)))
+                self.code_blocks.append(block.text)
+            else:
+                state.chunk_html.append(renderer.markdown(block.text))
+            state.done.append(block)
+            state.dirty = True
+            if sum(map(len, state.chunk_html)) > CHUNK_HTML_LIMIT:
+                self._seal_chunk(state)
+        if state.dirty:
+            state.chunk().setHtml("\n".join(state.chunk_html))
+            state.dirty = False
+        tail_html, tail_codes = "", []
+        if tail:
+            block = tail[0]
+            if block.kind == "code":
+                tail_html, tail_codes = renderer.code(block, len(self.code_blocks)), [block.text]
+            else:
+                tail_html = renderer.markdown(block.text)
+        state.tail_codes = tail_codes
+        state.tail.setHtml(tail_html)
+        for browser in self.browsers():
+            browser.setVisible(bool(browser.toPlainText()))
+        self._last_render = time.perf_counter()
+        self.render_ms = (self._last_render - now) * 1000
+
+    def finish_stream(self) -> None:
+        """The reply is complete: render its last block and keep the chunks (one full re-render of a long
+        reply would stall the event loop for tens of milliseconds; reopening the chat renders it whole)."""
+        if self._stream is None or self.item.error or self.view.provenance:
+            self.refresh()
+            return
+        self.stream_update(force=True)
+        self.refresh_chrome()
+
+    def _seal_chunk(self, state: _StreamState) -> None:
+        state.chunk().setHtml("\n".join(state.chunk_html))
+        state.sealed.append(state.chunk())
+        state.chunk_html = []
+        state.dirty = False
+        browser = self._browser()
+        self.body_box.insertWidget(self.body_box.indexOf(state.tail), browser)
+        state.current = browser
+
+    def _end_stream(self) -> None:
+        self._deferred.stop()
+        state, self._stream = self._stream, None
+        if state is None:
+            return
+        for browser in self.browsers():
+            if browser is not self.body:
+                self.body_box.removeWidget(browser)
+                browser.deleteLater()
+
+    def code_block(self, index: int) -> str | None:
+        codes = self.code_blocks + (self._stream.tail_codes if self._stream else [])
+        return codes[index] if 0 <= index < len(codes) else None
+
+    # --- header and footer ----------------------------------------------------------------------------
+    def refresh_chrome(self) -> None:
+        item, busy = self.item, self.view.session_busy()
+        status = {
+            "waiting": "waiting for the model…",
+            "stopped": "(stopped)",
+            "interrupted": "(interrupted)",
+            "error": "(failed)",
+        }.get(item.status, "")
+        if not (item.status == "waiting" and self.status_label.text().startswith("waiting")):
+            self.status_label.setText(status)
+        self.status_label.setStyleSheet(f"color: {self.view.colors.muted}")
+        self.cancel_button.setVisible(item.status == "waiting")
+        self.edit_button.setVisible(item.role == "user" and item.id is not None)
+        self.edit_button.setEnabled(not busy)
+        done = item.status not in ("waiting", "streaming")
+        self.regen_button.setVisible(item.role == "assistant" and self.view.is_last(item) and done)
+        self.regen_button.setEnabled(not busy)
+        self.copy_button.setVisible(bool(item.content) and done)
+        footer = ""
+        if item.role == "assistant" and done:
+            footer = render.footer_text(item)
+            if self.view.provenance and item.pieces:
+                footer += ("<br>" if footer else "") + render.provenance_legend(self.view.colors)
+        elif item.status == "streaming":
+            footer = self.footer.text() or "generating…"  # live figures arrive once a second
+        self.footer.setText(footer)
+        self.footer.setVisible(bool(footer))
+
+    def set_waiting(self, ahead: int) -> None:
+        noun = "request" if ahead == 1 else "requests"
+        self.status_label.setText(f"waiting for the model — {ahead} {noun} ahead")
+
+    def set_live_footer(self, text: str) -> None:
+        self.footer.setText(text)
+        self.footer.setVisible(True)
+
+    # --- editing --------------------------------------------------------------------------------------
+    def _edit(self) -> None:
+        self.editor.setPlainText(self.item.content)
+        self.body.hide()
+        self.editor.show()
+        self.edit_bar.show()
+        self.editor.setFocus()
+
+    def close_editor(self) -> None:
+        self.editor.hide()
+        self.edit_bar.hide()
+        self.body.show()
+
+
+class _StreamState:
+    """Which blocks of a streaming reply are already rendered, and into which browsers."""
+
+    def __init__(self, first_chunk: MessageBrowser, tail: MessageBrowser) -> None:
+        self.done: list[render.Block] = []
+        self.chunk_html: list[str] = []  # HTML of the finished blocks in the current chunk
+        self.sealed: list[MessageBrowser] = []
+        self.current = first_chunk  # the browser finished blocks are going into
+        self.tail = tail
+        self.tail_codes: list[str] = []
+        self.dirty = False
+
+    def chunk(self) -> MessageBrowser:
+        return self.current

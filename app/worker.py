@@ -1,0 +1,341 @@
+"""The one inference worker and its GUI-side facade.
+
+`InferenceWorker` is a QObject living on its own QThread. It owns the loaded engine (target + drafter) and
+runs the engine's blocking event iterator there; jobs reach it through queued signals and every engine event
+leaves it, unchanged (frozen dataclasses), through a queued signal. It never touches widgets.
+
+`WorkerClient` lives in the GUI thread and is shared by every chat window. It keeps the job queue itself and
+hands the worker one job at a time, so a queued request can be shown as "waiting" and cancelled before it
+starts; a running generation is cancelled through its `CancelToken`, which the engine checks every step.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from engine.errors import TandemError
+from engine.events import DoneEvent
+
+log = logging.getLogger(__name__)
+
+# factory(config, progress) -> engine; progress(fraction) returns False to cancel the load.
+EngineFactory = Callable[[LoadConfig, Callable[[float], bool] | None], Any]
+
+
+def default_engine_factory(config: LoadConfig, progress: Callable[[float], bool] | None = None) -> Any:
+    from engine.session import ChatEngine  # imported late: loading llama.cpp is slow and needs the engine
+
+    return ChatEngine.load(config, progress)
+
+
+def user_message(exc: BaseException) -> str:
+    """What the user is shown for an error: the engine's own words, never a traceback."""
+    if isinstance(exc, TandemError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "Out of memory. Try a smaller model, a shorter context or fewer GPU layers."
+    return f"Unexpected error in the engine ({type(exc).__name__}: {exc}). Details were written to the log."
+
+
+@dataclass(eq=False)
+class LoadJob:
+    config: LoadConfig
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+
+@dataclass(eq=False)
+class GenerateJob:
+    request_id: int
+    messages: tuple[ChatMessage, ...]
+    params: GenerationParams
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+
+class InferenceWorker(QObject):
+    loadProgress = Signal(float)
+    loaded = Signal(object)  # EngineInfo
+    loadFailed = Signal(str)
+    unloaded = Signal()
+    generationEvent = Signal(int, object)  # request id, TokenEvent | NoticeEvent | DoneEvent
+    generationFailed = Signal(int, str)
+    generationFinished = Signal(int)  # always the last signal of a request
+    jobDone = Signal()  # the worker is free for the next job
+
+    def __init__(self, factory: EngineFactory) -> None:
+        super().__init__()
+        self._factory = factory
+        self._engine: Any = None
+
+    @Slot(object)
+    def load(self, job: LoadJob) -> None:
+        try:
+            self._close_engine()
+
+            def progress(fraction: float) -> bool:
+                self.loadProgress.emit(fraction)
+                return not job.cancel.cancelled
+
+            self._engine = self._factory(job.config, progress)
+            self.loaded.emit(self._engine.info)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a message, the worker survives
+            if job.cancel.cancelled:
+                self.loadFailed.emit("Loading was cancelled.")
+            else:
+                self._log(exc)
+                self.loadFailed.emit(user_message(exc))
+        finally:
+            self.jobDone.emit()
+
+    @Slot()
+    def unload(self) -> None:
+        self._close_engine()
+        self.unloaded.emit()
+        self.jobDone.emit()
+
+    @Slot(object)
+    def generate(self, job: GenerateJob) -> None:
+        try:
+            if self._engine is None:
+                raise TandemError("No model is loaded.")
+            for event in self._engine.chat(job.messages, job.params, job.cancel):
+                self.generationEvent.emit(job.request_id, event)
+        except BaseException as exc:  # noqa: BLE001
+            self._log(exc)
+            self.generationFailed.emit(job.request_id, user_message(exc))
+        finally:
+            self.generationFinished.emit(job.request_id)
+            self.jobDone.emit()
+
+    @Slot()
+    def shutdown(self) -> None:
+        self._close_engine()
+
+    def _close_engine(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            engine.close()
+
+    @staticmethod
+    def _log(exc: BaseException) -> None:
+        if not isinstance(exc, TandemError):
+            log.error("engine failure:\n%s", "".join(traceback.format_exception(exc)))
+
+
+class RequestState(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # cancelled while waiting; never reached the engine
+
+
+class Request(QObject):
+    """One generation as the chat that asked for it sees it. Signals arrive in the GUI thread, in order:
+    queuePosition* -> started -> engineEvent* -> (failed) -> finished; a request cancelled while waiting goes
+    straight to finished."""
+
+    queuePosition = Signal(int)  # how many jobs run or wait before this one
+    started = Signal()
+    engineEvent = Signal(object)  # TokenEvent | NoticeEvent | DoneEvent ("event" would hide QObject.event)
+    failed = Signal(str)
+    finished = Signal()
+
+    def __init__(self, client: WorkerClient, job: GenerateJob) -> None:
+        super().__init__()
+        self._client = client
+        self.job = job
+        self.state = RequestState.WAITING
+        self.done_event: DoneEvent | None = None
+        self.error: str | None = None
+
+    def cancel(self) -> None:
+        self._client.cancel(self)
+
+
+class WorkerClient(QObject):
+    """GUI-thread facade over the worker thread: the shared job queue of every chat window."""
+
+    loadStarted = Signal(object)  # LoadConfig
+    loadProgress = Signal(float)
+    modelLoaded = Signal(object)  # EngineInfo
+    loadFailed = Signal(str)
+    modelUnloaded = Signal()
+    busyChanged = Signal(bool)
+
+    _submitLoad = Signal(object)
+    _submitGenerate = Signal(object)
+    _submitUnload = Signal()
+    _submitShutdown = Signal()
+
+    def __init__(self, factory: EngineFactory | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.info: Any = None  # EngineInfo of the loaded model
+        self.loading: LoadJob | None = None
+        self._queue: deque[LoadJob | GenerateJob | None] = deque()  # None: unload
+        self._running: LoadJob | GenerateJob | None | bool = False  # False: idle
+        self._requests: dict[int, Request] = {}
+        self._ids = itertools.count(1)
+        self._dispatch_pending = False
+        self._thread = QThread()
+        self._thread.setObjectName("inference")
+        self._worker = InferenceWorker(factory or default_engine_factory)
+        self._worker.moveToThread(self._thread)
+        self._submitLoad.connect(self._worker.load)
+        self._submitGenerate.connect(self._worker.generate)
+        self._submitUnload.connect(self._worker.unload)
+        self._submitShutdown.connect(self._worker.shutdown)
+        self._worker.loadProgress.connect(self.loadProgress)
+        self._worker.loaded.connect(self._on_loaded)
+        self._worker.loadFailed.connect(self._on_load_failed)
+        self._worker.unloaded.connect(self._on_unloaded)
+        self._worker.generationEvent.connect(self._on_event)
+        self._worker.generationFailed.connect(self._on_failed)
+        self._worker.generationFinished.connect(self._on_finished)
+        self._worker.jobDone.connect(self._on_job_done)
+        self._thread.start()
+
+    # --- public API -------------------------------------------------------------------------------------
+    def load(self, config: LoadConfig) -> LoadJob:
+        """Queue loading a model (it replaces the current one once the jobs before it are done)."""
+        job = LoadJob(config)
+        self._enqueue(job)
+        return job
+
+    def unload(self) -> None:
+        self._enqueue(None)
+
+    def submit(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Request:
+        job = GenerateJob(next(self._ids), tuple(messages), params)
+        request = Request(self, job)
+        self._requests[job.request_id] = request
+        self._enqueue(job)
+        return request
+
+    def cancel(self, request: Request) -> None:
+        if request.state is RequestState.WAITING and request.job in self._queue:
+            self._queue.remove(request.job)
+            request.state = RequestState.CANCELLED
+            del self._requests[request.job.request_id]
+            request.finished.emit()
+            self._announce_positions()
+        elif request.state is RequestState.RUNNING:
+            request.job.cancel.cancel()
+
+    def cancel_load(self) -> None:
+        if self.loading is not None:
+            self.loading.cancel.cancel()
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not False
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + (1 if self.busy else 0)
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Cancel everything and stop the worker thread (blocks until the current step ends)."""
+        for job in self._queue:
+            if isinstance(job, GenerateJob | LoadJob):
+                job.cancel.cancel()
+        self._queue.clear()
+        if isinstance(self._running, GenerateJob | LoadJob):
+            self._running.cancel.cancel()
+        self._submitShutdown.emit()
+        self._thread.quit()
+        self._thread.wait(timeout_ms)
+
+    # --- queue ------------------------------------------------------------------------------------------
+    def _enqueue(self, job: LoadJob | GenerateJob | None) -> None:
+        self._queue.append(job)
+        # Dispatch from the event loop, not from inside submit(): the caller connects the request's signals
+        # after submit() returns, and must not miss "started" or its queue position.
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            QTimer.singleShot(0, self, self._dispatch)
+
+    @Slot()
+    def _dispatch(self) -> None:
+        self._dispatch_pending = False
+        if self.busy or not self._queue:
+            self._announce_positions()
+            return
+        job = self._queue.popleft()
+        self._running = job
+        self.busyChanged.emit(True)
+        if job is None:
+            self._submitUnload.emit()
+        elif isinstance(job, LoadJob):
+            self.loading = job
+            self.loadStarted.emit(job.config)
+            self._submitLoad.emit(job)
+        else:
+            request = self._requests[job.request_id]
+            request.state = RequestState.RUNNING
+            request.started.emit()
+            self._submitGenerate.emit(job)
+        self._announce_positions()
+
+    def _announce_positions(self) -> None:
+        ahead = 1 if self.busy else 0
+        for job in self._queue:
+            if isinstance(job, GenerateJob):
+                self._requests[job.request_id].queuePosition.emit(ahead)
+            ahead += 1
+
+    @Slot()
+    def _on_job_done(self) -> None:
+        self._running = False
+        self.busyChanged.emit(False)
+        self._dispatch()
+
+    # --- worker results ---------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_loaded(self, info: Any) -> None:
+        self.loading = None
+        self.info = info
+        self.modelLoaded.emit(info)
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self.loading = None
+        self.loadFailed.emit(message)
+
+    @Slot()
+    def _on_unloaded(self) -> None:
+        self.info = None
+        self.modelUnloaded.emit()
+
+    @Slot(int, object)
+    def _on_event(self, request_id: int, event: object) -> None:
+        request = self._requests.get(request_id)
+        if request is not None:
+            if isinstance(event, DoneEvent):
+                request.done_event = event
+            request.engineEvent.emit(event)
+
+    @Slot(int, str)
+    def _on_failed(self, request_id: int, message: str) -> None:
+        request = self._requests.get(request_id)
+        if request is not None:
+            request.state = RequestState.FAILED
+            request.error = message
+            request.failed.emit(message)
+
+    @Slot(int)
+    def _on_finished(self, request_id: int) -> None:
+        request = self._requests.pop(request_id, None)
+        if request is not None:
+            if request.state is RequestState.RUNNING:
+                request.state = RequestState.DONE
+            request.finished.emit()

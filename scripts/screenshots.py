@@ -1,0 +1,139 @@
+"""Reproduce the app's screenshots into screenshots/out/ (git-ignored).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--theme dark] [--real MODEL.gguf]
+
+Runs the real windows against the fake engine of the GUI tests (scripted reply with Markdown, code, a table, a
+link, raw HTML, emoji and CJK; speculative provenance varies token by token), or against a real model with
+--real. History and settings go to a temporary folder; nothing of the user's is touched.
+
+Shots: main window mid-stream; a second chat window waiting in the queue behind it; the same second window
+after its reply; the provenance view; the settings dialog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+
+from app import theme  # noqa: E402
+from app.context import AppContext  # noqa: E402
+from app.history import HistoryStore  # noqa: E402
+from app.main_window import MainWindow  # noqa: E402
+from app.worker import WorkerClient, default_engine_factory  # noqa: E402
+from engine.config import LoadConfig  # noqa: E402
+
+OUT = ROOT / "screenshots" / "out"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the app did not reach the expected state")
+        QApplication.processEvents()
+        time.sleep(0.005)
+
+
+def settle(seconds: float = 0.3) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.005)
+
+
+def shoot(widget: QWidget, name: str) -> Path:
+    settle()
+    path = OUT / f"{name}.png"
+    widget.grab().save(str(path))
+    print(f"wrote {path}")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--theme", choices=("light", "dark"), default="light")
+    parser.add_argument("--real", type=Path, help="use this GGUF with the real engine instead of the fake")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="tandem-shots-"))
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp / "settings"))
+    app = QApplication(sys.argv[:1])
+    app.setOrganizationName("TandemScreenshots")
+    app.setApplicationName("Tandem")
+    colors = theme.apply(app, args.theme)
+    suffix = "" if args.theme == "light" else "_dark"
+
+    if args.real:
+        factory, model = default_engine_factory, args.real
+    else:
+        from tests.app.fake_engine import FakeOptions, fake_factory
+
+        factory, model = fake_factory(FakeOptions(token_delay=0.02)), Path("SmolLM2-135M-Instruct.Q4_1.gguf")
+    store = HistoryStore(tmp / "history.sqlite3")
+    client = WorkerClient(factory)
+    context = AppContext(store, client, colors)
+    for title in ("Rust lifetimes, explained", "Trip ideas for Kyoto", "Fix my SQL query"):
+        chat_id = store.create_chat(title)
+        store.add_message(chat_id, "user", f"Question about {title.lower()}")
+        store.add_message(chat_id, "assistant", f"An earlier answer about **{title}**.")
+    window = MainWindow(context)
+    window.resize(1280, 860)
+    window.show()
+    client.load(LoadConfig(model_path=model))
+    wait_until(lambda: client.info is not None, 120)
+
+    window.new_chat()
+    panel = window.panel
+    panel.composer.setPlainText("Show me a Python snippet, a table and a link — and say hi in Japanese.")
+    panel.send()
+    session = panel.session
+    assert session is not None
+    wait_until(lambda: len(session.messages[-1].content) > 330 or session.state == "idle", 120)
+
+    # A second window asks while the first is still generating: it waits in the queue.
+    second_id = context.new_chat()
+    second = context.open_window(second_id)
+    second.resize(720, 700)
+    second.move(window.x() + 560, window.y() + 120)
+    second.panel.composer.setPlainText("Meanwhile: what is speculative decoding?")
+    second.panel.send()
+    settle(0.2)
+    shoot(window, f"main_window_mid_stream{suffix}")
+    shoot(second, f"second_window_waiting{suffix}")
+
+    wait_until(lambda: second.panel.session is not None and second.panel.session.state == "idle", 120)
+    wait_until(lambda: session.state == "idle", 120)
+    shoot(second, f"second_window_done{suffix}")
+
+    panel.provenance_toggle.setChecked(True)
+    shoot(window, f"provenance_view{suffix}")
+    panel.provenance_toggle.setChecked(False)
+
+    from app.settings_dialog import ChatSettingsDialog
+
+    dialog = ChatSettingsDialog(session.settings, window)
+    dialog.show()
+    shoot(dialog, f"settings_dialog{suffix}")
+    dialog.close()
+
+    second.close()
+    window.close()
+    context.shutdown()
+    QApplication.processEvents()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Markdown -> safe HTML, the streaming block split, provenance colouring, footers and stored stats."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app import render
+from app.records import ChatSettings, MessageItem, apply_stats_dict, stats_to_dict
+from app.theme import DARK, LIGHT
+from engine.stats import GenerationStats, SpecRecorder
+from tests.app.fake_engine import SCRIPT, split_tokens
+
+
+@pytest.fixture(params=[LIGHT, DARK], ids=["light", "dark"])
+def renderer(request):
+    return render.Renderer(request.param)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<script>alert(1)</script>",
+        "<div onclick='x()'>block html</div>\n\nafter",
+        "inline <b>bold</b> and <img src=x onerror=alert(1)>",
+        "<iframe src='https://evil.example'></iframe>",
+        "<style>body{display:none}</style>",
+    ],
+)
+def test_raw_html_is_escaped(renderer, source):
+    html, _ = renderer.document(source)
+    for tag in ("<script", "<div", "<b>", "<img", "<iframe", "<style"):
+        assert tag not in html
+    assert "&lt;" in html
+
+
+def test_images_become_links_and_nothing_is_fetched(renderer):
+    html, _ = renderer.document("![cat](https://evil.example/cat.png) and ![](file:///etc/hosts)")
+    assert "<img" not in html
+    assert '<a href="https://evil.example/cat.png">[image: cat]</a>' in html
+    assert '<a href="file:///etc/hosts">[image: file:///etc/hosts]</a>' in html
+
+
+def test_markdown_features(renderer):
+    html, codes = renderer.document(SCRIPT)
+    assert "<strong>quick answer</strong>" in html
+    assert "<ol>" in html and html.count("<li>") == 2
+    assert "<table" in html and "<th>Drafter</th>" in html
+    assert '<a href="https://example.com/docs">the docs</a>' in html
+    assert codes == ["def fib(n: int) -> int:\n    return n if n < 2 else fib(n - 1) + fib(n - 2)"]
+    assert 'href="tandem-copy:0"' in html
+    assert "<span style=" in html  # Pygments highlighting, inline styles (Qt ignores CSS classes)
+
+
+def test_code_blocks_are_escaped_and_numbered(renderer):
+    text = "```html\n<b>x</b>\n```\n\ntext\n\n```\nplain & <i>\n```\n\n~~~unknown-lang\n<y>\n~~~"
+    html, codes = renderer.document(text)
+    assert codes == ["<b>x</b>", "plain & <i>", "<y>"]
+    assert "<b>x" not in html and "&lt;" in html
+    assert [f"tandem-copy:{i}" in html for i in range(3)] == [True, True, True]
+
+
+def test_unclosed_fence_renders_as_code_while_streaming(renderer):
+    blocks = render.split_blocks("intro\n\n```python\nx = 1\n")
+    assert blocks[-1] == render.Block("code", "x = 1\n", "python", closed=False)
+    html, codes = renderer.document("intro\n\n```python\nx = 1\n")
+    assert codes == ["x = 1\n"]
+
+
+def test_split_is_prefix_stable_and_renders_like_the_whole():
+    """What makes incremental streaming correct: every block finished in a prefix of the text is also a
+    block of the full text, and rendering block by block gives what rendering the whole would."""
+    text = SCRIPT * 2 + "\n\n- item one\n\n- item two\n\n1. one\n2. two\n\nend"
+    full = render.split_blocks(text)
+    prefix = ""
+    for piece in split_tokens(text):
+        prefix += piece
+        finished = render.split_blocks(prefix)[:-1]
+        assert full[: len(finished)] == finished
+    r = render.Renderer(LIGHT)
+    joined = "\n".join(
+        r.code(b, i) if b.kind == "code" else r.markdown(b.text)
+        for i, b in zip(_code_indices(full), full, strict=True)
+    )
+    assert joined == r.document(text)[0]
+
+
+def _code_indices(blocks):
+    n = 0
+    for b in blocks:
+        yield n
+        n += b.kind == "code"
+
+
+def test_blank_line_before_list_item_does_not_split():
+    blocks = render.split_blocks("Steps:\n\n1. one\n\n2. two\n\nDone.\n")
+    assert [b.text for b in blocks] == ["Steps:\n\n1. one\n\n2. two", "Done."]
+
+
+def test_provenance_html_escapes_and_shades_by_depth():
+    pieces = [("<b>", 0), (" hi", 1), (" there", 2), ("\n", 2), ("deep", 7)]
+    html = render.provenance_html(pieces, LIGHT)
+    assert "<b>" not in html and "&lt;b&gt;" in html
+    assert f'<span style="background-color:{LIGHT.prov_depth[0]}"> hi</span>' in html
+    assert f'<span style="background-color:{LIGHT.prov_depth[1]}"> there<br></span>' in html
+    assert f'<span style="background-color:{LIGHT.prov_depth[-1]}">deep</span>' in html  # 3+ share a shade
+
+
+def _stats(spec: bool) -> GenerationStats:
+    recorder = SpecRecorder("MTP (Gemma 4 assistant)")
+    recorder.record_step(3, 2)
+    recorder.record_step(3, 0)
+    recorder.provenance.extend([1, 2, 0, 0])
+    recorder.reasons["low acceptance"] = 2
+    return GenerationStats(
+        n_prompt=10,
+        n_prompt_cached=4,
+        prompt_s=0.1,
+        ttft_s=0.25,
+        n_generated=4,
+        decode_s=0.5,
+        total_s=0.8,
+        spec=recorder.snapshot() if spec else None,
+    )
+
+
+def test_footer_text():
+    item = MessageItem(1, "assistant", "abcd", stats=_stats(True), stop_reason="max_tokens")
+    assert render.footer_text(item) == (
+        "6.0 tok/s · first token 0.25 s · 4 tokens · drafted 6, accepted 2 (33%) · mean accepted length 2.00"
+        " · MTP (Gemma 4 assistant) · stopped at the token limit"
+    )
+    plain = MessageItem(2, "assistant", "x", stats=_stats(False), stop_reason="eog", status="interrupted")
+    assert "speculation off" in render.footer_text(plain) and "interrupted" in render.footer_text(plain)
+
+
+def test_stats_round_trip_through_json():
+    import json
+
+    item = MessageItem(1, "assistant", "ab", stats=_stats(True), stop_reason="eog", drafter="MTP")
+    item.pieces = [("a", 1), ("b", 0)]
+    item.notices = ["dropped 1 old message"]
+    stored = json.loads(json.dumps(stats_to_dict(item)))
+    again = MessageItem(1, "assistant", "ab")
+    apply_stats_dict(again, stored)
+    assert again.stats == item.stats
+    assert (again.pieces, again.notices, again.drafter, again.stop_reason) == (
+        item.pieces,
+        item.notices,
+        "MTP",
+        "eog",
+    )
+    # Unreadable stats (an older or newer app) leave the message readable, just without figures.
+    broken = MessageItem(1, "assistant", "ab")
+    apply_stats_dict(broken, {"n_prompt": 3, "app": {"pieces": "nonsense"}})
+    assert broken.stats is None and broken.pieces == []
+
+
+def test_chat_settings_from_bad_dict_falls_back_to_defaults():
+    good = ChatSettings(
+        system_prompt="s", temperature=0.2, top_p=0.5, max_tokens=9, seed=3, speculative=False
+    )
+    assert ChatSettings.from_dict(good.to_dict()) == good
+    messy = {"temperature": "hot", "max_tokens": 12.0, "seed": True, "speculative": 1, "extra": 5}
+    assert ChatSettings.from_dict(messy) == dataclasses.replace(ChatSettings(), max_tokens=12)
+    params = good.to_params()
+    assert (params.sampling.temperature, params.sampling.top_p, params.sampling.seed) == (0.2, 0.5, 3)
+    assert params.max_tokens == 9 and params.spec.enabled is False

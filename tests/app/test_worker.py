@@ -1,0 +1,160 @@
+"""The inference worker: event order, queueing, cancellation and errors, through queued signals."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QThread
+
+from app.worker import RequestState, WorkerClient
+from engine.config import ChatMessage, GenerationParams, LoadConfig
+from engine.errors import DecodeError, ModelFileError
+from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent
+from tests.app.fake_engine import FakeOptions, fake_factory
+
+HELLO = [ChatMessage("user", "hello")]
+
+
+class Recorder:
+    """Records a request's signals in arrival order, with the thread they arrived in."""
+
+    def __init__(self, request: object) -> None:
+        self.log: list[tuple[str, object]] = []
+        self.threads: set[object] = set()
+        for name in ("queuePosition", "started", "engineEvent", "failed", "finished"):
+            getattr(request, name).connect(lambda *args, n=name: self._on(n, args))
+
+    def _on(self, name: str, args: tuple[object, ...]) -> None:
+        self.threads.add(QThread.currentThread())
+        self.log.append((name, args[0] if args else None))
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.log]
+
+    def events(self) -> list[object]:
+        return [a for n, a in self.log if n == "engineEvent"]
+
+
+def test_send_stream_finish_order(qtbot, client, fake_options):
+    fake_options.notice = "dropped the 1 oldest message(s)"
+    request = client.submit(HELLO, GenerationParams())
+    rec = Recorder(request)
+    with qtbot.waitSignal(request.finished, timeout=5000):
+        pass
+    names = rec.names()
+    assert names[0] == "started" and names[-1] == "finished"
+    events = rec.events()
+    assert isinstance(events[0], NoticeEvent)
+    assert all(isinstance(e, TokenEvent) for e in events[1:-1])
+    assert isinstance(events[-1], DoneEvent) and events[-1] is request.done_event
+    done = events[-1]
+    assert done.stop_reason is StopReason.EOG
+    assert done.text == "".join(e.text for e in events[1:-1])
+    assert done.stats.n_generated == len(events) - 2
+    assert done.stats.spec is not None and len(done.stats.spec.provenance) == done.stats.n_generated
+    assert request.state is RequestState.DONE
+    assert rec.threads == {QThread.currentThread()}  # delivered in the GUI thread
+
+
+def test_requests_queue_and_waiting_one_can_be_cancelled(qtbot, client, fake_options):
+    gate = threading.Event()
+    fake_options.gate = gate  # the first generation blocks until the test opens the gate
+    first = client.submit(HELLO, GenerationParams())
+    second = client.submit([ChatMessage("user", "second")], GenerationParams())
+    third = client.submit([ChatMessage("user", "third")], GenerationParams())
+    rec2, rec3 = Recorder(second), Recorder(third)
+    qtbot.waitUntil(lambda: first.state is RequestState.RUNNING, timeout=2000)
+    assert second.state is RequestState.WAITING and third.state is RequestState.WAITING
+    with qtbot.waitSignal(third.finished, timeout=2000):
+        third.cancel()
+    assert third.state is RequestState.CANCELLED and rec3.names() == ["queuePosition", "finished"]
+    # The second moved up: its position was re-announced.
+    with qtbot.waitSignal(second.finished, timeout=5000):
+        gate.set()
+    names = rec2.names()
+    assert names[0] == "queuePosition" and names[-1] == "finished"
+    assert "queuePosition" not in names[names.index("started") :]
+    assert first.state is RequestState.DONE and second.state is RequestState.DONE
+    assert [m[-1].content for m in fake_options.calls] == ["hello", "second"]  # third never reached it
+
+
+def test_queue_positions_are_announced(qtbot, client, fake_options):
+    fake_options.gate = threading.Event()
+    first = client.submit(HELLO, GenerationParams())
+    second = client.submit(HELLO, GenerationParams())
+    third = client.submit(HELLO, GenerationParams())
+    positions: dict[str, list[int]] = {"first": [], "second": [], "third": []}
+    for name, request in (("first", first), ("second", second), ("third", third)):
+        request.queuePosition.connect(positions[name].append)
+    qtbot.waitUntil(lambda: first.state is RequestState.RUNNING, timeout=2000)
+    assert positions == {"first": [], "second": [1], "third": [2]}
+    with qtbot.waitSignal(second.started, timeout=5000):
+        fake_options.gate.set()
+    assert positions["third"] == [2, 1]  # moved up when the first finished
+    with qtbot.waitSignal(third.finished, timeout=5000):
+        pass
+
+
+def test_cancel_running_request_stops_within_a_step(qtbot, client, fake_options):
+    fake_options.token_delay = 0.01
+    request = client.submit(HELLO, GenerationParams())
+    tokens: list[TokenEvent] = []
+    request.engineEvent.connect(lambda e: tokens.append(e) if isinstance(e, TokenEvent) else None)
+    qtbot.waitUntil(lambda: len(tokens) >= 3, timeout=5000)
+    with qtbot.waitSignal(request.finished, timeout=5000):
+        request.cancel()
+    done = request.done_event
+    assert done is not None and done.stop_reason is StopReason.CANCELLED
+    assert 3 <= done.stats.n_generated < 40  # stopped early, not run to the end
+    assert request.state is RequestState.DONE
+
+
+def test_engine_error_becomes_message(qtbot, client, fake_options):
+    fake_options.fail_after = 5
+    request = client.submit(HELLO, GenerationParams())
+    rec = Recorder(request)
+    with qtbot.waitSignal(request.finished, timeout=5000):
+        pass
+    assert rec.names()[-2:] == ["failed", "finished"]
+    assert request.error == str(DecodeError("llama_decode returned -1 (fake failure)"))
+    assert "Traceback" not in request.error
+    # The worker survives: the next request runs.
+    fake_options.fail_after = None
+    again = client.submit(HELLO, GenerationParams())
+    with qtbot.waitSignal(again.finished, timeout=5000):
+        pass
+    assert again.state is RequestState.DONE
+
+
+def test_load_failure_is_reported_and_generation_says_no_model(qtbot):
+    options = FakeOptions(load_error=ModelFileError("/m/broken.gguf", "truncated file"))
+    c = WorkerClient(fake_factory(options))
+    try:
+        with qtbot.waitSignal(c.loadFailed, timeout=5000) as blocker:
+            c.load(LoadConfig(model_path=Path("/m/broken.gguf")))
+        assert blocker.args == ["/m/broken.gguf: truncated file"]
+        assert c.info is None
+        request = c.submit(HELLO, GenerationParams())
+        with qtbot.waitSignal(request.finished, timeout=5000):
+            pass
+        assert request.state is RequestState.FAILED and request.error == "No model is loaded."
+    finally:
+        c.shutdown()
+
+
+def test_load_reports_progress_and_can_be_cancelled(qtbot):
+    c = WorkerClient(fake_factory(FakeOptions(load_delay=0.5)))
+    progress: list[float] = []
+    c.loadProgress.connect(progress.append)
+    try:
+        with qtbot.waitSignal(c.loadFailed, timeout=5000) as blocker:
+            c.load(LoadConfig(model_path=Path("/m/slow.gguf")))
+            qtbot.waitUntil(lambda: len(progress) >= 1, timeout=2000)
+            c.cancel_load()
+        assert blocker.args == ["Loading was cancelled."]
+        with qtbot.waitSignal(c.modelLoaded, timeout=5000):
+            c.load(LoadConfig(model_path=Path("/m/slow.gguf")))
+        assert progress[-1] == 1.0
+    finally:
+        c.shutdown()
