@@ -162,7 +162,9 @@ _CHILD = textwrap.dedent(
         print("RENDERED")
     except TemplateError:
         print("REFUSED")
-    print("MAXRSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across fork+exec.
+    hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    print("PEAK_RSS_MB", hwm_kb // 1024)
     """
 )
 
