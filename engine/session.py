@@ -90,15 +90,7 @@ class ChatEngine:
             config.model_path, n_gpu_layers=config.n_gpu_layers, progress=progress, load_mtp=mtp.load_mtp
         )
         try:
-            ctx = Context(
-                model,
-                n_ctx=config.n_ctx,
-                n_batch=config.n_batch,
-                n_threads=config.n_threads,
-                flash_attn=config.flash_attn,
-                kv_type=config.kv_type,
-                n_rs_seq=mtp.n_rs_seq,
-            )
+            ctx = _context(model, config, n_rs_seq=mtp.n_rs_seq)
         except BaseException:
             model.close()
             raise
@@ -243,15 +235,21 @@ def _make_draft_model(config: LoadConfig, target: Model) -> tuple[Drafter | None
         draft.close()
         return None, f"draft model incompatible: {exc.rule}: {exc.detail}", 0
     try:
-        dctx = Context(
-            draft,
-            n_ctx=config.n_ctx,
-            n_batch=config.n_batch,
-            n_threads=config.n_threads,
-            flash_attn=config.flash_attn,
-            kv_type=config.kv_type,
-        )
+        dctx = _context(draft, config)
     except TandemError:
         draft.close()
         raise
     return DraftModelDrafter(draft, dctx), None, draft.size_bytes
+
+
+def _context(model: Model, config: LoadConfig, n_rs_seq: int = 0) -> Context:
+    """A context with the user's settings: the target's and a draft model's must match (same n_ctx)."""
+    return Context(
+        model,
+        n_ctx=config.n_ctx,
+        n_batch=config.n_batch,
+        n_threads=config.n_threads,
+        flash_attn=config.flash_attn,
+        kv_type=config.kv_type,
+        n_rs_seq=n_rs_seq,
+    )
