@@ -33,7 +33,7 @@ def prompt_tokens(engine: ChatEngine, text: str) -> list[int]:
 
 
 def tandem_decode(
-    engine: ChatEngine, tokens: list[int], n: int, spec: bool, k: int = 3
+    engine: ChatEngine, tokens: list[int], n: int, spec: bool, k: int | None = None
 ) -> tuple[float, list[int]]:
     """Decode tok/s (after the first token) and the tokens."""
     engine.reset()

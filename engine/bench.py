@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 
 from engine.config import ChatMessage, GenerationParams
-from engine.controller import DraftLengthController
 from engine.errors import TandemError
 from engine.events import DoneEvent
 from engine.session import ChatEngine
@@ -82,7 +81,7 @@ def _run(
     engine: ChatEngine, tokens: Sequence[int], params: GenerationParams, margins: bool
 ) -> tuple[list[int], list[float], GenerationStats]:
     engine.reset()  # both runs process the whole prompt: no KV reuse favours either side
-    engine.controller = DraftLengthController(params.spec.k_max, adaptive=params.spec.adaptive)
+    engine.new_controller(params)
     loop = engine.make_loop(params, record_margins=margins)
     done = None
     for ev in loop.run(list(tokens)):

@@ -31,11 +31,18 @@ class SamplingParams:
 @dataclass(frozen=True, slots=True)
 class SpecParams:
     enabled: bool = True
-    k_max: int = 3  # llama-server's draft-mtp default n-max
+    k_max: int | None = None  # longest draft verified per step; None: the drafter's default_k_max
     p_min: float | None = None  # drafter-side confidence cutoff (MTP / draft model); None: the drafter's own
     adaptive: bool = True  # let the controller pick k (including 0: off)
-    ngram_min: int = 2
+    ngram_min: int = 2  # n-gram lookup: shortest and longest suffix matched against the context
     ngram_max: int = 4
+
+
+# Longest draft per step when the request does not say. Model drafters pay per drafted token and their
+# acceptance falls with depth: llama-server's draft n-max. Prompt lookup is free to propose, so it offers
+# long copies and the adaptive controller trims them to the length that pays on this machine.
+MODEL_DRAFT_K_MAX = 3
+NGRAM_K_MAX = 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from engine.config import CancelToken, GenerationParams
 from engine.controller import OFF_REASON, DraftLengthController
-from engine.drafters.base import Drafter
+from engine.drafters.base import Drafter, draft_k_max
 from engine.errors import KVRollbackError
 from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
 from engine.llama import Context, Model
@@ -50,10 +50,10 @@ class GenerationLoop:
         self.params = params
         self.sampler = Sampler(params.sampling, seed)
         self.drafter = drafter if params.spec.enabled else None
-        if self.drafter is not None and params.spec.p_min is not None and hasattr(self.drafter, "p_min"):
-            self.drafter.p_min = params.spec.p_min  # the per-request confidence cutoff
+        if self.drafter is not None:
+            self.drafter.configure(params.spec)
         self.controller = controller or DraftLengthController(
-            params.spec.k_max, adaptive=params.spec.adaptive
+            draft_k_max(self.drafter, params.spec), adaptive=params.spec.adaptive
         )
         self.cancel = cancel or CancelToken()
         self.record_margins = record_margins

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from engine.config import SpecParams
+from engine.config import MODEL_DRAFT_K_MAX
 from engine.model_spec import LayerSpec, ModelSpec
 
 CPU = "CPU"
@@ -39,7 +39,7 @@ KV_TYPE_SIZES: dict[str, tuple[int, int]] = {
 }  # fmt: skip
 
 DrafterKind = Literal["assistant", "nextn", "draft", "ngram", "none"]
-SPEC_K_MAX = SpecParams().k_max  # drafts per step the engine verifies by default
+SPEC_K_MAX = MODEL_DRAFT_K_MAX  # drafts per step a model drafter verifies by default
 
 
 def pad(n: int, to: int) -> int:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.chat_template import ChatTemplate, render_with_fallback
-from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
 from engine.controller import DraftLengthController
-from engine.drafters.base import Drafter
+from engine.drafters.base import Drafter, draft_k_max
 from engine.drafters.draft_model import DraftModelDrafter, check_draft_compatible
 from engine.drafters.mtp import make_mtp_drafter, mtp_load_settings
 from engine.drafters.ngram import NGramDrafter
@@ -65,7 +65,7 @@ class ChatEngine:
             architecture=model.architecture,
         )
         self.kv: list[int] = []  # tokens in the target's KV cache, positions 0..len-1
-        self.controller = DraftLengthController(3)
+        self.controller = DraftLengthController(draft_k_max(drafter, SpecParams()))
         self.info = EngineInfo(
             model_name=model.name,
             model_path=model.path,
@@ -173,8 +173,9 @@ class ChatEngine:
     ) -> GenerationLoop:
         seed = resolve_seed(params.sampling)
         params = replace(params, sampling=replace(params.sampling, seed=seed))
-        if self.controller.k_max != params.spec.k_max or self.controller.adaptive != params.spec.adaptive:
-            self.controller = DraftLengthController(params.spec.k_max, adaptive=params.spec.adaptive)
+        k_max = draft_k_max(self.drafter, params.spec)
+        if self.controller.k_max != k_max or self.controller.adaptive != params.spec.adaptive:
+            self.new_controller(params)
         return GenerationLoop(
             self.model,
             self.ctx,
@@ -186,6 +187,11 @@ class ChatEngine:
             cancel=cancel,
             record_margins=record_margins,
         )
+
+    def new_controller(self, params: GenerationParams) -> None:
+        """Forget what the draft-length controller learned (timings, acceptance): a fresh measurement."""
+        k_max = draft_k_max(self.drafter, params.spec)
+        self.controller = DraftLengthController(k_max, adaptive=params.spec.adaptive)
 
     def reset(self) -> None:
         """Forget the cached conversation (KV cleared)."""

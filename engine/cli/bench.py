@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine.bench import bench_prompt, format_table, load_prompts
-from engine.cli.common import add_model_args, load_config
-from engine.config import GenerationParams, SamplingParams, SpecParams
+from engine.bench import BenchResult, bench_prompt, format_table, load_prompts
+from engine.cli.common import add_model_args, add_spec_args, load_config, spec_params
+from engine.config import GenerationParams, SamplingParams
 from engine.session import ChatEngine
 
 
@@ -28,10 +30,33 @@ def register(sub: Any) -> None:
     p.add_argument("--max-tokens", type=int, default=256, help="reply length per prompt unless the file says")
     p.add_argument("--seed", type=int, default=1, help="sampling seed (default 1)")
     p.add_argument("--temp", type=float, default=0.0, help="temperature (default 0: greedy)")
-    p.add_argument("--draft-max", type=int, default=3, help="maximum draft length k (default 3)")
-    p.add_argument("--fixed-k", action="store_true", help="disable the adaptive controller (always k)")
+    add_spec_args(p)
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per prompt, plain and speculative alternating; the table shows median tok/s (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(func=run)
+
+
+def median_result(runs: list[BenchResult]) -> BenchResult:
+    """One row from repeated runs: median plain and speculative tok/s (each run's speedup is noisy on a
+    shared CPU); the rest from the run whose speculative speed is the median. Any divergence is kept."""
+    plain = statistics.median(r.plain_tps for r in runs)
+    by_spec = sorted(runs, key=lambda r: r.spec_tps)
+    mid = by_spec[(len(by_spec) - 1) // 2]
+    spec = statistics.median(r.spec_tps for r in runs)
+    diverged = next((r for r in runs if not r.identical), None)
+    return replace(
+        mid,
+        plain_tps=plain,
+        spec_tps=spec,
+        speedup=spec / plain if plain else 0.0,
+        identical=diverged is None,
+        divergence=diverged.divergence if diverged else None,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     params = GenerationParams(
         sampling=SamplingParams(temperature=args.temp, seed=args.seed),
         max_tokens=args.max_tokens,
-        spec=SpecParams(enabled=True, k_max=args.draft_max, adaptive=not args.fixed_k),
+        spec=spec_params(args),
     )
     results = []
     with ChatEngine.load(config) as engine:
@@ -58,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         for prompt in prompts:
-            result = bench_prompt(engine, prompt, params)
+            result = median_result([bench_prompt(engine, prompt, params) for _ in range(max(1, args.repeat))])
             results.append(result)
             print(f"  {prompt.id}: {result.speedup:.2f}×", file=sys.stderr)
     if args.json:

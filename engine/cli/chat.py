@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from engine.cli.common import add_model_args, load_config
-from engine.config import CancelToken, ChatMessage, GenerationParams, SamplingParams, SpecParams
+from engine.cli.common import add_model_args, add_spec_args, load_config, spec_params
+from engine.config import CancelToken, ChatMessage, GenerationParams, SamplingParams
 from engine.events import DoneEvent, NoticeEvent, TokenEvent
 from engine.session import ChatEngine
 
@@ -26,8 +26,7 @@ def register(sub: Any) -> None:
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--no-spec", action="store_true", help="plain decoding: no speculation")
-    p.add_argument("--draft-max", type=int, default=3, help="maximum draft length k (default 3)")
-    p.add_argument("--fixed-k", action="store_true", help="always draft k tokens (no adaptive controller)")
+    add_spec_args(p)
     p.add_argument(
         "--stats", action="store_true", help="print speed and speculation statistics after each reply"
     )
@@ -46,7 +45,7 @@ def params_from(args: argparse.Namespace) -> GenerationParams:
         ),
         max_tokens=args.max_tokens,
         stop=tuple(args.stop),
-        spec=SpecParams(enabled=not args.no_spec, k_max=args.draft_max, adaptive=not args.fixed_k),
+        spec=spec_params(args, enabled=not args.no_spec),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.config import LoadConfig
+from engine.config import MODEL_DRAFT_K_MAX, NGRAM_K_MAX, LoadConfig, SpecParams
 from engine.errors import TandemError
 
 
@@ -59,4 +59,31 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         n_threads=args.threads,
         flash_attn={"auto": None, "on": True, "off": False}[args.flash_attn],
         kv_type=args.kv_type,
+    )
+
+
+def add_spec_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("speculation")
+    g.add_argument(
+        "--draft-max",
+        type=int,
+        help=f"longest draft verified per step (default: the drafter's own: n-gram {NGRAM_K_MAX}, "
+        f"MTP and draft models {MODEL_DRAFT_K_MAX}); the adaptive controller picks up to this many",
+    )
+    g.add_argument("--fixed-k", action="store_true", help="always draft --draft-max tokens (no controller)")
+    g.add_argument("--ngram-min", type=int, default=2, help="n-gram: shortest suffix matched (default 2)")
+    g.add_argument("--ngram-max", type=int, default=4, help="n-gram: longest suffix matched (default 4)")
+
+
+def spec_params(args: argparse.Namespace, *, enabled: bool = True) -> SpecParams:
+    if args.draft_max is not None and args.draft_max < 0:
+        raise TandemError("--draft-max must be 0 or more")
+    if not 1 <= args.ngram_min <= args.ngram_max:
+        raise TandemError("n-gram sizes must satisfy 1 <= --ngram-min <= --ngram-max")
+    return SpecParams(
+        enabled=enabled,
+        k_max=args.draft_max,
+        adaptive=not args.fixed_k,
+        ngram_min=args.ngram_min,
+        ngram_max=args.ngram_max,
     )

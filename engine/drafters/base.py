@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from engine.config import MODEL_DRAFT_K_MAX, SpecParams
+
 
 @dataclass(frozen=True, slots=True)
 class Draft:
@@ -26,7 +28,11 @@ class Drafter(Protocol):
 
     # Optional class attribute `cheap = True`: drafting costs next to nothing (n-gram lookup), so the loop
     # asks for a draft every step and the controller trims it, instead of deciding before drafting.
+    # Optional `default_k_max`: the longest draft when the request leaves k_max unset (else 3).
     name: str  # shown in stats and the UI: "n-gram", "draft model: SmolLM2-135M", "MTP (Gemma 4 assistant)"
+
+    def configure(self, spec: SpecParams) -> None:
+        """Take a request's drafter settings (p_min, n-gram sizes); unset ones: the drafter's own."""
 
     def begin(self, prompt: Sequence[int]) -> None:
         """A new generation starts; `prompt` is the full context now in the target's KV cache."""
@@ -45,3 +51,11 @@ class Drafter(Protocol):
 
     def close(self) -> None:
         """Free native resources. Idempotent."""
+
+
+def draft_k_max(drafter: Drafter | None, spec: SpecParams) -> int:
+    """The longest draft one step may verify: the request's k_max, else the drafter's default."""
+    if drafter is None or not spec.enabled:
+        return 0
+    k = spec.k_max if spec.k_max is not None else getattr(drafter, "default_k_max", MODEL_DRAFT_K_MAX)
+    return max(0, int(k))

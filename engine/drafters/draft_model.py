@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.config import SpecParams
 from engine.drafters.base import Draft
 from engine.errors import IncompatibleDrafterError
 from engine.llama import Context, Model
@@ -44,9 +45,12 @@ class DraftModelDrafter:
     def __init__(self, model: Model, ctx: Context, p_min: float = 0.0) -> None:
         self.model = model
         self.ctx = ctx
-        self.p_min = p_min
+        self.p_min = self.default_p_min = p_min
         self.name = f"draft model: {model.name}"
         self._kv: list[int] = []  # tokens whose KV the draft context holds, positions 0..len-1
+
+    def configure(self, spec: SpecParams) -> None:
+        self.p_min = self.default_p_min if spec.p_min is None else spec.p_min
 
     def begin(self, prompt: Sequence[int]) -> None:
         pass  # catch-up happens lazily in draft(), reusing whatever prefix the draft KV already holds

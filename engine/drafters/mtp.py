@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from llama_cpp import llama_cpp_ext as X
 
-from engine.config import LoadConfig, SpecParams
+from engine.config import MODEL_DRAFT_K_MAX, LoadConfig, SpecParams
 from engine.drafters.base import Draft
 from engine.errors import DecodeError, ModelLoadError
 from engine.gguf_meta import GGUFInfo, read_gguf, validate_model_file
@@ -105,7 +105,7 @@ def _top_prob(logits: npt.NDArray[np.float32]) -> float:
 
 # Recurrent-state snapshots asked of a NextN hybrid target; drafts are capped at this length (the drafter
 # reads the context's actual value). llama-server uses its n-max, 3, the default k_max.
-RS_SNAPSHOTS = SpecParams().k_max
+RS_SNAPSHOTS = MODEL_DRAFT_K_MAX
 
 
 def mtp_load_settings(config: LoadConfig, target_info: GGUFInfo) -> MTPPlan:
@@ -191,7 +191,7 @@ class MTPDrafter:
         self.target_ctx = target_ctx
         self.assistant = assistant
         self.shared = assistant is not None
-        self.p_min = p_min
+        self.p_min = self.default_p_min = p_min
         self.stats = MTPStats()
         self.name = "MTP (Gemma 4 assistant)" if self.shared else "MTP (NextN)"
         draft_model = assistant if assistant is not None else target
@@ -247,6 +247,9 @@ class MTPDrafter:
         return self.assistant.size_bytes if self.assistant is not None else 0
 
     # --- protocol ----------------------------------------------------------------------------------------
+    def configure(self, spec: SpecParams) -> None:
+        self.p_min = self.default_p_min if spec.p_min is None else spec.p_min
+
     def begin(self, prompt: Sequence[int]) -> None:
         pass  # the prompt's rows arrived through observe(); nothing else to prepare
 

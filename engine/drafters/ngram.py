@@ -5,21 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from engine.config import NGRAM_K_MAX, SpecParams
 from engine.drafters.base import Draft
 
 
 class NGramDrafter:
     name = "n-gram"
     cheap = True  # drafting costs nothing next to a decode: propose first, let the controller trim
+    default_k_max = NGRAM_K_MAX
 
     def __init__(self, n_min: int = 2, n_max: int = 4) -> None:
-        if not 1 <= n_min <= n_max:
-            raise ValueError("n-gram sizes must satisfy 1 <= n_min <= n_max")
-        self.n_min = n_min
-        self.n_max = n_max
+        self.n_min = self.n_max = 0
         self._tokens: list[int] = []
         # For each n: n-gram -> end index (exclusive) of its most recent occurrence that has a continuation.
         self._index: dict[int, dict[tuple[int, ...], int]] = {}
+        self._set_sizes(n_min, n_max)
+
+    def configure(self, spec: SpecParams) -> None:
+        if (spec.ngram_min, spec.ngram_max) != (self.n_min, self.n_max):
+            self._set_sizes(spec.ngram_min, spec.ngram_max)
+
+    def _set_sizes(self, n_min: int, n_max: int) -> None:
+        if not 1 <= n_min <= n_max:
+            raise ValueError(f"n-gram sizes must satisfy 1 <= min <= max (got {n_min}..{n_max})")
+        self.n_min, self.n_max = n_min, n_max
+        self.reset()  # the index is per size: rebuilt from the context at the next draft
 
     def begin(self, prompt: Sequence[int]) -> None:
         self.reset()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import cycle
 
+from engine.config import SpecParams
 from engine.drafters.base import Draft
 
 
@@ -28,6 +29,9 @@ class OracleDrafter:
         self._pattern = cycle(self._schedule)
         self.drafts: list[tuple[int, ...]] = []
         self.accepted: list[int] = []
+
+    def configure(self, spec: SpecParams) -> None:
+        pass
 
     def begin(self, prompt: Sequence[int]) -> None:
         self._pattern = cycle(self._schedule)
