@@ -24,8 +24,11 @@ PRIOR_BATCH_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) until measured (a
 EMA = 0.2  # drafter cost smoothing
 TIMING_WINDOW = 9  # decode timings kept per batch size
 OFF_REASON = "controller chose k=0"  # stable key so steps aggregate; off_detail() carries the numbers
+MEASURING = "measuring plain decode speed"
 PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after each failed probe)
 REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
+FIRST_K = 4  # the first draft, before any acceptance is known: long enough to learn from, cheap to lose
+PROBE_K = 2  # a probe re-tests acceptance; a long failed probe would cost several plain steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +130,12 @@ class DraftLengthController:
         if k_max == 0:
             return Choice(0, "speculation disabled (k_max = 0)" if self.k_max == 0 else None)
         self._steps_since_single += 1
-        if not self.adaptive or not self._t:
-            return Choice(k_max)  # nothing measured yet: try speculation first
-        if self._steps_since_single > REMEASURE_SINGLE:
-            return Choice(0, "measuring plain decode speed")
+        if not self.adaptive:
+            return Choice(k_max)
+        if 1 not in self._t or self._steps_since_single > REMEASURE_SINGLE:
+            return Choice(0, MEASURING)  # every estimate is relative to the plain decode time
+        if self._tot[0] == 0.0:
+            return Choice(min(k_max, FIRST_K))  # no acceptance seen yet: try speculation first
         best_k = self._best_k(k_max)
         if best_k > 0:
             self._off_steps = 0
@@ -140,7 +145,7 @@ class DraftLengthController:
         if self._off_steps >= self._probe_interval:
             self._off_steps = 0
             self._probe_interval = min(PROBE_MAX, self._probe_interval * 2)
-            return Choice(k_max, probe=True)
+            return Choice(min(k_max, PROBE_K), probe=True)
         return Choice(0, OFF_REASON)
 
     def _best_k(self, k_max: int) -> int:

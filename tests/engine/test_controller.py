@@ -6,11 +6,15 @@ import pytest
 
 from engine.config import MODEL_DRAFT_K_MAX, NGRAM_K_MAX, SpecParams
 from engine.controller import (
+    FIRST_K,
+    MEASURING,
     OFF_REASON,
+    PROBE_K,
     PRIOR_ACCEPT,
     PROBE_MAX,
     PROBE_MIN,
     REMEASURE_SINGLE,
+    Choice,
     DraftLengthController,
 )
 from engine.drafters.base import draft_k_max
@@ -31,9 +35,17 @@ def teach(c: DraftLengthController, n_drafted: int, n_accepted: int, times: int)
         c.record_result(n_drafted, n_accepted)
 
 
-def test_nothing_measured_tries_speculation_first() -> None:
-    assert DraftLengthController(5).choose().k == 5
-    assert DraftLengthController(5).choose(available=2).k == 2
+def test_plain_speed_first_then_a_first_draft() -> None:
+    c = DraftLengthController(16)
+    assert c.choose(available=16) == Choice(0, MEASURING)
+    c.record_decode(1, T1)
+    assert c.choose(available=16).k == FIRST_K  # no acceptance known: a moderate first try
+    assert c.choose(available=2).k == 2
+    c.record_decode(FIRST_K + 1, T1 * 2)
+    c.record_result(FIRST_K, FIRST_K)
+    assert c.choose(available=16).k >= 1  # it paid: the controller now decides from evidence...
+    teach(c, FIRST_K, FIRST_K, 5)
+    assert c.choose(available=16).k > FIRST_K  # ...and full acceptance makes longer drafts worth a try
 
 
 def test_no_proposal_and_disabled() -> None:
@@ -105,8 +117,14 @@ def test_switched_off_controller_probes_with_growing_intervals() -> None:
     c = DraftLengthController(3)
     timed(c, 1.5, range(1, 5))
     teach(c, 3, 0, 40)
-    probes = [i for i in range(PROBE_MIN + 2 * PROBE_MIN + 4 * PROBE_MIN) if c.choose().probe]
-    assert probes == [PROBE_MIN - 1, 3 * PROBE_MIN - 1, 7 * PROBE_MIN - 1]
+    choices = [c.choose() for i in range(PROBE_MIN + 2 * PROBE_MIN + 4 * PROBE_MIN)]
+    assert [i for i, ch in enumerate(choices) if ch.probe] == [
+        PROBE_MIN - 1,
+        3 * PROBE_MIN - 1,
+        7 * PROBE_MIN - 1,
+    ]
+    assert {ch.k for ch in choices if ch.probe} == {PROBE_K}  # short: a failed probe costs little
+    assert {ch.reason for ch in choices if not ch.probe} == {OFF_REASON}
     assert PROBE_MAX >= 4 * PROBE_MIN
 
 
@@ -115,7 +133,7 @@ def test_plain_speed_is_remeasured_when_it_goes_stale() -> None:
     timed(c, 0.1, range(1, 5))
     teach(c, 3, 3, 20)
     choices = [c.choose() for _ in range(REMEASURE_SINGLE + 1)]
-    assert choices[-1].k == 0 and choices[-1].reason == "measuring plain decode speed"
+    assert choices[-1] == Choice(0, MEASURING)
     assert all(ch.k == 3 for ch in choices[:-1])
     c.record_decode(1, T1)
     assert c.choose().k == 3
