@@ -4,7 +4,7 @@ from a small sweep) and against plain decoding, same model, threads and prompt, 
 llama-cpp-python's high-level draft path crashes once prompt + output exceed n_batch, so it runs with
 n_batch = n_ctx here (the workaround the issue names).
 
-    python benchmarks/prompt_lookup.py [--model M.gguf] [--threads 2] [--tokens 200]
+    python benchmarks/prompt_lookup.py [--model M.gguf] [--threads 2] [--tokens 200] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from _common import default_model, llama_decode, prompt_tokens, tandem_decode, tandem_engine
+from _common import default_model, llama_decode, median, prompt_tokens, tandem_decode, tandem_engine
 
 
 def code_edit_prompt() -> str:
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--ctx", type=int, default=2048)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per setting; medians are compared")
     args = ap.parse_args()
     model = args.model or default_model()
 
@@ -40,14 +41,19 @@ def main() -> None:
     engine = tandem_engine(model, args.threads, args.ctx, "ngram")
     tokens = prompt_tokens(engine, code_edit_prompt())
     tandem_decode(engine, tokens, 8, spec=False)
-    plain, plain_out = tandem_decode(engine, tokens, args.tokens, spec=False)
-    spec, spec_out = tandem_decode(engine, tokens, args.tokens, spec=True)
+    plains, specs = [], []
+    for _ in range(args.repeat):  # alternating, so load from elsewhere hits both sides alike
+        rate, plain_out = tandem_decode(engine, tokens, args.tokens, spec=False)
+        plains.append(rate)
+        rate, spec_out = tandem_decode(engine, tokens, args.tokens, spec=True)
+        specs.append(rate)
+    plain, spec = median(plains), median(specs)
     print(
         f"tandem plain {plain:.1f} tok/s; tandem n-gram {spec:.1f} tok/s ({spec / plain:.2f}x plain), "
         f"identical: {plain_out == spec_out}"
     )
     best = (0.0, "")
-    for num_pred in (2, 4, 10):
+    for num_pred in (2, 4, 10, 16):
         for ngram in (2, 3):
             llm = Llama(
                 str(model),
@@ -59,7 +65,7 @@ def main() -> None:
                 verbose=False,
             )
             llama_decode(llm, tokens, 8)
-            rate, _ = llama_decode(llm, tokens, args.tokens)
+            rate = median([llama_decode(llm, tokens, args.tokens)[0] for _ in range(args.repeat)])
             print(
                 f"  LlamaPromptLookupDecoding num_pred_tokens={num_pred} "
                 f"max_ngram_size={ngram}: {rate:.1f} tok/s"
