@@ -45,6 +45,7 @@ class FitBadge:
     tooltip: str  # multi-line memory breakdown
     n_ctx: int  # the context the plan is for
     verdict: Verdict | None = None  # None: no estimate could be made
+    breakdown: tuple[str, ...] = ()  # the memory lines of the tooltip alone (for a details pane)
 
     @property
     def label(self) -> str:
@@ -52,8 +53,9 @@ class FitBadge:
 
     @property
     def needs_confirmation(self) -> bool:
-        """Loading as asked would not fit: the manager asks before a "Load anyway"."""
-        return self.level in ("too_large", "unknown") or self.caveat is not None
+        """No plan fits (or none could be made): the manager warns before a "Load anyway". A caveat does not
+        count: the plan that gives something up is still one that fits."""
+        return self.level in ("too_large", "unknown")
 
 
 def _gib(n: int) -> str:
@@ -116,8 +118,8 @@ def badge_for(result: FitResult, hw: HardwareInfo, *, has_drafter: bool) -> FitB
     text = VERDICT_TEXT[result.verdict]
     if result.verdict == Verdict.PARTIAL:
         text += f" ({result.n_gpu_layers} of {result.total_layers} layers)"
-    lines = [f"{text}: {result.explanation}", f"This computer: {hardware_summary(hw)}"]
-    lines += _breakdown(result, hw)
+    breakdown = _breakdown(result, hw)
+    lines = [f"{text}: {result.explanation}", f"This computer: {hardware_summary(hw)}", *breakdown]
     lines += [f"• {n}" for n in result.notes]
     return FitBadge(
         LEVELS[result.verdict],
@@ -126,6 +128,7 @@ def badge_for(result: FitResult, hw: HardwareInfo, *, has_drafter: bool) -> FitB
         "\n".join(lines),
         result.n_ctx,
         result.verdict,
+        tuple(breakdown),
     )
 
 

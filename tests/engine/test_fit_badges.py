@@ -65,7 +65,7 @@ def test_caveats_when_the_plan_gives_something_up():
     pair = catalog.pair("gemma4-12b-mtp")
     result = fit(pair, fake_hardware((2,), ram_gb=8), n_ctx=8192, quant="UD-Q4_K_XL")
     badge = badge_for(result, fake_hardware((2,), ram_gb=8), has_drafter=True)
-    assert result.drafter == "none" and "without the drafter" in badge.label and badge.needs_confirmation
+    assert result.drafter == "none" and "without the drafter" in badge.label and not badge.needs_confirmation
     ngram = pair_fit(with_drafter(pair, catalog, NGRAM), fake_hardware((2,), ram_gb=8), 8192)
     assert all("drafter" not in (q.badge.caveat or "") for q in ngram.quants)
 
