@@ -184,7 +184,8 @@ def check_draft_metadata(target: GGUFInfo, draft: GGUFInfo) -> None:
 
 
 def _label(info: GGUFInfo) -> str:
-    return info.name or info.path.name
+    # The file name, not general.name: several files of one model (quantizations, conversions) share a name.
+    return info.path.name
 
 
 def local_drafter_options(target: GGUFInfo, candidates: Sequence[GGUFInfo]) -> tuple[DrafterOption, ...]:

@@ -59,7 +59,7 @@ class FitBadge:
 
 
 def _gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB"
+    return f"{n / GIB:.2f} GiB" if n >= GIB // 10 else f"{n / 2**20:.0f} MiB"
 
 
 def hardware_summary(hw: HardwareInfo) -> str:

@@ -31,7 +31,7 @@ from engine.pair_plan import FileRef, load_config, locate, missing, pair_files, 
 
 PAIR_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 QUANT_ROLE = int(Qt.ItemDataRole.UserRole) + 2
-COL_NAME, COL_DRAFTER, COL_SIZE, COL_FIT = range(4)
+COL_NAME, COL_SIZE, COL_FIT = range(3)
 BEST_MARK = "  ★ best fit"
 
 DRAFTER_TEXT = {
@@ -58,18 +58,19 @@ class CatalogTab(QWidget):
         self._chosen_option: dict[str, str] = {}  # pair id -> drafter option key
 
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Pair / quantization", "Drafter", "Download", "Fit on this computer"])
+        self.tree.setHeaderLabels(["Pair / quantization", "Download", "Fit on this computer"])
         self.tree.setAlternatingRowColors(True)
         self.tree.setUniformRowHeights(True)
         header = self.tree.header()
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
-        for col in (COL_DRAFTER, COL_SIZE, COL_FIT):
+        for col in (COL_SIZE, COL_FIT):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         for pair in state.catalog.pairs:
-            item = QTreeWidgetItem([pair.name, DRAFTER_TEXT[pair.drafter_kind], "", ""])
+            item = QTreeWidgetItem([pair.name, "", ""])
+            item.setToolTip(COL_NAME, f"{pair.name}: drafter {DRAFTER_TEXT[pair.drafter_kind]}")
             item.setData(COL_NAME, PAIR_ROLE, pair.id)
             for q in pair.target.quants:
-                child = QTreeWidgetItem([q.name, "", _size(q.planning_bytes), ""])
+                child = QTreeWidgetItem([q.name, _size(q.planning_bytes), ""])
                 child.setData(COL_NAME, PAIR_ROLE, pair.id)
                 child.setData(COL_NAME, QUANT_ROLE, q.name)
                 item.addChild(child)
@@ -125,6 +126,7 @@ class CatalogTab(QWidget):
         splitter.addWidget(details)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        splitter.setSizes([640, 500])
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(splitter)
@@ -268,7 +270,7 @@ class CatalogTab(QWidget):
         self.files.setText("<br>".join(lines))
         todo = missing(refs, store)
         job = self.state.downloads.active_for(refs)
-        self.download_button.setEnabled(bool(todo) and job is None)
+        self.download_button.setEnabled(bool(todo) and (job is None or job.state is JobState.PAUSED))
         if job is not None:
             self.download_button.setText(_job_text(job))
         elif todo:
@@ -280,10 +282,11 @@ class CatalogTab(QWidget):
     def _on_job(self, job: DownloadJob) -> None:
         if self.pair is None or self.option is None:
             return
-        if job.state.finished:
-            self._show_detail()
-        elif job is self.state.downloads.active_for(self.refs()):
+        progress_only = job.state is JobState.RUNNING and job.progress is not None
+        if progress_only and job is self.state.downloads.active_for(self.refs()):
             self.download_button.setText(_job_text(job))
+        elif not progress_only:
+            self._show_detail()
 
     def refresh_files(self) -> None:
         """Files arrived or went: update the download column and the details pane."""
@@ -334,6 +337,8 @@ def _job_text(job: DownloadJob) -> str:
     if job.state is JobState.RUNNING and p is not None and p.bytes_total:
         pct = 100 * p.bytes_done / p.bytes_total
         return f"Downloading… {pct:.0f}% (file {job.file_index + 1} of {len(job.files)})"
+    if job.state is JobState.PAUSED:
+        return "Resume download"
     return f"Download {job.state.value}…"
 
 

@@ -125,10 +125,10 @@ class DownloadQueue(QObject):
         todo = missing(files, self.store)
         if not todo:
             return None
-        for job in self.jobs:  # the same files already queued or paused: resume that job instead
-            if not job.state.finished and job.files == todo:
-                self.resume(job)
-                return job
+        existing = self.active_for(todo)
+        if existing is not None:  # already queued, running or paused: that job goes on instead
+            self.resume(existing)
+            return existing
         job = DownloadJob(next(self._ids), title, todo)
         self.jobs.append(job)
         self.jobAdded.emit(job)

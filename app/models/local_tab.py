@@ -101,6 +101,7 @@ class LocalTab(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Kind", "Size", "Source", "Fit on this computer"])
         self.tree.setAlternatingRowColors(True)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         header = self.tree.header()
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         for col in (COL_KIND, COL_SIZE, COL_SOURCE, COL_FIT):
@@ -131,6 +132,8 @@ class LocalTab(QWidget):
         self.drafters = DrafterList()
         self.drafters.optionChosen.connect(self._on_option)
         self.badge = BadgeLabel(state.colors)
+        self.memory = QLabel()
+        self.memory.setWordWrap(True)
         self.load_button = QPushButton("Load")
         self.load_button.clicked.connect(self.load)
         self.remove_button = QPushButton("Remove…")
@@ -144,6 +147,7 @@ class LocalTab(QWidget):
         d.addWidget(QLabel("<b>Drafter</b> (from the files on this computer)"))
         d.addWidget(self.drafters, 1)
         d.addWidget(self.badge)
+        d.addWidget(self.memory)
         buttons = QHBoxLayout()
         buttons.addWidget(self.load_button)
         buttons.addWidget(self.remove_button)
@@ -155,6 +159,7 @@ class LocalTab(QWidget):
         splitter.addWidget(details)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        splitter.setSizes([640, 500])
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(splitter)
@@ -178,7 +183,9 @@ class LocalTab(QWidget):
         self._items = {}
         for m in result.models:
             kind = KIND_LABELS.get(m.kind, m.kind)  # type: ignore[call-overload]
-            item = QTreeWidgetItem([m.name, kind, human_bytes(m.size), m.source, ""])
+            item = QTreeWidgetItem([m.path.name, kind, human_bytes(m.size), m.source, ""])
+            item.setToolTip(COL_NAME, m.name)
+            item.setToolTip(COL_SOURCE, m.name.rsplit("/", 1)[0] if m.source == "hub" else m.source)
             item.setData(COL_NAME, ROW_ROLE, m)
             if m.problem:
                 item.setText(COL_FIT, "unreadable")
@@ -187,6 +194,11 @@ class LocalTab(QWidget):
                 item.setText(COL_FIT, "drafter file")
             self.tree.addTopLevelItem(item)
             self._items[m.path] = item
+        if not result.models:
+            hint = QTreeWidgetItem(["No models yet: download a pair from the Catalog tab, or Import GGUF…"])
+            hint.setFirstColumnSpanned(True)
+            hint.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.tree.addTopLevelItem(hint)
         self._group("Unfinished downloads (downloading the same file again resumes them)", result.partials)
         self._group("Not registered (use Import GGUF…)", [(p, p.stat().st_size) for p in result.untracked])
         total = sum(m.size for m in result.models)
@@ -255,6 +267,7 @@ class LocalTab(QWidget):
     def _refresh_detail_fit(self) -> None:
         model, option, hw = self.model, self.option, self.state.hardware
         self.badge.set_badge(None)
+        self.memory.clear()
         self.result = None
         if model is None or option is None or hw is None or not model.is_target:
             return
@@ -268,6 +281,7 @@ class LocalTab(QWidget):
 
     def _on_detail_fit(self, value: tuple[FitBadge, FitResult | None]) -> None:
         self.badge.set_badge(value[0])
+        self.memory.setText("\n".join(value[0].breakdown))
         self.result = value[1]
         self.load_button.setEnabled(self.model is not None and self.model.is_target)
 

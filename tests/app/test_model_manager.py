@@ -201,6 +201,8 @@ def test_download_pause_resume_then_load_the_pair(qtbot, open_manager, hub, mode
     assert not row.resume_button.isHidden() and row.pause_button.isHidden() and "Paused" in row.status.text()
     ((partial, size),) = model_store.partials()
     assert size > 0
+    button = manager.catalog_tab.download_button
+    assert button.isEnabled() and button.text() == "Resume download"
     hub.slow = None
     qtbot.mouseClick(row.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: job.state is JobState.DONE, timeout=10_000)
