@@ -132,7 +132,8 @@ class ModelManager(QWidget):
         self.state.runner.run(probe, self._on_hardware, self._on_hardware_error)
 
     def _on_hardware(self, hw: HardwareInfo) -> None:
-        self.hardware_label.setText(f"<b>This computer</b>: {hardware_summary(hw)}")
+        hint = " — hover here to see how to use a GPU" if hw.rebuild_hint else ""
+        self.hardware_label.setText(f"<b>This computer</b>: {hardware_summary(hw)}{hint}")
         tip = "\n".join(filter(None, [hw.rebuild_hint, *hw.notes]))
         self.hardware_label.setToolTip(tip)
         self.state.set_hardware(hw)
