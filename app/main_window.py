@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
     def __init__(self, context: AppContext) -> None:
         super().__init__()
         self.context = context
+        self.models: Any = None  # the model manager, created on first use
         self.setWindowTitle("Tandem")
         self.sidebar = ConversationSidebar(context)
         self.panel = ChatPanel(context)
@@ -76,6 +77,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "New window", QKeySequence("Ctrl+Shift+N"), self.new_window)
         self._action(file_menu, "Open chat in new window", None, self.open_current_in_window)
         file_menu.addSeparator()
+        self._action(file_menu, "Models…", QKeySequence("Ctrl+M"), self.open_models)
         self._action(file_menu, "Load model…", QKeySequence("Ctrl+L"), self.choose_model)
         self._action(file_menu, "Unload model", None, self.context.client.unload)
         file_menu.addSeparator()
@@ -213,6 +215,17 @@ class MainWindow(QMainWindow):
         self.sidebar.select(chat_id)
 
     # --- model ----------------------------------------------------------------------------------------
+    def open_models(self) -> Any:
+        """Show the model manager (one instance, non-modal; it keeps downloading while hidden)."""
+        if self.models is None:
+            from app.models.manager_window import ModelManager
+
+            self.models = ModelManager(self.context, self)
+        self.models.show()
+        self.models.raise_()
+        self.models.activateWindow()
+        return self.models
+
     def choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "GGUF models (*.gguf)")
         if path:
@@ -271,4 +284,7 @@ class MainWindow(QMainWindow):
         settings.setValue("main_window/splitter", self.splitter.saveState())
         for window in list(self.context.windows):
             window.close()
+        if self.models is not None:
+            self.models.shutdown()
+            self.models.close()
         super().closeEvent(event)

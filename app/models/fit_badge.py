@@ -1,0 +1,79 @@
+"""Painting fit badges (engine.fit_badges.FitBadge): colours per verdict for the light and dark themes, a
+badge label for the details panes, and the badge column of the manager's trees."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QLabel, QTreeWidgetItem, QWidget
+
+from app.theme import Colors
+from engine.fit_badges import BadgeLevel, FitBadge
+
+# (background, text) per level; text on background passes WCAG AA in both themes.
+LIGHT_BADGES: dict[BadgeLevel, tuple[str, str]] = {
+    "gpu": ("#dafbe1", "#116329"),
+    "partial": ("#fff1c2", "#7a4a00"),
+    "cpu": ("#ddf4ff", "#0a4a9c"),
+    "too_large": ("#ffebe9", "#a40e26"),
+    "unknown": ("#eaeef2", "#424a53"),
+}
+DARK_BADGES: dict[BadgeLevel, tuple[str, str]] = {
+    "gpu": ("#12361d", "#7ee787"),
+    "partial": ("#3d2e00", "#f2cc60"),
+    "cpu": ("#0c2d57", "#8ac8ff"),
+    "too_large": ("#4c1419", "#ffa198"),
+    "unknown": ("#2d333b", "#adbac7"),
+}
+ESTIMATING = "estimating…"
+BADGE_ROLE = int(Qt.ItemDataRole.UserRole) + 7  # the badge level of a tree cell (tests, sorting)
+
+
+def badge_colors(level: BadgeLevel, colors: Colors) -> tuple[str, str]:
+    return (DARK_BADGES if colors.dark else LIGHT_BADGES)[level]
+
+
+def set_item_badge(item: QTreeWidgetItem, column: int, badge: FitBadge | None, colors: Colors) -> None:
+    """Show `badge` in one column of a tree row (None: not estimated yet)."""
+    if badge is None:
+        item.setText(column, ESTIMATING)
+        item.setToolTip(column, "")
+        item.setData(column, BADGE_ROLE, None)
+        item.setBackground(column, QBrush())
+        item.setForeground(column, QBrush())
+        return
+    bg, fg = badge_colors(badge.level, colors)
+    item.setText(column, badge.label)
+    item.setToolTip(column, badge.tooltip)
+    item.setData(column, BADGE_ROLE, badge.level)
+    item.setBackground(column, QBrush(QColor(bg)))
+    item.setForeground(column, QBrush(QColor(fg)))
+
+
+class BadgeLabel(QLabel):
+    """A rounded, coloured fit badge with the memory breakdown as its tooltip."""
+
+    def __init__(self, colors: Colors, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._colors = colors
+        self.badge: FitBadge | None = None
+        self.setWordWrap(True)
+        self.set_badge(None)
+
+    def set_colors(self, colors: Colors) -> None:
+        self._colors = colors
+        self.set_badge(self.badge)
+
+    def set_badge(self, badge: FitBadge | None) -> None:
+        self.badge = badge
+        if badge is None:
+            self.setText(ESTIMATING)
+            self.setToolTip("")
+            self.setStyleSheet("padding: 4px 8px;")
+            return
+        bg, fg = badge_colors(badge.level, self._colors)
+        self.setText(badge.label)
+        self.setToolTip(badge.tooltip)
+        self.setStyleSheet(
+            f"background: {bg}; color: {fg}; border-radius: 6px; padding: 4px 8px; font-weight: 600;"
+        )

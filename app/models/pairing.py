@@ -1,0 +1,77 @@
+"""The drafter chooser of the manager's details panes: every candidate drafter for the chosen target, the
+usable ones selectable, the others greyed out with the rule they fail (engine.drafter_options)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
+
+from engine.drafter_options import DrafterOption
+
+OPTION_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+
+
+def option_text(option: DrafterOption) -> str:
+    if option.compatible:
+        return f"✓  {option.label}  ·  {option.kind_label}"
+    return f"✗  {option.label}  ·  {option.kind_label}\n      {option.rule}: {option.reason}"
+
+
+class DrafterList(QListWidget):
+    """Choose one drafter; incompatible ones are listed disabled with their reason."""
+
+    optionChosen = Signal(object)  # DrafterOption
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setWordWrap(True)
+        self.setAlternatingRowColors(True)
+        self.setMinimumHeight(120)
+        self.options: tuple[DrafterOption, ...] = ()
+        self.itemSelectionChanged.connect(self._on_selection)
+        self._quiet = False
+
+    def set_options(self, options: Sequence[DrafterOption], selected_key: str | None) -> None:
+        """Show `options`; select the one with `selected_key` if usable, else the first usable one."""
+        self._quiet = True
+        self.clear()
+        self.options = tuple(options)
+        chosen: QListWidgetItem | None = None
+        for option in self.options:
+            item = QListWidgetItem(option_text(option))
+            item.setData(OPTION_ROLE, option)
+            if option.compatible:
+                item.setToolTip(f"{option.kind_label}: can draft for this target")
+                if chosen is None or option.key == selected_key:
+                    chosen = item
+            else:
+                item.setFlags(Qt.ItemFlag.NoItemFlags)  # greyed, not selectable
+                item.setToolTip(f"Not usable with this target ({option.rule}): {option.reason}")
+            self.addItem(item)
+        if chosen is not None:
+            chosen.setSelected(True)
+            self.setCurrentItem(chosen)
+        self._quiet = False
+
+    @property
+    def selected(self) -> DrafterOption | None:
+        items = self.selectedItems()
+        return items[0].data(OPTION_ROLE) if items else None
+
+    def select_key(self, key: str) -> bool:
+        for i in range(self.count()):
+            item = self.item(i)
+            option: DrafterOption = item.data(OPTION_ROLE)
+            if option.key == key and option.compatible:
+                self.setCurrentItem(item)
+                item.setSelected(True)
+                return True
+        return False
+
+    def _on_selection(self) -> None:
+        option = self.selected
+        if option is not None and not self._quiet:
+            self.optionChosen.emit(option)

@@ -1,0 +1,181 @@
+"""Search tab: GGUF repositories on the Hugging Face Hub. The hub is contacted only when the user presses
+Search (or opens a result's file list); offline or unreachable gives the engine's message, never a
+traceback. A file is downloaded into the store through the Downloads tab, with the repo's MTP drafter when
+the user asks for it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.state import ManagerState
+from engine.errors import human_bytes
+from engine.hub import RemoteFile, RepoHit, drafter_files, model_files, repo_files, search, split_shards
+from engine.pair_plan import FileRef
+
+HIT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+FILE_ROLE = int(Qt.ItemDataRole.UserRole) + 2
+SEARCH_LIMIT = 30
+
+
+class SearchTab(QWidget):
+    def __init__(self, state: ManagerState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.hits: list[RepoHit] = []
+        self.files: tuple[RemoteFile, ...] = ()
+        self.repo: str | None = None
+
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("Search GGUF models on the Hugging Face Hub, e.g. gemma 4 or qwen3")
+        self.query.returnPressed.connect(self.search)
+        self.search_button = QPushButton("Search")
+        self.search_button.clicked.connect(self.search)
+        self.message = QLabel("The hub is contacted only when you press Search.")
+        self.message.setWordWrap(True)
+
+        self.results = QTreeWidget()
+        self.results.setHeaderLabels(["Repository", "Downloads", "Likes", "GGUF files", "Notes"])
+        self.results.setRootIsDecorated(False)
+        self.results.setAlternatingRowColors(True)
+        self.results.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.results.itemActivated.connect(lambda item, _col: self.show_files(item.data(0, HIT_ROLE)))
+        self.results.currentItemChanged.connect(self._on_current)
+
+        self.file_list = QTreeWidget()
+        self.file_list.setHeaderLabels(["File", "Size", "Kind"])
+        self.file_list.setRootIsDecorated(False)
+        self.file_list.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.files_button = QPushButton("Show files")
+        self.files_button.setEnabled(False)
+        self.files_button.clicked.connect(lambda: self.show_files(self._current_hit()))
+        self.with_drafter = QCheckBox("Also download the repo's MTP drafter")
+        self.download_button = QPushButton("Download")
+        self.download_button.setEnabled(False)
+        self.download_button.clicked.connect(self.download)
+        self.file_list.currentItemChanged.connect(lambda *_: self._update_buttons())
+
+        top = QHBoxLayout()
+        top.addWidget(self.query, 1)
+        top.addWidget(self.search_button)
+        right = QWidget()
+        r = QVBoxLayout(right)
+        r.setContentsMargins(0, 0, 0, 0)
+        r.addWidget(self.files_button)
+        r.addWidget(self.file_list, 1)
+        r.addWidget(self.with_drafter)
+        r.addWidget(self.download_button)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.results)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addLayout(top)
+        outer.addWidget(self.message)
+        outer.addWidget(splitter, 1)
+
+    def search(self) -> None:
+        text = self.query.text().strip()
+        if not text:
+            self.message.setText("Type what to look for first.")
+            return
+        self.search_button.setEnabled(False)
+        self.message.setText(f"Searching the hub for “{text}”…")
+        self.state.runner.run(
+            lambda: search(text, limit=SEARCH_LIMIT), self._on_hits, self._on_search_error, key="search"
+        )
+
+    def _on_hits(self, hits: list[RepoHit]) -> None:
+        self.search_button.setEnabled(True)
+        self.hits = hits
+        self.results.clear()
+        for hit in hits:
+            notes = ", ".join(
+                n for n, on in (("MTP drafter", hit.has_mtp_drafter), ("gated", hit.gated)) if on
+            )
+            item = QTreeWidgetItem(
+                [hit.repo, f"{hit.downloads:,}", str(hit.likes), str(len(model_files(hit.gguf_files))), notes]
+            )
+            item.setData(0, HIT_ROLE, hit)
+            for col in (1, 2, 3):
+                item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.results.addTopLevelItem(item)
+        self.message.setText(
+            f"{len(hits)} GGUF repositories; select one and press Show files (or double-click it)."
+            if hits
+            else "No GGUF repositories match."
+        )
+
+    def _on_search_error(self, message: str) -> None:
+        self.search_button.setEnabled(True)
+        self.message.setText(f"Search failed: {message}")
+
+    def _current_hit(self) -> RepoHit | None:
+        item = self.results.currentItem()
+        return item.data(0, HIT_ROLE) if item is not None else None
+
+    def _on_current(self, *_: object) -> None:
+        self.files_button.setEnabled(self._current_hit() is not None)
+
+    def show_files(self, hit: RepoHit | None) -> None:
+        if hit is None:
+            return
+        self.repo = hit.repo
+        self.file_list.clear()
+        self.message.setText(f"Reading the file list of {hit.repo}…")
+        repo = hit.repo
+        self.state.runner.run(lambda: repo_files(repo)[0], self._on_files, self._on_search_error, key="files")
+
+    def _on_files(self, files: tuple[RemoteFile, ...]) -> None:
+        self.files = files
+        names = [f.filename for f in files]
+        drafters = set(drafter_files(names))
+        by_name = {f.filename: f for f in files}
+        self.file_list.clear()
+        for name in [*model_files(names), *sorted(drafters)]:
+            shards = split_shards(names, name) if name not in drafters else (name,)
+            size = sum(by_name[s].size for s in shards if s in by_name)
+            kind = "MTP drafter" if name in drafters else ("split model" if len(shards) > 1 else "model")
+            item = QTreeWidgetItem([name, human_bytes(size), kind])
+            item.setData(0, FILE_ROLE, name)
+            self.file_list.addTopLevelItem(item)
+        self.with_drafter.setEnabled(bool(drafters))
+        self.with_drafter.setChecked(bool(drafters))
+        self.message.setText(f"{self.repo}: {self.file_list.topLevelItemCount()} GGUF file(s).")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        self.download_button.setEnabled(self.file_list.currentItem() is not None)
+
+    def download(self) -> None:
+        item = self.file_list.currentItem()
+        if item is None or self.repo is None:
+            return
+        name = item.data(0, FILE_ROLE)
+        names = [f.filename for f in self.files]
+        sizes = {f.filename: f.size for f in self.files}
+        wanted = list(split_shards(names, name))
+        if self.with_drafter.isChecked():
+            wanted += [d for d in drafter_files(names) if d not in wanted]
+        drafters = set(drafter_files(names))
+        refs = tuple(
+            FileRef("drafter" if f in drafters else "target", self.repo, f, sizes.get(f)) for f in wanted
+        )
+        job = self.state.downloads.enqueue(f"{self.repo}: {name}", refs)
+        self.message.setText(
+            "Download queued: see the Downloads tab." if job else "Already on this computer."
+        )
