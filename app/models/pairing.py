@@ -14,9 +14,11 @@ OPTION_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 
 
 def option_text(option: DrafterOption) -> str:
+    # The kind is added only where the label does not already say it ("n-gram lookup (...)").
+    kind = "" if option.label.startswith(option.kind_label) else f"  ·  {option.kind_label}"
     if option.compatible:
-        return f"✓  {option.label}  ·  {option.kind_label}"
-    return f"✗  {option.label}  ·  {option.kind_label}\n      {option.rule}: {option.reason}"
+        return f"✓  {option.label}{kind}"
+    return f"✗  {option.label}{kind}\n      {option.rule}: {option.reason}"
 
 
 class DrafterList(QListWidget):
