@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 PRIOR_ACCEPT = 0.5  # before any evidence, per depth
@@ -103,6 +104,41 @@ class DraftLengthController:
             return 1.0
         return self.expected_tokens(k) / ((tk + k * (self._d or 0.0)) / t1)
 
+    def best(self, k_max: int | None = None) -> tuple[int, float]:
+        """The draft length with the highest predicted speedup (0: plain decoding wins), and that speedup."""
+        top = self.k_max if k_max is None else min(self.k_max, k_max)
+        k = max(range(top + 1), key=self.speedup)
+        return k, self.speedup(k)
+
+    # --- what was learned (persisted per model pair by engine.pair_profile) ----------------------------
+    def measured_decode_times(self) -> dict[int, float]:
+        """Median seconds of a target decode of n tokens, for every n measured so far."""
+        return dict(self._t)
+
+    @property
+    def draft_cost(self) -> float | None:
+        """Smoothed drafter seconds per drafted token (None: not measured, or a free drafter)."""
+        return self._d
+
+    @classmethod
+    def from_estimates(
+        cls,
+        accept: Sequence[float],
+        decode_s: Mapping[int, float],
+        draft_s: float | None,
+        *,
+        weight: float = 100.0,
+    ) -> DraftLengthController:
+        """A controller that starts from earlier evidence instead of the prior: `accept[i]` is the chance
+        that draft token i+1 is accepted given the ones before it were, worth `weight` observations."""
+        ctl = cls(len(accept))
+        ctl._acc = [min(max(a, 0.0), 1.0) * weight for a in accept]
+        ctl._tot = [weight] * len(accept)
+        for n, seconds in decode_s.items():
+            ctl.record_decode(n, seconds)
+        ctl._d = draft_s
+        return ctl
+
     # --- decision -----------------------------------------------------------------------------------
     def choose(self, available: int | None = None) -> Choice:
         """The draft length for the next step. `available`: for free drafters (n-gram) that draft before
@@ -115,7 +151,7 @@ class DraftLengthController:
             return Choice(k_max)  # nothing measured yet: try speculation first
         if self._steps_since_single > REMEASURE_SINGLE:
             return Choice(0, "measuring plain decode speed")
-        best_k = max(range(k_max + 1), key=self.speedup)
+        best_k, _ = self.best(k_max)
         if best_k > 0:
             self._off_steps = 0
             self._probe_interval = PROBE_MIN
