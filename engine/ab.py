@@ -19,7 +19,6 @@ from typing import Any, Literal
 from engine.config import CancelToken, ChatMessage, GenerationParams
 from engine.controller import DraftLengthController
 from engine.events import DoneEvent, Event, NoticeEvent, StopReason
-from engine.sampling import resolve_seed
 from engine.stats import Divergence, GenerationStats, SpecStats
 
 Side = Literal["plain", "speculative"]
@@ -237,6 +236,9 @@ def iter_ab(
 
     `engine` is a ChatEngine (or anything with its fit_messages / reset / make_loop / controller / model);
     it is left holding the speculative run in its KV cache and that run's controller."""
+    from engine.sampling import resolve_seed  # here, not at the top: it loads llama.cpp, and the app imports
+    # this module's result types in the GUI thread at start-up
+
     seed = resolve_seed(params.sampling)
     params = replace(params, sampling=replace(params.sampling, seed=seed))
     tokens, notices = engine.fit_messages(messages, params.max_tokens)
