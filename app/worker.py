@@ -7,6 +7,10 @@ leaves it, unchanged (frozen dataclasses), through a queued signal. It never tou
 `WorkerClient` lives in the GUI thread and is shared by every chat window. It keeps the job queue itself and
 hands the worker one job at a time, so a queued request can be shown as "waiting" and cancelled before it
 starts; a running generation is cancelled through its `CancelToken`, which the engine checks every step.
+
+Besides replies, the worker runs A/B jobs (engine.ab: the same prompt plain, then speculative) and, given a
+ProfileStore, folds every finished generation into the loaded pair's profile and announces the predicted
+speedup (`predictionChanged`), before `loaded` for a model whose pair it already knows.
 """
 
 from __future__ import annotations
@@ -99,9 +103,9 @@ class InferenceWorker(QObject):
                 return not job.cancel.cancelled
 
             self._engine = self._factory(job.config, progress)
-            self.loaded.emit(self._engine.info)
             self._pair = pair_key(job.config, self._engine.info) if self._engine.info.drafter else None
-            self._announce_prediction()
+            self._announce_prediction()  # before "loaded": the views find it known when the model appears
+            self.loaded.emit(self._engine.info)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a message, the worker survives
             if job.cancel.cancelled:
                 self.loadFailed.emit("Loading was cancelled.")
