@@ -3,9 +3,9 @@
 It streams a scripted reply (Markdown, a code block, a link, raw HTML, emoji and CJK) token by token, varies
 provenance the way a speculative loop does (accepted draft runs followed by the target's own token), sleeps a
 configurable delay per token, honours the cancel token before every "decode step", and ends with a
-`DoneEvent` carrying real `GenerationStats` / `SpecStats` (from `SpecRecorder.snapshot()`). It has the parts
-of ChatEngine that engine.ab's A/B run drives (fit_messages, reset, make_loop, controller, model), so the app's
-A/B goes through the real engine.ab code here too.
+`DoneEvent` carrying real `GenerationStats` / `SpecStats` (from `SpecRecorder.snapshot()`). It has the
+parts of ChatEngine that engine.ab's A/B run drives (fit_messages, reset, make_loop, controller, model), so
+the app's A/B goes through the real engine.ab code here too.
 """
 
 from __future__ import annotations
