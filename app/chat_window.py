@@ -3,7 +3,7 @@ own. The main window embeds a ChatPanel too and switches its chat."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -79,6 +79,18 @@ class ElidedLabel(QLabel):
         super().setText(elided)
 
 
+class FitLabel(ElidedLabel):
+    """An ElidedLabel that asks for its whole text's width and is elided only when the row runs short."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(24)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(self.fontMetrics().horizontalAdvance(self.text()) + 4, super().sizeHint().height())
+
+
 class FindBar(QWidget):
     def __init__(self, view: ChatView) -> None:
         super().__init__()
@@ -136,8 +148,7 @@ class ChatPanel(QWidget):
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
         self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
         self.spec_toggle.toggled.connect(self._on_spec_toggled)
-        self.prediction_label = ElidedLabel()  # the pair's expected speedup, next to the toggle it is about
-        self.prediction_label.setMinimumWidth(24)
+        self.prediction_label = FitLabel()  # the pair's expected speedup, next to the toggle it is about
         self.ab_button = QToolButton()
         self.ab_button.setText("A/B")
         self.ab_button.setToolTip("Re-run your last prompt plain, then speculative, and compare them")

@@ -4,6 +4,7 @@ functions below (testable without painting); the widgets only restyle and refill
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,7 +97,7 @@ class _ChartView(QChartView):
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
         super().__init__(chart)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setMinimumHeight(190)
+        self.setMinimumHeight(200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.colors = colors
 
@@ -138,27 +139,40 @@ def _line(name: str) -> QLineSeries:
     return series
 
 
-def _nice_max(value: float, floor: float) -> float:
-    """An axis maximum a little above `value` on a round step, so the top point is never on the frame."""
-    top = max(value * 1.15, floor)
-    for step in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000):
-        if top / step <= 6:
-            return float(step * -(-top // step))
-    return top
+def _nice_step(span: float, max_ticks: int) -> float:
+    """The smallest round step (1, 2, 5 × 10^n) that covers `span` in at most `max_ticks` intervals."""
+    magnitude = 1.0
+    while True:
+        for base in (1, 2, 5):
+            step = base * magnitude
+            if span / step <= max_ticks:
+                return step
+        magnitude *= 10
+
+
+def set_ticks(axis: QValueAxis, high: float, max_ticks: int = 6) -> None:
+    """Range 0..top with whole-number labels on a round step, top the first step at or above `high`. (Fixed
+    ticks over such a range land on round numbers; QtCharts' dynamic ticks leave the labels' room unsized.)"""
+    step = max(1.0, _nice_step(high, max_ticks))
+    count = max(1, math.ceil(high / step - 1e-9))
+    axis.setRange(0, step * count)
+    axis.setTickType(QValueAxis.TickType.TicksFixed)
+    axis.setTickCount(count + 1)
+    axis.setLabelFormat("%.0f")
 
 
 class SpeedChart(_ChartView):
     """Decode tok/s per reply (and per A/B run): speculative and plain as two series."""
 
     def __init__(self, colors: Colors) -> None:
-        super().__init__("Decode speed per reply", colors)
+        super().__init__("Decode speed per reply (tok/s)", colors)
         self.spec = _line("speculative")
         self.plain = _line("plain")
         chart = self.chart()
         chart.addSeries(self.spec)
         chart.addSeries(self.plain)
         self.x = self._axis("reply or A/B run", Qt.AlignmentFlag.AlignBottom)
-        self.y = self._axis("tok/s", Qt.AlignmentFlag.AlignLeft)
+        self.y = self._axis("", Qt.AlignmentFlag.AlignLeft)  # the unit is in the title: room for the plot
         for series in (self.spec, self.plain):
             series.attachAxis(self.x)
             series.attachAxis(self.y)
@@ -175,11 +189,8 @@ class SpeedChart(_ChartView):
         self.spec.replace([QPointF(x, y) for x, y in points.speculative])
         self.plain.replace([QPointF(x, y) for x, y in points.plain])
         top = max((y for _, y in points.speculative + points.plain), default=0.0)
-        self.x.setRange(0.5, max(points.n_runs, 1) + 0.5)
-        self.x.setTickCount(min(max(points.n_runs, 1), 8) + 1)
-        self.x.setLabelFormat("%.0f")
-        self.y.setRange(0, _nice_max(top, 10.0))
-        self.y.applyNiceNumbers()
+        set_ticks(self.x, max(points.n_runs, 1) + 1, max_ticks=8)  # a run's point never sits on the frame
+        set_ticks(self.y, max(top * 1.1, 10.0), max_ticks=4)
 
 
 class StepChart(_ChartView):
@@ -190,15 +201,13 @@ class StepChart(_ChartView):
         self.k = QLineSeries()
         self.k.setName("draft length k")
         self.rate = QLineSeries()
-        self.rate.setName(f"accepted % (last {ACCEPT_WINDOW} steps)")
+        self.rate.setName(f"% of drafts accepted (last {ACCEPT_WINDOW} steps)")
         chart = self.chart()
         chart.addSeries(self.k)
         chart.addSeries(self.rate)
         self.x = self._axis("verify step", Qt.AlignmentFlag.AlignBottom)
         self.y = self._axis("k", Qt.AlignmentFlag.AlignLeft)
-        self.y_rate = self._axis("accepted %", Qt.AlignmentFlag.AlignRight)
-        self.y_rate.setRange(0, 100)
-        self.y_rate.setTickCount(5)
+        self.y_rate = self._axis("%", Qt.AlignmentFlag.AlignRight)
         self.k.attachAxis(self.x)
         self.k.attachAxis(self.y)
         self.rate.attachAxis(self.x)
@@ -220,12 +229,9 @@ class StepChart(_ChartView):
         self.rate.replace([QPointF(x, y) for x, y in rate])
         n = len(k_points)
         k_max = max((k for _, k in k_points), default=3)
-        self.x.setRange(0, max(n, 10) + 0.5)
-        self.x.setTickCount(6)
-        self.x.setLabelFormat("%.0f")
-        self.y.setRange(0, max(k_max, 1) + 0.5)
-        self.y.setTickCount(max(k_max, 1) + 2)
-        self.y.setLabelFormat("%.0f")
+        set_ticks(self.x, max(n, 10) + 0.5, max_ticks=6)
+        set_ticks(self.y, max(k_max, 1) + 0.5, max_ticks=6)
+        set_ticks(self.y_rate, 100, max_ticks=4)
 
 
 class HistogramChart(_ChartView):
@@ -260,5 +266,4 @@ class HistogramChart(_ChartView):
         self.bars.remove(0, self.bars.count())
         self.bars.append([float(v) for v in values])
         self.x.setCategories([str(i) for i in range(len(values))])
-        self.y.setRange(0, _nice_max(max(values), 4.0))
-        self.y.setLabelFormat("%.0f")
+        set_ticks(self.y, max(max(values) * 1.15, 4.0), max_ticks=4)

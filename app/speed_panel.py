@@ -37,15 +37,15 @@ REFRESH_DELAY_MS = 100
 def why_not_speculating(settings: ChatSettings | None, info: Any, spec: SpecStats | None) -> str | None:
     """Why the chat is not speculating right now, in words; None when it is (or may be)."""
     if info is None:
-        return "No model is loaded."
+        return "Not speculating: no model is loaded."
     if not info.drafter:
-        note = f": {info.drafter_note}" if info.drafter_note else ""
-        return f"The loaded model has no drafter{note}."
+        note = f" ({info.drafter_note})" if info.drafter_note else ""
+        return f"Not speculating: the loaded model has no drafter{note}."
     if settings is not None and not settings.speculative:
-        return "Speculative decoding is switched off for this chat (the toggle above the chat)."
+        return "Not speculating: switched off for this chat (the toggle above the chat)."
     if spec is not None and spec.k_history and spec.current_k == 0:
         reason = spec.main_reason or "the controller chose not to draft"
-        return f"Drafting was off at the end of the last reply: {reason}."
+        return f"Drafting paused at the end of the last reply — {reason}."
     return None
 
 
@@ -95,8 +95,7 @@ class SpeedPanel(QDockWidget):
         self.step_chart = StepChart(colors)
         self.hist_chart = HistogramChart(colors)
         for chart in (self.speed_chart, self.step_chart, self.hist_chart):
-            layout.addWidget(chart)
-        layout.addStretch(1)
+            layout.addWidget(chart, 1)  # the charts share whatever height the dock has
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -234,7 +233,8 @@ class SpeedPanel(QDockWidget):
             expected = (
                 f"<b>{prediction.short()}</b> from what this machine has learned about the pair"
                 if prediction is not None
-                else "Expected speedup: not measured yet — write a reply or run an A/B"
+                else "Expected speedup: not enough drafts seen yet — it is learned from every reply and "
+                "A/B with speculation on"
             )
             drafter = info.drafter or "no drafter"
             self.pair_label.setText(f"<b>{info.model_name}</b> · {drafter}<br>{expected}")
@@ -242,7 +242,7 @@ class SpeedPanel(QDockWidget):
 
         why = why_not_speculating(s.settings if s else None, info, spec)
         self.why_label.setVisible(why is not None)
-        self.why_label.setText(f"<b>Not speculating:</b> {why}" if why else "")
+        self.why_label.setText(why or "")
         self.why_label.setStyleSheet(f"color: {WARN_COLOR[1] if colors.dark else WARN_COLOR[0]}")
 
         if spec is not None and spec.steps:

@@ -177,9 +177,9 @@ def _stats(spec: bool, tps_tokens: int = 11) -> GenerationStats:
 
 
 def test_why_not_speculating() -> None:
-    assert why_not_speculating(GREEDY, None, None) == "No model is loaded."
+    assert why_not_speculating(GREEDY, None, None) == "Not speculating: no model is loaded."
     why = why_not_speculating(GREEDY, _info(None, "no drafter selected"), None)
-    assert why is not None and "no drafter: no drafter selected" in why
+    assert why is not None and "has no drafter (no drafter selected)" in why
     off = dataclasses.replace(GREEDY, speculative=False)
     assert "switched off for this chat" in why_not_speculating(off, _info(), None)
     assert why_not_speculating(GREEDY, _info(), None) is None
@@ -188,7 +188,7 @@ def test_why_not_speculating() -> None:
     detail = "controller chose k=0: verify cost 2.5× for 4 tokens, acceptance 9%"
     rec.record_reason("controller chose k=0", detail)
     why = why_not_speculating(GREEDY, _info(), rec.snapshot())
-    assert why is not None and "verify cost 2.5×" in why
+    assert why is not None and why.startswith("Drafting paused") and "verify cost 2.5×" in why
     rec.k_history.append(2)
     assert why_not_speculating(GREEDY, _info(), rec.snapshot()) is None  # drafting again
 
@@ -218,3 +218,20 @@ def test_step_points_follow_the_provenance() -> None:
     assert k_points == [(1, 3), (2, 3), (3, 0), (4, 2)]
     assert rate == [(1, pytest.approx(200 / 3)), (2, pytest.approx(200 / 6)), (3, pytest.approx(200 / 6)),
                     (4, pytest.approx(400 / 8))]  # fmt: skip
+
+
+def test_view_menu_toggle_is_remembered_and_chat_menu_runs_ab(qtbot, context):
+    first = open_main(qtbot, context)
+    actions = {a.text(): a for a in first.findChildren(type(first.speed.toggleViewAction()))}
+    toggle = actions["Speed panel"]
+    assert not first.speed.isVisible()
+    toggle.trigger()
+    assert first.speed.isVisible()
+    first.close()
+    second = open_main(qtbot, context)
+    assert second.speed.isVisible()  # remembered with the window's state
+    ask(qtbot, second, "hello")
+    ab = next(a for a in second.findChildren(type(toggle)) if a.text() == "A/B: plain vs speculative")
+    ab.trigger()
+    qtbot.waitUntil(lambda: second.panel.session.ab.state == "idle", timeout=10_000)
+    assert second.panel.session.ab.last_report() is not None
