@@ -54,8 +54,15 @@ class ABView(QFrame):
             label = QLabel(head)
             label.setStyleSheet("font-weight: bold")
             grid.addWidget(label, 0, c)
+        tips = {
+            "first token": "Both runs evaluate the whole prompt from an empty cache, so this is longer than "
+            "in the chat, where the earlier turns are already cached.",
+            "decode speed": "Tokens per second after the first token.",
+        }
         for r, row in enumerate(rows, 1):
-            grid.addWidget(QLabel(row), r, 0)
+            head = QLabel(row)
+            head.setToolTip(tips.get(row, ""))
+            grid.addWidget(head, r, 0)
             for c, side in enumerate(("plain", "speculative"), 1):
                 cell = QLabel()
                 cell.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
