@@ -13,6 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from app.ab_runner import ABRunner
 from app.records import ChatSettings, MessageItem, apply_stats_dict, stats_to_dict
 from app.worker import Request, RequestState, WorkerClient
 from engine.config import ChatMessage
@@ -51,13 +52,14 @@ class ChatSession(QObject):
         self._paint = _timer(self, PAINT_INTERVAL_MS, self._flush_text, single=True)
         self._stats = _timer(self, STATS_INTERVAL_MS, self._emit_stats)
         self._checkpoint = _timer(self, CHECKPOINT_INTERVAL_MS, self._save_checkpoint)
+        self.ab = ABRunner(self)  # the chat's A/B run: its last prompt, plain then speculative
         self.reload()
 
     # --- reading --------------------------------------------------------------------------------------
     def reload(self) -> None:
         self.messages = []
         for stored in self.store.messages(self.chat_id):
-            item = MessageItem(stored.id, stored.role, stored.content, stored.status)
+            item = MessageItem(stored.id, stored.role, stored.content, stored.status, ab=stored.ab)
             apply_stats_dict(item, stored.stats)
             self.messages.append(item)
         self.messagesReset.emit()

@@ -3,7 +3,7 @@ own. The main window embeds a ChatPanel too and switches its chat."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -23,6 +23,7 @@ from app.chat_session import ChatSession
 from app.chat_view import ChatView
 from app.context import AppContext
 from app.settings_dialog import ChatSettingsDialog
+from app.speed_panel import attach_speed_panel
 
 
 class Composer(QPlainTextEdit):
@@ -78,6 +79,18 @@ class ElidedLabel(QLabel):
         super().setText(elided)
 
 
+class FitLabel(ElidedLabel):
+    """An ElidedLabel that asks for its whole text's width and is elided only when the row runs short."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(24)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(self.fontMetrics().horizontalAdvance(self.text()) + 4, super().sizeHint().height())
+
+
 class FindBar(QWidget):
     def __init__(self, view: ChatView) -> None:
         super().__init__()
@@ -118,6 +131,9 @@ class FindBar(QWidget):
 class ChatPanel(QWidget):
     """Everything to read and write one chat; `set_chat` switches which."""
 
+    sessionChanged = Signal(object)  # ChatSession | None: the panel now shows another chat
+    abRequested = Signal()  # the A/B button: the window's speed panel runs it
+
     def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
@@ -132,13 +148,24 @@ class ChatPanel(QWidget):
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
         self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
         self.spec_toggle.toggled.connect(self._on_spec_toggled)
+        self.prediction_label = FitLabel()  # the pair's expected speedup, next to the toggle it is about
+        self.ab_button = QToolButton()
+        self.ab_button.setText("A/B")
+        self.ab_button.setToolTip("Re-run your last prompt plain, then speculative, and compare them")
+        self.ab_button.clicked.connect(self.abRequested)
         self.provenance_toggle = QCheckBox("Token provenance")
         self.provenance_toggle.setToolTip("Colour each token: accepted draft (by depth) or the target's own")
         self.provenance_toggle.toggled.connect(lambda on: self.view.set_provenance(on))
         settings_button = QPushButton("Settings…")
         settings_button.clicked.connect(self.open_settings)
         top.addWidget(self.title, 1)
-        for widget in (self.spec_toggle, self.provenance_toggle, settings_button):
+        for widget in (
+            self.spec_toggle,
+            self.prediction_label,
+            self.ab_button,
+            self.provenance_toggle,
+            settings_button,
+        ):
             top.addWidget(widget)
         layout.addLayout(top)
 
@@ -160,14 +187,14 @@ class ChatPanel(QWidget):
         bottom.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         layout.addLayout(bottom)
         client = context.client
-        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed):
+        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed, client.predictionChanged):
             signal.connect(self._update_state)
         self._update_state()
 
     def detach(self) -> None:
         """Stop listening to the shared objects (the panel is going away)."""
         client = self.context.client
-        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed):
+        for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed, client.predictionChanged):
             signal.disconnect(self._update_state)
         self.context.colorsChanged.disconnect(self.view.set_colors)
         self.set_chat(None)
@@ -182,6 +209,8 @@ class ChatPanel(QWidget):
             self.session.titleChanged.disconnect(self._set_title)
             self.session.settingsChanged.disconnect(self._on_settings)
             self.session.notice.disconnect(self.context.statusMessage)
+            self.session.messageAppended.disconnect(self._update_state)
+            self.session.ab.stateChanged.disconnect(self._update_state)
         self.session = self.context.session(chat_id) if chat_id is not None else None
         self.view.bind(self.session)
         if self.session is not None:
@@ -189,9 +218,12 @@ class ChatPanel(QWidget):
             self.session.titleChanged.connect(self._set_title)
             self.session.settingsChanged.connect(self._on_settings)
             self.session.notice.connect(self.context.statusMessage)
+            self.session.messageAppended.connect(self._update_state)
+            self.session.ab.stateChanged.connect(self._update_state)
             self._on_settings(self.session.settings)
         self._set_title(self._chat_title())
         self._update_state()
+        self.sessionChanged.emit(self.session)
 
     def _chat_title(self) -> str:
         if self.session is None:
@@ -262,6 +294,21 @@ class ChatPanel(QWidget):
             self.spec_toggle.setToolTip(
                 f"Use the drafter{drafter} for this chat. The reply is the same either way."
             )
+        self._update_prediction(info)
+        self.ab_button.setEnabled(self.session is not None and self.session.ab.can_run())
+
+    def _update_prediction(self, info: object) -> None:
+        prediction = self.context.client.prediction
+        self.prediction_label.setVisible(info is not None and bool(getattr(info, "drafter", None)))
+        self.prediction_label.setStyleSheet(f"color: {self.context.colors.muted}")
+        if prediction is None:
+            self.prediction_label.setText("no estimate yet")
+            self.prediction_label.setToolTip(
+                "The expected speedup appears once this pair has written a reply or an A/B on this machine"
+            )
+        else:
+            self.prediction_label.setText(prediction.short())
+            self.prediction_label.setToolTip(prediction.detail())
 
 
 class ChatWindow(QMainWindow):
@@ -276,6 +323,7 @@ class ChatWindow(QMainWindow):
         self.panel = ChatPanel(context)
         self.setCentralWidget(self.panel)
         self.panel.set_chat(chat_id)
+        self.speed = attach_speed_panel(self, self.panel, context)
         context.statusMessage.connect(self._show_status)
         add_chat_actions(self, self.panel)
         close = QAction("Close window", self)
@@ -300,6 +348,7 @@ class ChatWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         QSettings().setValue("chat_window/geometry", self.saveGeometry())
         self.context.statusMessage.disconnect(self._show_status)
+        self.speed.detach()
         self.panel.detach()
         self.closed.emit()
         super().closeEvent(event)

@@ -14,6 +14,7 @@ from typing import Any
 
 from app.history_errors import ChatImportError
 from app.history_schema import ROLES, STATUSES
+from engine.ab import ABReport
 from engine.stats import GenerationStats, SpecStats
 
 EXPORT_FORMAT = "tandem-chat"
@@ -214,6 +215,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         footer = _footer(message)
         if footer:
             out += [f"*{footer}*", ""]
+        ab = _ab_line(message)
+        if ab:
+            out += [f"*{ab}*", ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -255,8 +259,27 @@ def _footer(message: dict[str, Any]) -> str:
         )
     if message["status"] in _STATUS_NOTES:
         parts.append(_STATUS_NOTES[message["status"]])
-    # The footer is wrapped in *...*: escape characters that would end or restyle it.
-    return re.sub(r"([\\*_`\[\]<])", r"\\\1", " · ".join(parts))
+    return _escape(" · ".join(parts))
+
+
+def _ab_line(message: dict[str, Any]) -> str:
+    """The A/B result kept with a message in one line (with the explanation when the outputs differ)."""
+    report = ABReport.from_dict(message.get("ab"))
+    if report is None:
+        return ""
+    line = (
+        f"A/B on this prompt (seed {report.seed}): plain {report.plain_tps:.1f} tok/s, speculative "
+        f"{report.spec_tps:.1f} tok/s ({report.speedup:.2f}×); first token {report.plain_ttft_s:.2f} s vs "
+        f"{report.spec_ttft_s:.2f} s; outputs {report.verdict()}"
+    )
+    if not report.identical:
+        line += ". " + report.explanation()
+    return _escape(line)
+
+
+def _escape(text: str) -> str:
+    # Footers are wrapped in *...*: escape characters that would end or restyle them.
+    return re.sub(r"([\\*_`\[\]<])", r"\\\1", text)
 
 
 def _one_line(text: str) -> str:

@@ -17,6 +17,7 @@ from app.context import AppContext
 from app.main_window import MainWindow
 from app.worker import EngineFactory, WorkerClient
 from engine.config import DrafterKind, LoadConfig
+from engine.pair_profile import ProfileStore
 
 ORGANISATION = "Tandem"
 APPLICATION = "Tandem"
@@ -108,7 +109,9 @@ def main(
     render.warm_up()
     if store is None:
         store = open_store(args.history)
-    client = WorkerClient(engine_factory)
+    # What the real engine learns about a pair is kept per machine; a stand-in engine's figures never are.
+    profiles = ProfileStore() if engine_factory is None else None
+    client = WorkerClient(engine_factory, profiles=profiles)
     context = AppContext(store, client, colors)
     theme.follow_system(app, context.set_colors)
     window = MainWindow(context)

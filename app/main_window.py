@@ -24,6 +24,7 @@ from app import theme
 from app.chat_window import ChatPanel, add_chat_actions
 from app.context import AppContext
 from app.conversations import ConversationSidebar
+from app.speed_panel import attach_speed_panel
 from engine.config import LoadConfig
 
 
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([240, 860])
         self.setCentralWidget(self.splitter)
+        self.speed = attach_speed_panel(self, self.panel, context)
         self.sidebar.chatSelected.connect(self.show_chat)
         self.sidebar.openInWindow.connect(context.open_window)
         self._build_menus()
@@ -95,6 +97,8 @@ class MainWindow(QMainWindow):
         self._action(chat_menu, "Search chats", QKeySequence("Ctrl+K"), self._focus_search)
         self._action(chat_menu, "Rename chat…", None, self.sidebar.rename_current)
         self._action(chat_menu, "Delete chat", None, self.sidebar.delete_current)
+        chat_menu.addSeparator()
+        self._action(chat_menu, "A/B: plain vs speculative", QKeySequence("Ctrl+B"), self.speed.run_ab)
 
         view_menu = bar.addMenu("&View")
         group = QActionGroup(self)
@@ -104,6 +108,11 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _=False, m=mode: self.set_theme(m))
             group.addAction(action)
             view_menu.addAction(action)
+        view_menu.addSeparator()
+        speed = self.speed.toggleViewAction()
+        speed.setText("Speed panel")
+        speed.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        view_menu.addAction(speed)
 
     def _action(self, menu: Any, text: str, keys: Any, slot: Any) -> QAction:
         action = QAction(text, self)
@@ -152,6 +161,9 @@ class MainWindow(QMainWindow):
         splitter = settings.value("main_window/splitter")
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
+        state = settings.value("main_window/state")  # docks: the speed panel's place and visibility
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
 
     def set_theme(self, mode: str) -> None:
         theme.save_mode(mode)
@@ -282,6 +294,7 @@ class MainWindow(QMainWindow):
         settings = QSettings()
         settings.setValue("main_window/geometry", self.saveGeometry())
         settings.setValue("main_window/splitter", self.splitter.saveState())
+        settings.setValue("main_window/state", self.saveState())
         for window in list(self.context.windows):
             window.close()
         if self.models is not None:

@@ -262,6 +262,9 @@ class MessageWidget(QFrame):
         for browser in self.browsers():
             if browser is not self.body:
                 self.body_box.removeWidget(browser)
+                # Hidden now, deleted later: out of the layout but still a visible child until the event loop
+                # runs the deferred delete, it would paint its old text over the re-rendered body.
+                browser.hide()
                 browser.deleteLater()
 
     def code_block(self, index: int) -> str | None:

@@ -7,6 +7,10 @@ leaves it, unchanged (frozen dataclasses), through a queued signal. It never tou
 `WorkerClient` lives in the GUI thread and is shared by every chat window. It keeps the job queue itself and
 hands the worker one job at a time, so a queued request can be shown as "waiting" and cancelled before it
 starts; a running generation is cancelled through its `CancelToken`, which the engine checks every step.
+
+Besides replies, the worker runs A/B jobs (engine.ab: the same prompt plain, then speculative) and, given a
+ProfileStore, folds every finished generation into the loaded pair's profile and announces the predicted
+speedup (`predictionChanged`), before `loaded` for a model whose pair it already knows.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
+from engine.ab import ABResult, ABStep
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import TandemError
 from engine.events import DoneEvent
+from engine.pair_profile import PairKey, ProfileStore, pair_key
+from engine.stats import GenerationStats
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,12 @@ class GenerateJob:
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
+@dataclass(eq=False)
+class ABJob(GenerateJob):
+    """Re-run `messages` plainly, then speculatively (engine.ab); a request whose events are ABStep, then
+    one ABResult unless cancelled."""
+
+
 class InferenceWorker(QObject):
     loadProgress = Signal(float)
     loaded = Signal(object)  # EngineInfo
@@ -69,23 +82,29 @@ class InferenceWorker(QObject):
     generationEvent = Signal(int, object)  # request id, TokenEvent | NoticeEvent | DoneEvent
     generationFailed = Signal(int, str)
     generationFinished = Signal(int)  # always the last signal of a request
+    predictionChanged = Signal(object)  # Prediction | None: expected speedup of the loaded pair
     jobDone = Signal()  # the worker is free for the next job
 
-    def __init__(self, factory: EngineFactory) -> None:
+    def __init__(self, factory: EngineFactory, profiles: ProfileStore | None = None) -> None:
         super().__init__()
         self._factory = factory
         self._engine: Any = None
+        self._profiles = profiles
+        self._pair: PairKey | None = None
 
     @Slot(object)
     def load(self, job: LoadJob) -> None:
         try:
             self._close_engine()
+            self._announce_prediction()  # none until the new pair is known
 
             def progress(fraction: float) -> bool:
                 self.loadProgress.emit(fraction)
                 return not job.cancel.cancelled
 
             self._engine = self._factory(job.config, progress)
+            self._pair = pair_key(job.config, self._engine.info) if self._engine.info.drafter else None
+            self._announce_prediction()  # before "loaded": the views find it known when the model appears
             self.loaded.emit(self._engine.info)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a message, the worker survives
             if job.cancel.cancelled:
@@ -109,6 +128,29 @@ class InferenceWorker(QObject):
                 raise TandemError("No model is loaded.")
             for event in self._engine.chat(job.messages, job.params, job.cancel):
                 self.generationEvent.emit(job.request_id, event)
+                if isinstance(event, DoneEvent):
+                    self._learn(event.stats)
+        except BaseException as exc:  # noqa: BLE001
+            self._log(exc)
+            self.generationFailed.emit(job.request_id, user_message(exc))
+        finally:
+            self.generationFinished.emit(job.request_id)
+            self.jobDone.emit()
+
+    @Slot(object)
+    def ab(self, job: ABJob) -> None:
+        try:
+            if self._engine is None:
+                raise TandemError("No model is loaded.")
+            from engine.ab import iter_ab
+
+            for item in iter_ab(self._engine, job.messages, job.params, job.cancel):
+                self.generationEvent.emit(job.request_id, item)
+                if isinstance(item, ABStep) and isinstance(item.event, DoneEvent):
+                    self._learn(item.event.stats)  # the engine still holds this side's controller
+                elif isinstance(item, ABResult) and self._profiles and self._pair:
+                    self._profiles.record_ab(self._pair, item.speedup)
+                    self._announce_prediction()
         except BaseException as exc:  # noqa: BLE001
             self._log(exc)
             self.generationFailed.emit(job.request_id, user_message(exc))
@@ -121,9 +163,25 @@ class InferenceWorker(QObject):
         self._close_engine()
 
     def _close_engine(self) -> None:
+        self._pair = None
         if self._engine is not None:
             engine, self._engine = self._engine, None
             engine.close()
+
+    def _learn(self, stats: GenerationStats) -> None:
+        """Fold a finished generation into the pair's profile (a small file write); never fails a reply."""
+        if self._profiles is None or self._pair is None or stats.n_generated < 2:
+            return
+        try:
+            self._profiles.learn_from(self._pair, stats, self._engine.controller)
+        except Exception:  # noqa: BLE001 - the profile is a nicety: log, and keep the reply
+            log.exception("could not update the pair profile")
+            return
+        self._announce_prediction()
+
+    def _announce_prediction(self) -> None:
+        profile = self._profiles.get(self._pair) if self._profiles and self._pair else None
+        self.predictionChanged.emit(profile.predict() if profile else None)
 
     @staticmethod
     def _log(exc: BaseException) -> None:
@@ -156,6 +214,7 @@ class Request(QObject):
         self.job = job
         self.state = RequestState.WAITING
         self.done_event: DoneEvent | None = None
+        self.result: ABResult | None = None  # an A/B request's outcome
         self.error: str | None = None
 
     def cancel(self) -> None:
@@ -171,15 +230,24 @@ class WorkerClient(QObject):
     loadFailed = Signal(str)
     modelUnloaded = Signal()
     busyChanged = Signal(bool)
+    predictionChanged = Signal(object)  # Prediction | None for the loaded pair
 
     _submitLoad = Signal(object)
     _submitGenerate = Signal(object)
+    _submitAB = Signal(object)
     _submitUnload = Signal()
     _submitShutdown = Signal()
 
-    def __init__(self, factory: EngineFactory | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        factory: EngineFactory | None = None,
+        parent: QObject | None = None,
+        profiles: ProfileStore | None = None,
+    ) -> None:
+        """`profiles`: where the learned acceptance of each model pair is kept; None keeps nothing."""
         super().__init__(parent)
         self.info: Any = None  # EngineInfo of the loaded model
+        self.prediction: Any = None  # Prediction of the loaded pair's speedup, once there is evidence
         self.loading: LoadJob | None = None
         self._queue: deque[LoadJob | GenerateJob | None] = deque()  # None: unload
         self._running: LoadJob | GenerateJob | None | bool = False  # False: idle
@@ -188,10 +256,12 @@ class WorkerClient(QObject):
         self._dispatch_pending = False
         self._thread = QThread()
         self._thread.setObjectName("inference")
-        self._worker = InferenceWorker(factory or default_engine_factory)
+        self._worker = InferenceWorker(factory or default_engine_factory, profiles)
         self._worker.moveToThread(self._thread)
         self._submitLoad.connect(self._worker.load)
         self._submitGenerate.connect(self._worker.generate)
+        self._submitAB.connect(self._worker.ab)
+        self._worker.predictionChanged.connect(self._on_prediction)
         self._submitUnload.connect(self._worker.unload)
         self._submitShutdown.connect(self._worker.shutdown)
         self._worker.loadProgress.connect(self.loadProgress)
@@ -215,7 +285,14 @@ class WorkerClient(QObject):
         self._enqueue(None)
 
     def submit(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Request:
-        job = GenerateJob(next(self._ids), tuple(messages), params)
+        return self._submit(GenerateJob(next(self._ids), tuple(messages), params))
+
+    def submit_ab(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Request:
+        """Queue an A/B run of `messages` (plain, then speculative, one seed); its result arrives as the
+        request's `result` (an ABResult) and as its last engineEvent."""
+        return self._submit(ABJob(next(self._ids), tuple(messages), params))
+
+    def _submit(self, job: GenerateJob) -> Request:
         request = Request(self, job)
         self._requests[job.request_id] = request
         self._enqueue(job)
@@ -283,7 +360,7 @@ class WorkerClient(QObject):
             request = self._requests[job.request_id]
             request.state = RequestState.RUNNING
             request.started.emit()
-            self._submitGenerate.emit(job)
+            (self._submitAB if isinstance(job, ABJob) else self._submitGenerate).emit(job)
         self._announce_positions()
 
     def _announce_positions(self) -> None:
@@ -314,7 +391,13 @@ class WorkerClient(QObject):
     @Slot()
     def _on_unloaded(self) -> None:
         self.info = None
+        self._on_prediction(None)
         self.modelUnloaded.emit()
+
+    @Slot(object)
+    def _on_prediction(self, prediction: Any) -> None:
+        self.prediction = prediction
+        self.predictionChanged.emit(prediction)
 
     @Slot(int, object)
     def _on_event(self, request_id: int, event: object) -> None:
@@ -322,6 +405,8 @@ class WorkerClient(QObject):
         if request is not None:
             if isinstance(event, DoneEvent):
                 request.done_event = event
+            elif isinstance(event, ABResult):
+                request.result = event
             request.engineEvent.emit(event)
 
     @Slot(int, str)

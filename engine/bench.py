@@ -1,7 +1,7 @@
-"""Side-by-side measurement: each prompt decoded plainly, then speculatively, in one process with the same
-settings and seed. Reports the speedup and whether the two outputs are token-identical; at the first
-divergence, the target's top-2 logit margin there (a near-tie means batched and single-token floating
-point disagreed, not that speculation changed the distribution)."""
+"""Side-by-side measurement: each prompt decoded plainly, then speculatively (engine.ab, the same A/B the
+app runs), in one process with the same settings and seed. Reports the speedup and whether the two outputs
+are token-identical; at the first divergence, the target's top-2 logit margin there (a near-tie means batched
+and single-token floating point disagreed, not that speculation changed the distribution)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from engine.ab import first_divergence, k_off_share, mean_k, run_ab
 from engine.config import ChatMessage, GenerationParams
 from engine.errors import TandemError
-from engine.events import DoneEvent
 from engine.session import ChatEngine
 from engine.stats import Divergence, GenerationStats
+
+__all__ = ["BenchPrompt", "BenchResult", "bench_prompt", "first_divergence", "format_table", "load_prompts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,60 +79,29 @@ def load_prompts(path: Path | None) -> list[BenchPrompt]:
     return prompts
 
 
-def _run(
-    engine: ChatEngine, tokens: Sequence[int], params: GenerationParams, margins: bool
-) -> tuple[list[int], list[float], GenerationStats]:
-    engine.reset()  # both runs process the whole prompt: no KV reuse favours either side
-    engine.new_controller(params)
-    loop = engine.make_loop(params, record_margins=margins)
-    done = None
-    for ev in loop.run(list(tokens)):
-        if isinstance(ev, DoneEvent):
-            done = ev
-    assert done is not None
-    return loop.generated, loop.margins, done.stats
-
-
-def first_divergence(
-    plain: Sequence[int], spec: Sequence[int], margins: Sequence[float]
-) -> Divergence | None:
-    for i, (a, b) in enumerate(zip(plain, spec, strict=False)):
-        if a != b:
-            return Divergence(i, a, b, margins[i] if i < len(margins) else float("nan"))
-    if len(plain) != len(spec):
-        i = min(len(plain), len(spec))
-        return Divergence(
-            i, plain[i] if i < len(plain) else -1, spec[i] if i < len(spec) else -1, float("nan")
-        )
-    return None
-
-
 def bench_prompt(engine: ChatEngine, prompt: BenchPrompt, params: GenerationParams) -> BenchResult:
     if prompt.max_tokens:
         params = replace(params, max_tokens=prompt.max_tokens)
-    tokens, _ = engine.fit_messages(prompt.messages, params.max_tokens)
-    plain_params = replace(params, spec=replace(params.spec, enabled=False))
-    plain, margins, p_stats = _run(engine, tokens, plain_params, True)
-    spec, _, s_stats = _run(engine, tokens, replace(params, spec=replace(params.spec, enabled=True)), False)
-    sp = s_stats.spec
-    ks = sp.k_history if sp else ()
+    ab = run_ab(engine, prompt.messages, params)
+    assert ab is not None  # nothing cancels a benchmark run
+    sp = ab.spec.stats.spec
     return BenchResult(
         prompt_id=prompt.id,
-        n_prompt=len(tokens),
-        n_plain=len(plain),
-        n_spec=len(spec),
-        plain_tps=p_stats.decode_tps,
-        spec_tps=s_stats.decode_tps,
-        speedup=s_stats.decode_tps / p_stats.decode_tps if p_stats.decode_tps else 0.0,
+        n_prompt=ab.n_prompt,
+        n_plain=len(ab.plain.tokens),
+        n_spec=len(ab.spec.tokens),
+        plain_tps=ab.plain.stats.decode_tps,
+        spec_tps=ab.spec.stats.decode_tps,
+        speedup=ab.speedup,
         acceptance=sp.acceptance_rate if sp else 0.0,
         mean_accepted_length=sp.mean_accepted_length if sp else 1.0,
-        mean_k=sum(ks) / len(ks) if ks else 0.0,
-        k_off_share=sum(1 for k in ks if k == 0) / len(ks) if ks else 1.0,
-        identical=plain == spec,
-        divergence=first_divergence(plain, spec, margins),
+        mean_k=mean_k(sp),
+        k_off_share=k_off_share(sp),
+        identical=ab.identical,
+        divergence=ab.divergence,
         drafter=sp.drafter if sp else None,
         off_reason=sp.main_reason if sp else None,
-        spec_time_outside_decode=_outside_share(s_stats),
+        spec_time_outside_decode=_outside_share(ab.spec.stats),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 PRIOR_ACCEPT = 0.5  # before any evidence, at depth 1 (deeper depths inherit the estimate above them)
@@ -122,6 +123,52 @@ class DraftLengthController:
             return 1.0
         return self.expected_tokens(k) / ((tk + k * (self._d or 0.0)) / t1)
 
+    def best(self, k_max: int | None = None) -> tuple[int, float]:
+        """The draft length with the highest predicted speedup (0: plain decoding wins), and that speedup:
+        argmax of speedup(k) over 0..k_max, in one pass (choose() runs it every step)."""
+        top = self.k_max if k_max is None else min(self.k_max, k_max)
+        t1 = self.decode_time(1)
+        if t1 is None:
+            return 0, 1.0
+        best_k, best, tokens, chain = 0, 1.0, 1.0, 1.0
+        d = self._d or 0.0
+        for k, p in enumerate(self.accept_probs()[:top], 1):
+            chain *= p
+            tokens += chain
+            tk = self.decode_time(k + 1)
+            if tk is not None and tokens * t1 / (tk + k * d) > best:
+                best_k, best = k, tokens * t1 / (tk + k * d)
+        return best_k, best
+
+    # --- what was learned (persisted per model pair by engine.pair_profile) ----------------------------
+    def measured_decode_times(self) -> dict[int, float]:
+        """Median seconds of a target decode of n tokens, for every n measured so far."""
+        return dict(self._t)
+
+    @property
+    def draft_cost(self) -> float | None:
+        """Smoothed drafter seconds per drafted token (None: not measured, or a free drafter)."""
+        return self._d
+
+    @classmethod
+    def from_estimates(
+        cls,
+        accept: Sequence[float],
+        decode_s: Mapping[int, float],
+        draft_s: float | None,
+        *,
+        weight: float = 100.0,
+    ) -> DraftLengthController:
+        """A controller that starts from earlier evidence instead of the prior: `accept[i]` is the chance
+        that draft token i+1 is accepted given the ones before it were, worth `weight` observations."""
+        ctl = cls(len(accept))
+        ctl._acc = [min(max(a, 0.0), 1.0) * weight for a in accept]
+        ctl._tot = [weight] * len(accept)
+        for n, seconds in decode_s.items():
+            ctl.record_decode(n, seconds)
+        ctl._d = draft_s
+        return ctl
+
     # --- decision -----------------------------------------------------------------------------------
     def choose(self, available: int | None = None) -> Choice:
         """The draft length for the next step. `available`: for free drafters (n-gram) that draft before
@@ -136,7 +183,7 @@ class DraftLengthController:
             return Choice(0, MEASURING)  # every estimate is relative to the plain decode time
         if self._tot[0] == 0.0:
             return Choice(min(k_max, FIRST_K))  # no acceptance seen yet: try speculation first
-        best_k = self._best_k(k_max)
+        best_k, _ = self.best(k_max)
         if best_k > 0:
             self._off_steps = 0
             self._probe_interval = PROBE_MIN
@@ -147,21 +194,6 @@ class DraftLengthController:
             self._probe_interval = min(PROBE_MAX, self._probe_interval * 2)
             return Choice(min(k_max, PROBE_K), probe=True)
         return Choice(0, OFF_REASON)
-
-    def _best_k(self, k_max: int) -> int:
-        """argmax over k in 0..k_max of speedup(k), in one pass (this runs every step)."""
-        t1 = self.decode_time(1)
-        if t1 is None:
-            return k_max
-        best_k, best, tokens, chain = 0, 1.0, 1.0, 1.0
-        d = self._d or 0.0
-        for k, p in enumerate(self.accept_probs()[:k_max], 1):
-            chain *= p
-            tokens += chain
-            tk = self.decode_time(k + 1)
-            if tk is not None and tokens * t1 / (tk + k * d) > best:
-                best_k, best = k, tokens * t1 / (tk + k * d)
-        return best_k
 
     def off_detail(self) -> str:
         t1 = self.decode_time(1) or 0.0

@@ -1,7 +1,7 @@
 """Reproduce the app's screenshots into screenshots/out/ (git-ignored).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--theme dark] [--real MODEL.gguf]
-        [--scene all|chat|manager] [--vram-gb 8] [--ram-gb 32]
+        [--scene all|chat|manager|speed] [--vram-gb 8] [--ram-gb 32]
 
 Runs the real windows against the fake engine of the GUI tests (scripted reply with Markdown, code, a table, a
 link, raw HTML, emoji and CJK; speculative provenance varies token by token), or against a real model with
@@ -13,6 +13,9 @@ window after its reply; the provenance view; the settings dialog.
 Manager scene (File ▸ Models…) on a simulated machine (--vram-gb, --ram-gb; 0 GiB = no GPU), downloading from
 the local fake hub of the tests (tests/fakehub.py) so no network is used: the catalog with fit badges and the
 drafter choice; a pair downloading; the same pair on this computer, paired and loaded.
+
+Speed scene: the speed panel after a real A/B run (on the --real model, else on the tiny test fixture model:
+always the real engine, since its figures are the point).
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from app import theme  # noqa: E402
 from app.context import AppContext  # noqa: E402
 from app.history import HistoryStore  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
+from app.records import ChatSettings  # noqa: E402
 from app.worker import WorkerClient, default_engine_factory  # noqa: E402
 from engine.config import LoadConfig  # noqa: E402
+from engine.pair_profile import ProfileStore  # noqa: E402
 
 OUT = ROOT / "screenshots" / "out"
 
@@ -68,7 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--theme", choices=("light", "dark"), default="light")
     parser.add_argument("--real", type=Path, help="use this GGUF with the real engine instead of the fake")
-    parser.add_argument("--scene", choices=("all", "chat", "manager"), default="all")
+    parser.add_argument("--scene", choices=("all", "chat", "manager", "speed"), default="all")
     parser.add_argument("--vram-gb", type=float, default=8.0, help="manager scene: simulated GPU (0: none)")
     parser.add_argument("--ram-gb", type=float, default=32.0, help="manager scene: simulated free RAM")
     args = parser.parse_args()
@@ -89,7 +94,7 @@ def main() -> int:
 
         factory, model = fake_factory(FakeOptions(token_delay=0.02)), Path("SmolLM2-135M-Instruct.Q4_1.gguf")
     store = HistoryStore(tmp / "history.sqlite3")
-    client = WorkerClient(factory)
+    client = WorkerClient(factory, profiles=ProfileStore(tmp / "pair_profiles.json"))
     context = AppContext(store, client, colors)
     for title in ("Rust lifetimes, explained", "Trip ideas for Kyoto", "Fix my SQL query"):
         chat_id = store.create_chat(title)
@@ -110,6 +115,9 @@ def main() -> int:
     context.shutdown()
     QApplication.processEvents()
     store.close()
+
+    if args.scene in ("all", "speed"):
+        speed_scene(tmp, colors, args.real, suffix)
     return 0
 
 
@@ -218,6 +226,51 @@ def manager_scene(
         shoot(manager, f"manager_local_loaded{suffix}")
         manager.shutdown()
         manager.close()
+
+
+def tiny_fixture_model() -> Path:
+    from tests.conftest import cached_build
+    from tests.fixtures import tiny_llama
+
+    return cached_build("tiny-llama", tiny_llama.__file__, tiny_llama.build_tiny_llama)
+
+
+def speed_scene(tmp: Path, colors: theme.Colors, real: Path | None, suffix: str) -> None:
+    """A main window on the real engine: replies with speculation on, off, on again, then the A/B button, so
+    every part of the speed panel has data."""
+    model = real or tiny_fixture_model()
+    store = HistoryStore(tmp / "speed.sqlite3")
+    client = WorkerClient(default_engine_factory, profiles=ProfileStore(tmp / "speed_profiles.json"))
+    context = AppContext(store, client, colors)
+    window = MainWindow(context)
+    window.resize(1400, 980)
+    window.show()
+    client.load(LoadConfig(model_path=model, n_ctx=2048))
+    wait_until(lambda: client.info is not None, 120)
+    panel = window.panel
+    session = panel.session
+    assert session is not None
+    session.set_settings(ChatSettings(temperature=0.0, max_tokens=160, seed=7))
+    window.speed.show()
+    window.resizeDocks([window.speed], [460], Qt.Orientation.Horizontal)
+    prompts = (
+        "Explain speculative decoding in three short sentences.",
+        "Now list three fruits, one per line.",
+        "Write a Python function that squares a number, then the same function with a docstring.",
+    )
+    for n, prompt in enumerate(prompts):
+        panel.spec_toggle.setChecked(n != 1)  # the middle reply decodes plainly
+        panel.composer.setPlainText(prompt)
+        panel.send()
+        wait_until(lambda: session.state == "idle", 300)
+    panel.ab_button.click()
+    wait_until(lambda: session.ab.state == "idle", 300)
+    shoot(window, f"speed_panel{suffix}")
+    shoot(window.speed.widget().widget(), f"speed_panel_whole{suffix}")  # the dock's content, unscrolled
+    window.close()
+    context.shutdown()
+    QApplication.processEvents()
+    store.close()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 It streams a scripted reply (Markdown, a code block, a link, raw HTML, emoji and CJK) token by token, varies
 provenance the way a speculative loop does (accepted draft runs followed by the target's own token), sleeps a
 configurable delay per token, honours the cancel token before every "decode step", and ends with a
-`DoneEvent` carrying real `GenerationStats` / `SpecStats` (from `SpecRecorder.snapshot()`).
+`DoneEvent` carrying real `GenerationStats` / `SpecStats` (from `SpecRecorder.snapshot()`). It has the
+parts of ChatEngine that engine.ab's A/B run drives (fit_messages, reset, make_loop, controller, model), so
+the app's A/B goes through the real engine.ab code here too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
+from engine.controller import DraftLengthController
 from engine.errors import DecodeError, ModelFileError
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent, TokenSource
 from engine.session import EngineInfo
@@ -41,6 +44,9 @@ See [the docs](https://example.com/docs) for more. Raw HTML stays text: <b>bold?
 Emoji and CJK: 🚀 速度 テスト ✅
 """
 
+FAKE_DECODE_S = 0.02  # the "measured" seconds of a one-token target decode
+GATE_TIMEOUT_S = 30.0  # a gate nobody opens fails the test instead of hanging it
+
 _PIECE = re.compile(r"\s*\S{1,4}|\s+")
 
 
@@ -59,7 +65,7 @@ class FakeOptions:
     fail_after: int | None = None  # raise DecodeError after this many tokens
     echo_user: bool = True  # start the reply by quoting the last user message
     notice: str | None = None  # emitted before the first token
-    gate: threading.Event | None = None  # when set, every generation waits on it before its first token
+    gate: threading.Event | None = None  # every generation waits until it is set before its first token
     calls: list[list[ChatMessage]] = field(default_factory=list)  # the messages of every chat() call
 
 
@@ -68,6 +74,9 @@ class FakeChatEngine:
         self.config = config
         self.options = options
         self.closed = False
+        self.controller = DraftLengthController(3)
+        self.model = _FakeModel()
+        self._messages: list[ChatMessage] = []
         drafter = None if config.drafter == "none" else "MTP (fake assistant)"
         self.info = EngineInfo(
             model_name=config.model_path.stem,
@@ -97,23 +106,65 @@ class FakeChatEngine:
             raise options.load_error
         return cls(config, options)
 
+    # --- the ChatEngine interface the worker and engine.ab use --------------------------------------------
+    def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
+        """Fake prompt tokens; the messages are remembered to script the reply of the next loop."""
+        self._messages = list(messages)
+        n_prompt = sum(len(split_tokens(m.content)) for m in messages) + 4 * len(messages)
+        return list(range(n_prompt)), []
+
+    def reset(self) -> None:
+        pass
+
+    def new_controller(self, params: GenerationParams) -> None:
+        self.controller = DraftLengthController(params.spec.k_max or 3, adaptive=params.spec.adaptive)
+
+    def make_loop(
+        self, params: GenerationParams, cancel: CancelToken | None = None, *, record_margins: bool = False
+    ) -> FakeLoop:
+        if self.closed:
+            raise RuntimeError("engine closed")
+        return FakeLoop(self, params, cancel, record_margins)
+
     def chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken | None = None
     ) -> Iterator[TokenEvent | NoticeEvent | DoneEvent]:
         if self.closed:
             raise RuntimeError("engine closed")
-        opts = self.options
-        opts.calls.append(list(messages))
+        self.options.calls.append(list(messages))
+        tokens, _ = self.fit_messages(messages, params.max_tokens)
+        yield from self.make_loop(params, cancel).run(tokens)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeLoop:
+    """One scripted generation, shaped like engine.generate.GenerationLoop (run, generated, margins)."""
+
+    def __init__(
+        self, engine: FakeChatEngine, params: GenerationParams, cancel: CancelToken | None, margins: bool
+    ) -> None:
+        self.engine = engine
+        self.params = params
+        self.cancel = cancel
+        self.record_margins = margins
+        self.generated: list[int] = []
+        self.margins: list[float] = []
+
+    def run(self, prompt: Sequence[int]) -> Iterator[TokenEvent | NoticeEvent | DoneEvent]:
+        engine, opts, params, cancel = self.engine, self.engine.options, self.params, self.cancel
+        messages = engine._messages
         last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
         text = (f"You said: {last_user}\n\n" if opts.echo_user else "") + opts.script
         pieces = split_tokens(text)
-        spec = params.spec.enabled and self.info.drafter is not None
+        spec = params.spec.enabled and engine.info.drafter is not None
         rng = random.Random(params.sampling.seed or 0)
-        recorder = SpecRecorder(drafter=self.info.drafter or "none")
-        n_prompt = sum(len(split_tokens(m.content)) for m in messages) + 4 * len(messages)
+        recorder = SpecRecorder(drafter=engine.info.drafter or "none")
+        n_prompt = len(prompt)
         start = time.perf_counter()
         if opts.gate is not None:
-            opts.gate.wait()
+            opts.gate.wait(timeout=GATE_TIMEOUT_S)
         if opts.notice:
             yield NoticeEvent(opts.notice)
         time.sleep(opts.first_token_delay)
@@ -132,6 +183,8 @@ class FakeChatEngine:
             if spec:
                 recorder.record_step(k, accepted)
                 recorder.k_history.append(k)
+            # What a CPU target decode of k+1 tokens might cost: the worker learns the pair's profile from it.
+            engine.controller.record_decode(k + 1, FAKE_DECODE_S * (1 + 0.2 * k))
             for depth, source in step:
                 if i >= len(pieces) or len(emitted) >= params.max_tokens:
                     break
@@ -142,6 +195,9 @@ class FakeChatEngine:
                 first_at = now if first_at is None else first_at
                 recorder.provenance.append(depth)
                 emitted.append(pieces[i])
+                self.generated.append(1000 + i)
+                if self.record_margins:
+                    self.margins.append(1.0)
                 yield TokenEvent(
                     token=1000 + i,
                     text=pieces[i],
@@ -167,8 +223,11 @@ class FakeChatEngine:
         )
         yield DoneEvent(text="".join(emitted), stop_reason=stop, stats=stats)
 
-    def close(self) -> None:
-        self.closed = True
+
+class _FakeModel:
+    @staticmethod
+    def detokenize(tokens: Sequence[int]) -> str:
+        return "".join(f"<{t}>" for t in tokens)
 
 
 def fake_factory(options: FakeOptions | None = None) -> Callable[..., FakeChatEngine]:

@@ -272,3 +272,17 @@ def test_settings_dialog_round_trip(qtbot, context, monkeypatch):
     assert window.panel.session.settings == ChatSettings(speculative=False)
     assert not window.panel.spec_toggle.isChecked()
     assert context.store.chat_settings(window.panel.chat_id)["speculative"] is False
+
+
+def test_switching_to_provenance_leaves_no_stale_stream_text(qtbot, context, fake_options):
+    """The browsers a streamed reply was shown in must vanish at once when the reply is re-rendered whole
+    (the provenance view): left visible until their deferred delete, they painted over the new body."""
+    fake_options.script = SCRIPT * 3  # long enough for sealed chunks as well as the tail
+    window = open_window(qtbot, context, ChatSettings(max_tokens=4000))
+    send(qtbot, window, "stream me")
+    widget = assistant_widget(window)
+    assert len(widget.browsers()) > 1  # the streamed chunks are kept after the reply finishes
+    window.panel.provenance_toggle.setChecked(True)
+    # No event loop has run since: deferred deletes are still pending.
+    visible = [b for b in widget.findChildren(MessageBrowser) if b.isVisibleTo(widget)]
+    assert visible == [widget.body]

@@ -530,3 +530,41 @@ def test_import_of_minimal_document_and_streaming_reply(store: HistoryStore) -> 
 def test_suggest_title(text: str, title: str) -> None:
     assert suggest_title(text) == title
     assert len(suggest_title(text)) <= 48
+
+
+def _ab_report(**changes: Any) -> dict[str, Any]:
+    from engine.ab import ABReport
+
+    figures: dict[str, Any] = dict(
+        seed=5, temperature=0.0, max_tokens=64, k_max=3, n_prompt=12, plain_tps=40.0, spec_tps=62.0,
+        plain_ttft_s=0.31, spec_ttft_s=0.3, n_plain=64, n_spec=64, plain_stop="max_tokens",
+        spec_stop="max_tokens", drafter="n-gram", acceptance=0.6, mean_accepted_length=2.1, mean_k=2.8,
+        k_off_share=0.0, off_reason=None, identical=True, divergence_position=None, divergence_margin=None,
+        context_before="", plain_piece="", spec_piece="", created_at=1.0,
+    )  # fmt: skip
+    figures.update(changes)
+    return ABReport(**figures).to_dict()
+
+
+def test_markdown_mentions_the_ab_result(store: HistoryStore) -> None:
+    chat = store.create_chat("A/B")
+    store.add_message(chat, "user", "q")
+    same = store.add_message(chat, "assistant", "a")
+    store.add_message(chat, "user", "q2")
+    differ = store.add_message(chat, "assistant", "b")
+    store.add_message(chat, "user", "q3")
+    foreign = store.add_message(chat, "assistant", "c")
+    store.set_ab_result(same, _ab_report())
+    store.set_ab_result(
+        differ,
+        _ab_report(identical=False, divergence_position=9, divergence_margin=0.01, context_before="a *b*",
+                   plain_piece=" x", spec_piece=" y"),
+    )  # fmt: skip
+    store.set_ab_result(foreign, {"winner": "speculative"})  # not a report this version reads: left out
+    md = store.export_markdown(chat)
+    lines = [line for line in md.splitlines() if line.startswith("*A/B")]
+    assert len(lines) == 2
+    assert "plain 40.0 tok/s, speculative 62.0 tok/s (1.55×)" in lines[0] and "outputs identical" in lines[0]
+    assert "first token 0.31 s vs 0.30 s" in lines[0]
+    assert "differ from token 9" in lines[1] and "almost tied" in lines[1]
+    assert "a \\*b\\*" in lines[1]  # model text cannot break out of the italics

@@ -158,3 +158,65 @@ def test_load_reports_progress_and_can_be_cancelled(qtbot):
         assert progress[-1] == 1.0
     finally:
         c.shutdown()
+
+
+def test_ab_request_runs_both_sides_in_the_worker(qtbot, client, fake_options):
+    request = client.submit_ab(HELLO, GenerationParams(max_tokens=30))
+    rec = Recorder(request)
+    with qtbot.waitSignal(request.finished, timeout=5000):
+        pass
+    from engine.ab import ABResult, ABStep
+
+    events = rec.events()
+    assert isinstance(events[-1], ABResult) and events[-1] is request.result
+    dones = [e.side for e in events if isinstance(e, ABStep) and isinstance(e.event, DoneEvent)]
+    assert dones == ["plain", "speculative"]
+    result = request.result
+    assert result.identical and result.plain.stats.spec is None and result.spec.stats.spec is not None
+    assert len(result.plain.tokens) == len(result.spec.tokens) == 30
+    assert rec.threads == {QThread.currentThread()}
+    assert fake_options.calls == []  # an A/B is not a chat turn
+
+
+def test_ab_cancelled_mid_run_has_no_result(qtbot, client, fake_options):
+    fake_options.gate = threading.Event()
+    request = client.submit_ab(HELLO, GenerationParams())
+    qtbot.waitUntil(lambda: request.state is RequestState.RUNNING, timeout=2000)
+    request.cancel()
+    fake_options.gate.set()
+    qtbot.waitUntil(lambda: request.state is RequestState.DONE, timeout=5000)
+    assert request.result is None and request.error is None
+
+
+def test_prediction_learned_per_pair_and_kept_across_loads(qtbot, tmp_path):
+    from engine.pair_profile import ProfileStore
+
+    path = tmp_path / "profiles.json"
+    config = LoadConfig(model_path=Path("/models/fake-target.gguf"))
+    client = WorkerClient(fake_factory(FakeOptions()), profiles=ProfileStore(path))
+    try:
+        with qtbot.waitSignal(client.modelLoaded, timeout=5000):
+            client.load(config)
+        assert client.prediction is None  # nothing learned yet
+        client.submit(HELLO, GenerationParams())
+        qtbot.waitUntil(lambda: client.prediction is not None, timeout=5000)
+        first = client.prediction
+        assert first is not None and first.evidence > 0 and first.speedup > 1.0 and first.last_ab is None
+        with qtbot.waitSignal(client.modelUnloaded, timeout=5000):
+            client.unload()
+        assert client.prediction is None
+    finally:
+        client.shutdown()
+    # A fresh app on the same machine knows the pair as soon as it is loaded.
+    again = WorkerClient(fake_factory(FakeOptions()), profiles=ProfileStore(path))
+    try:
+        with qtbot.waitSignal(again.modelLoaded, timeout=5000):
+            again.load(config)
+        assert again.prediction is not None  # announced before the model
+        assert again.prediction.evidence == first.evidence
+        request = again.submit_ab(HELLO, GenerationParams(max_tokens=20))
+        qtbot.waitUntil(lambda: request.state is RequestState.DONE, timeout=5000)
+        qtbot.waitUntil(lambda: again.prediction.last_ab is not None, timeout=2000)
+        assert again.prediction.last_ab == request.result.speedup
+    finally:
+        again.shutdown()
