@@ -19,16 +19,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 PRIOR_ACCEPT = 0.5  # before any evidence, at depth 1 (deeper depths inherit the estimate above them)
-PRIOR_WEIGHT = 2.0  # pseudo-observations behind each depth's prior
+PRIOR_WEIGHT = 1.0  # pseudo-observations behind each depth's prior
 DECAY = 0.97  # per recorded step: old evidence fades
 PRIOR_BATCH_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) until measured (a CPU-like guess)
 EMA = 0.2  # drafter cost smoothing
 TIMING_WINDOW = 9  # decode timings kept per batch size
+SIZE_SAMPLES = 3  # timings of a batch size before its own median replaces the fitted line
 OFF_REASON = "controller chose k=0"  # stable key so steps aggregate; off_detail() carries the numbers
 MEASURING = "measuring plain decode speed"
+LEARNING = "checking the drafter's proposals against the target's own tokens"
 PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after each failed probe)
 REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
-FIRST_K = 4  # the first draft, before any acceptance is known: long enough to learn from, cheap to lose
+FIRST_K = 8  # the first draft, before any acceptance is known: measures a real verify batch, lost once
 PROBE_K = 2  # a probe re-tests acceptance; a long failed probe would cost several plain steps
 
 
@@ -48,6 +50,7 @@ class DraftLengthController:
         self._probs: list[float] | None = None  # accept_probs(), until the next result
         self._samples: dict[int, collections.deque[float]] = {}  # recent seconds per decode of n tokens
         self._t: dict[int, float] = {}  # their median: robust to a one-off slow first decode
+        self._slope: float | None = None  # fitted extra seconds per extra token in a decode batch
         self._d: float | None = None  # EMA drafter seconds per drafted token
         self._steps_since_single = 0
         self._off_steps = 0
@@ -60,6 +63,21 @@ class DraftLengthController:
         self._t[n_tokens] = statistics.median(window)
         if n_tokens == 1:
             self._steps_since_single = 0
+        self._slope = self._fit_slope()
+
+    def _fit_slope(self) -> float | None:
+        """Least-squares slope of t(n) - t(1) against n - 1 over the measured sizes, each size's median
+        weighted by how many timings it has. CPU verify cost grows about linearly with the batch."""
+        t1 = self._t.get(1)
+        if t1 is None:
+            return None
+        num = den = 0.0
+        for n, t in self._t.items():
+            if n > 1:
+                w = len(self._samples[n])
+                num += w * (n - 1) * (t - t1)
+                den += w * (n - 1) ** 2
+        return max(0.0, num / den) if den else None
 
     def record_draft(self, n_tokens: int, seconds: float) -> None:
         if n_tokens <= 0:
@@ -101,16 +119,19 @@ class DraftLengthController:
         return total
 
     def decode_time(self, n: int) -> float | None:
+        """Seconds for a target decode of n tokens: the median of its own timings once there are a few,
+        else the line through t(1) fitted to every batch size measured. One noisy timing must not decide
+        a size's fate: the controller only measures sizes it picks, so a size that once looked slow
+        would never be tried again."""
+        if n in self._t and (n == 1 or len(self._samples[n]) >= SIZE_SAMPLES):
+            return self._t[n]
+        if 1 in self._t and self._slope is not None:
+            return self._t[1] + self._slope * (n - 1)
         if n in self._t:
             return self._t[n]
         known = sorted(self._t)
         if not known:
             return None
-        if 1 in self._t and len(known) > 1:
-            # Linear between the single-token time and the nearest measured size: CPU cost grows ~linearly.
-            other = min((m for m in known if m != 1), key=lambda m: abs(m - n))
-            slope = (self._t[other] - self._t[1]) / (other - 1)
-            return self._t[1] + slope * (n - 1)
         base_n = known[0]
         t1 = self._t[base_n] / (1 + PRIOR_BATCH_SLOPE * (base_n - 1))
         return t1 * (1 + PRIOR_BATCH_SLOPE * (n - 1))
@@ -182,12 +203,16 @@ class DraftLengthController:
         if 1 not in self._t or self._steps_since_single > REMEASURE_SINGLE:
             return Choice(0, MEASURING)  # every estimate is relative to the plain decode time
         if self._tot[0] == 0.0:
+            if available is not None:  # a free drafter: watch its proposals in the shadow first
+                return Choice(0, LEARNING)
             return Choice(min(k_max, FIRST_K))  # no acceptance seen yet: try speculation first
         best_k, _ = self.best(k_max)
         if best_k > 0:
             self._off_steps = 0
             self._probe_interval = PROBE_MIN
             return Choice(best_k)
+        if available is not None:
+            return Choice(0, OFF_REASON)  # a free drafter's proposals are checked in the shadow instead
         self._off_steps += 1
         if self._off_steps >= self._probe_interval:
             self._off_steps = 0
@@ -203,3 +228,32 @@ class DraftLengthController:
             f"controller chose k=0: verify cost {ratio:.1f}× for {self.k_max + 1} tokens, "
             f"acceptance {self.accept_prob(1) * 100:.0f}%"
         )
+
+
+class ShadowDraft:
+    """A free drafter's proposal that the controller declined, checked against what the target then wrote
+    itself. Plain decoding samples exactly the tokens verification would have (same sampler, same
+    position-keyed draw), so this is acceptance evidence at no cost: a switched-off n-gram drafter sees
+    when a copy starts being right, without paying for probes. One proposal is watched at a time so
+    overlapping proposals of the same match do not count several times."""
+
+    def __init__(self) -> None:
+        self.position: int | None = None  # where the watched proposal's first token would go
+        self.tokens: tuple[int, ...] = ()
+
+    def watch(self, position: int, tokens: Sequence[int]) -> None:
+        if self.position is None and tokens:
+            self.position, self.tokens = position, tuple(tokens)
+
+    def check(self, output: Sequence[int]) -> tuple[int, int] | None:
+        """(drafted, accepted) once `output` (every token so far) settles the watched proposal, else None."""
+        if self.position is None:
+            return None
+        seen = output[self.position : self.position + len(self.tokens)]
+        n = 0
+        while n < len(seen) and seen[n] == self.tokens[n]:
+            n += 1
+        if n == len(seen) and len(seen) < len(self.tokens):
+            return None  # all right so far: wait for more tokens
+        self.position = None
+        return len(self.tokens), n

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from engine.config import CancelToken, GenerationParams
-from engine.controller import OFF_REASON, DraftLengthController
+from engine.controller import OFF_REASON, DraftLengthController, ShadowDraft
 from engine.drafters.base import Drafter, draft_k_max
 from engine.errors import KVRollbackError
 from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
@@ -61,6 +61,7 @@ class GenerationLoop:
         self.generated: list[int] = []  # emitted tokens only (no end-of-generation token)
         self.margins: list[float] = []  # top-2 logit gap behind each generated token (record_margins)
         self.rec = SpecRecorder(drafter=self.drafter.name) if self.drafter else None
+        self._shadow = ShadowDraft()
         self._stream = TextStream(params.stop)
         self._stop: StopReason | None = None
         self._t0 = 0.0
@@ -197,6 +198,8 @@ class GenerationLoop:
                 draft = proposal.tokens[: choice.k]
                 if choice.reason:
                     self._note(choice.reason)
+                if not draft:
+                    self._shadow.watch(len(self.tokens), proposal.tokens)
         else:
             choice = self.controller.choose()
             k = max(0, min(choice.k, room))
@@ -240,6 +243,9 @@ class GenerationLoop:
             yield from self._emit(token, i + 1 if i < verdict.n_accepted else 0)
             if self._stop is not None:
                 break
+        shadow = self._shadow.check(self.tokens)
+        if shadow is not None:
+            self.controller.record_result(*shadow)
         if self.rec:
             self.rec.other_s += time.perf_counter() - t_step - t_draft - t_verify
 

@@ -7,6 +7,7 @@ import pytest
 from engine.config import MODEL_DRAFT_K_MAX, NGRAM_K_MAX, SpecParams
 from engine.controller import (
     FIRST_K,
+    LEARNING,
     MEASURING,
     OFF_REASON,
     PRIOR_ACCEPT,
@@ -16,6 +17,7 @@ from engine.controller import (
     REMEASURE_SINGLE,
     Choice,
     DraftLengthController,
+    ShadowDraft,
 )
 from engine.drafters.base import draft_k_max
 from engine.drafters.ngram import NGramDrafter
@@ -36,16 +38,37 @@ def teach(c: DraftLengthController, n_drafted: int, n_accepted: int, times: int)
 
 
 def test_plain_speed_first_then_a_first_draft() -> None:
+    c = DraftLengthController(3)
+    assert c.choose() == Choice(0, MEASURING)
+    c.record_decode(1, T1)
+    assert c.choose().k == min(3, FIRST_K)  # a model drafter: no acceptance known, a first try
+    c.record_decode(4, T1 * 1.3)
+    c.record_result(3, 3)
+    assert c.choose().k == 3  # it paid: the controller now decides from evidence
+
+
+def test_free_drafter_is_learned_in_the_shadow_before_it_drafts() -> None:
     c = DraftLengthController(16)
     assert c.choose(available=16) == Choice(0, MEASURING)
     c.record_decode(1, T1)
-    assert c.choose(available=16).k == FIRST_K  # no acceptance known: a moderate first try
+    assert c.choose(available=16) == Choice(0, LEARNING)
+    # The loop checks declined proposals against what the target then wrote (ShadowDraft): long right ones.
+    teach(c, 16, 16, 4)
+    assert c.choose(available=16).k > FIRST_K
     assert c.choose(available=2).k == 2
-    c.record_decode(FIRST_K + 1, T1 * 2)
-    c.record_result(FIRST_K, FIRST_K)
-    assert c.choose(available=16).k >= 1  # it paid: the controller now decides from evidence...
-    teach(c, FIRST_K, FIRST_K, 5)
-    assert c.choose(available=16).k > FIRST_K  # ...and full acceptance makes longer drafts worth a try
+
+
+def test_shadow_draft_settles_on_the_first_mismatch_or_the_last_token() -> None:
+    shadow = ShadowDraft()
+    shadow.watch(3, (7, 8, 9))
+    shadow.watch(4, (1, 1))  # one at a time: overlapping proposals of one match count once
+    assert shadow.check([0, 0, 0, 7]) is None  # right so far
+    assert shadow.check([0, 0, 0, 7, 8, 5]) == (3, 2)
+    assert shadow.check([0, 0, 0, 7, 8, 5]) is None  # settled
+    shadow.watch(2, (4, 5))
+    assert shadow.check([0, 0, 6]) == (2, 0)
+    shadow.watch(1, (4, 5))
+    assert shadow.check([0, 4, 5, 6]) == (2, 2)
 
 
 def test_no_proposal_and_disabled() -> None:
@@ -169,3 +192,13 @@ def test_draft_length_defaults_per_drafter() -> None:
     assert draft_k_max(NGramDrafter(), SpecParams(k_max=5)) == 5
     assert draft_k_max(NGramDrafter(), SpecParams(enabled=False)) == 0
     assert draft_k_max(None, spec) == 0
+
+
+def test_one_slow_timing_does_not_rule_out_a_batch_size() -> None:
+    c = DraftLengthController(8)
+    timed(c, 0.5, (1, 3, 5, 9, 9, 9))
+    c.record_decode(7, T1 * 10)  # one outlier (another process took the CPU)
+    assert c.decode_time(7) < T1 * 6  # the fitted line (4× plus the outlier's pull), not 10×
+    for _ in range(2):
+        c.record_decode(7, T1 * 10)
+    assert c.decode_time(7) == pytest.approx(T1 * 10)  # three timings agree: believe them
