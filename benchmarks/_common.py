@@ -47,18 +47,19 @@ def tandem_decode(
     return done.stats.decode_tps, loop.generated
 
 
-def llama_decode(llm, tokens: list[int], n: int) -> tuple[float, list[int]]:  # type: ignore[no-untyped-def]
-    """llama-cpp-python's high-level streaming completion, timed like Tandem: first token to last."""
+def llama_decode(llm, tokens: list[int], n: int) -> tuple[float, str]:  # type: ignore[no-untyped-def]
+    """llama-cpp-python's high-level streaming completion, timed like Tandem: first token to last.
+    Returns tok/s and the text."""
     llm.reset()
-    out: list[int] = []
+    out: list[str] = []
     t_first = t_last = 0.0
     for chunk in llm.create_completion(tokens, max_tokens=n, temperature=0.0, top_k=1, stream=True):
         now = time.perf_counter()
         t_first = t_first or now
         t_last = now
-        out.append(chunk)
+        out.append(chunk["choices"][0]["text"])
     n_tok = llm.n_tokens - len(tokens)
-    return (n_tok - 1) / (t_last - t_first) if t_last > t_first else 0.0, out
+    return (n_tok - 1) / (t_last - t_first) if t_last > t_first else 0.0, "".join(out)
 
 
 def median(xs: list[float]) -> float:
