@@ -31,6 +31,7 @@ LEARNING = "checking the drafter's proposals against the target's own tokens"
 PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after each failed probe)
 REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
 FIRST_K = 8  # the first draft, before any acceptance is known: measures a real verify batch, lost once
+SHADOW_K = 4  # proposal tokens a declined free draft is checked on
 PROBE_K = 2  # a probe re-tests acceptance; a long failed probe would cost several plain steps
 
 
@@ -243,7 +244,9 @@ class ShadowDraft:
 
     def watch(self, position: int, tokens: Sequence[int]) -> None:
         if self.position is None and tokens:
-            self.position, self.tokens = position, tuple(tokens)
+            # Only the first few: a long watch settles only after as many plain steps, and deeper depths
+            # inherit the acceptance measured here anyway.
+            self.position, self.tokens = position, tuple(tokens[:SHADOW_K])
 
     def check(self, output: Sequence[int]) -> tuple[int, int] | None:
         """(drafted, accepted) once `output` (every token so far) settles the watched proposal, else None."""

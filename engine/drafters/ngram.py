@@ -41,8 +41,19 @@ class NGramDrafter:
                 continue
             end = self._index[n].get(tuple(context[-n:]))
             if end is not None:
-                return Draft(tuple(context[end : end + k]))
+                return Draft(self._continue(context, end, k))
         return Draft((), "drafter has no match")
+
+    @staticmethod
+    def _continue(context: Sequence[int], end: int, k: int) -> tuple[int, ...]:
+        """What followed the match, k tokens long. A recent match (text repeating with a short period)
+        runs into the end of the context: the copy then continues from its own proposal, as the
+        repetition would, instead of stopping at a few tokens."""
+        out = list(context[end : end + k])
+        period = len(context) - end  # the proposal's token i repeats the one `period` tokens earlier
+        while len(out) < k:
+            out.append(out[len(out) - period])
+        return tuple(out)
 
     def observe(self, batch: Sequence[int], pos0: int, n_kept: int) -> None:
         pass

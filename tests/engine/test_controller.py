@@ -15,6 +15,7 @@ from engine.controller import (
     PROBE_MAX,
     PROBE_MIN,
     REMEASURE_SINGLE,
+    SHADOW_K,
     Choice,
     DraftLengthController,
     ShadowDraft,
@@ -69,6 +70,8 @@ def test_shadow_draft_settles_on_the_first_mismatch_or_the_last_token() -> None:
     assert shadow.check([0, 0, 6]) == (2, 0)
     shadow.watch(1, (4, 5))
     assert shadow.check([0, 4, 5, 6]) == (2, 2)
+    shadow.watch(0, tuple(range(SHADOW_K + 5)))
+    assert shadow.check(list(range(SHADOW_K))) == (SHADOW_K, SHADOW_K)  # settles after SHADOW_K tokens
 
 
 def test_no_proposal_and_disabled() -> None:

@@ -51,3 +51,10 @@ def test_request_settings_change_the_ngram_sizes() -> None:
     assert d.draft(context, 2).tokens == (1, 2)
     with pytest.raises(ValueError, match="n-gram sizes"):
         d.configure(SpecParams(ngram_min=3, ngram_max=2))
+
+
+def test_a_recent_match_continues_the_repetition_past_the_end_of_the_context() -> None:
+    d = NGramDrafter(2, 4)
+    context = [9, 1, 2, 3, 1, 2, 3, 1, 2]  # period 3: the latest (1, 2) ends 3 tokens back
+    assert d.draft(context, 7).tokens == (3, 1, 2, 3, 1, 2, 3)
+    assert d.draft([5, 5, 5], 4).tokens == (5, 5, 5, 5)  # period 1
