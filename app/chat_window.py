@@ -300,7 +300,7 @@ class ChatPanel(QWidget):
     def _update_prediction(self, info: object) -> None:
         prediction = self.context.client.prediction
         self.prediction_label.setVisible(info is not None and bool(getattr(info, "drafter", None)))
-        self.prediction_label.setStyleSheet(f"color: {self.context.colors.muted}")
+        self.prediction_label.setStyleSheet(f"color: {self.context.colors.muted}; padding-left: 4px")
         if prediction is None:
             self.prediction_label.setText("no estimate yet")
             self.prediction_label.setToolTip(

@@ -97,11 +97,22 @@ def _dark_palette() -> QPalette:
     return p
 
 
+# Fusion outlines check boxes with the window colour darkened: invisible on a dark window. Checked boxes
+# are filled with the highlight colour (a style sheet indicator has no tick without an image).
+DARK_INDICATORS = """
+QCheckBox::indicator, QGroupBox::indicator { width: 12px; height: 12px; border: 1px solid #8d96a0;
+    border-radius: 2px; background: #0d1117; }
+QCheckBox::indicator:checked, QGroupBox::indicator:checked { background: #1f6feb; border-color: #58a6ff; }
+QCheckBox::indicator:disabled { border-color: #484f58; }
+"""
+
+
 def apply(app: QApplication, mode: str = "system") -> Colors:
     """Style the whole application; returns the colours the HTML renderer should use."""
     app.setStyle("Fusion")  # the one style that honours a custom palette on every platform
     colors = resolve(mode)
     app.setPalette(_dark_palette() if colors.dark else app.style().standardPalette())
+    app.setStyleSheet(DARK_INDICATORS if colors.dark else "")
     return colors
 
 
