@@ -15,6 +15,7 @@ import llama_cpp as L
 import pytest
 
 from engine.config import CancelToken, GenerationParams, SamplingParams, SpecParams
+from engine.controller import LEARNING, MEASURING, PRIOR_ACCEPT, SHADOW_K
 from engine.drafters.base import Drafter
 from engine.drafters.ngram import NGramDrafter
 from engine.drafters.oracle import OracleDrafter
@@ -466,3 +467,21 @@ def test_draft_length_is_clamped_to_the_decode_batch(model: Model) -> None:
         assert spec.generated == ref.generated
         assert spec.done.stats.spec is not None
         assert max(spec.done.stats.spec.k_history) == small.n_batch - 1
+
+
+def test_adaptive_loop_measures_then_learns_a_free_drafter_in_the_shadow(model: Model, ctx: Context) -> None:
+    """Before the first verify batch the controller measures plain speed, then checks the free drafter's
+    declined proposals against the target's own tokens: evidence arrives without drafting, and the output
+    is still the plain one."""
+    prompt = prompt_tokens(model, "chat")
+    reference = plain(model, ctx, prompt, max_tokens=40)
+    drafter = oracle_for(model, prompt, reference, mistakes=(None,))
+    r = run(model, ctx, prompt, make_params(max_tokens=40, adaptive=True), drafter)
+    assert r.generated == reference.generated
+    spec = r.done.stats.spec
+    assert spec is not None
+    reasons = dict(spec.reasons)
+    # The measuring step already watches a proposal; it settles after min(K, SHADOW_K) plain tokens.
+    assert reasons[MEASURING] >= 1 and reasons[MEASURING] + reasons[LEARNING] >= min(K, SHADOW_K)
+    assert spec.k_history[0] == 0 and spec.k_history[1] == 0  # nothing verified before evidence
+    assert r.loop.controller.accept_prob(1) > PRIOR_ACCEPT  # the shadow's perfect proposals were counted
