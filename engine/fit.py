@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -75,15 +75,9 @@ class FitResult:
         e = self.estimate
         lines = [f"context {self.n_ctx} tokens, KV {e.settings.kv_type}, n_gpu_layers {self.n_gpu_layers}"]
         for dev in e.devices:
-            t, d = e.target.on(dev), e.drafter.on(dev) if e.drafter else None
-            if t.total == 0 and (d is None or d.total == 0):
+            parts = memory_parts(e, dev, _gib)
+            if parts is None:
                 continue
-            parts = [f"weights {_gib(t.weights)}", f"KV {_gib(t.kv)}"]
-            if t.state:
-                parts.append(f"recurrent state {_gib(t.state)}")
-            parts.append(f"compute {_gib(t.compute + t.output)}")
-            if d is not None and d.total:
-                parts.append(f"drafter {_gib(d.total)}")
             lines.append(
                 f"{dev}: {_gib(e.device_total(dev))} of {_gib(self.budget.get(dev, 0))} usable "
                 f"({', '.join(parts)})"
@@ -93,6 +87,21 @@ class FitResult:
 
 def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
+
+
+def memory_parts(e: MemoryEstimate, dev: str, size: Callable[[int], str]) -> list[str] | None:
+    """What the pair needs on one device, part by part ("weights 1.60 GiB", "KV ...", "drafter ...");
+    None when nothing of it lands there."""
+    t, d = e.target.on(dev), e.drafter.on(dev) if e.drafter else None
+    if t.total == 0 and (d is None or d.total == 0):
+        return None
+    parts = [f"weights {size(t.weights)}", f"KV {size(t.kv)}"]
+    if t.state:
+        parts.append(f"recurrent state {size(t.state)}")
+    parts.append(f"compute {size(t.compute + t.output)}")
+    if d is not None and d.total:
+        parts.append(f"drafter {size(d.total)}")
+    return parts
 
 
 def load_spec(model: ModelRef, quant: Quant | str | None = None) -> ModelSpec:

@@ -14,7 +14,7 @@ from typing import Literal
 from engine.catalog import Catalog, Pair
 from engine.drafter_options import DrafterOption
 from engine.errors import TandemError
-from engine.fit import FitResult, Verdict, fit, pick_quant
+from engine.fit import FitResult, Verdict, fit, memory_parts, pick_quant
 from engine.hardware import HardwareInfo
 from engine.memory_estimate import CPU, GIB, DrafterKind
 
@@ -94,16 +94,9 @@ def _breakdown(result: FitResult, hw: HardwareInfo) -> list[str]:
         f"{result.total_layers} layers on the GPU:"
     ]
     for dev in e.devices:
-        t = e.target.on(dev)
-        d = e.drafter.on(dev) if e.drafter else None
-        if t.total == 0 and (d is None or d.total == 0):
+        parts = memory_parts(e, dev, _gib)
+        if parts is None:
             continue
-        parts = [f"weights {_gib(t.weights)}", f"KV {_gib(t.kv)}"]
-        if t.state:
-            parts.append(f"recurrent state {_gib(t.state)}")
-        parts.append(f"compute {_gib(t.compute + t.output)}")
-        if d is not None and d.total:
-            parts.append(f"drafter {_gib(d.total)}")
         where = "RAM" if dev == CPU else dev
         lines.append(
             f"  {where}: needs {_gib(e.device_total(dev))} of {_gib(free.get(dev, 0))} free "
