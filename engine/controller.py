@@ -4,7 +4,9 @@ Expected tokens from a step with k drafts: E(k) = 1 + sum_j prod_{i<=j} a_i, whe
 chance that draft token i is accepted given the ones before it were. Step time: T(k) = t(k+1) + k * d,
 with t(n) the measured time of a target decode of n tokens and d the drafter's time per token. Plain
 decoding yields 1 / t(1); speculation runs only when some k beats it. Estimates decay so they follow the
-text being written, and a probe every so often lets a switched-off drafter prove itself again.
+text being written. A switched-off model drafter proves itself again through a short probe now and then;
+a free drafter (n-gram) needs none: its declined proposals are checked against the target's own tokens
+(ShadowDraft), which is acceptance evidence at no cost.
 
 A depth with little evidence borrows its prior from the depth before it: after drafts of 3 were accepted
 95% of the time, a 4th token is assumed about as likely, so the controller tries longer drafts instead of
