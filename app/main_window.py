@@ -260,6 +260,10 @@ class MainWindow(QMainWindow):
         self.load_progress.hide()
         self.load_cancel.hide()
         self.model_label.setText("No model loaded")
+        if self.models is not None and self.models.isVisible():
+            # The open model manager shows the reason next to its Load button: no second report on top.
+            self.statusBar().showMessage(f"Could not load the model: {message}", 10_000)
+            return
         QMessageBox.warning(self, "Could not load the model", message)
 
     def _update_memory(self) -> None:

@@ -342,3 +342,22 @@ def test_models_action_opens_one_manager(qtbot, context, model_store, monkeypatc
     assert window.models is first and first.isVisible()
     window.close()
     assert first._closed
+
+
+def test_a_failed_load_with_the_manager_open_is_reported_once(qtbot, context, fake_options, monkeypatch):
+    monkeypatch.setattr("app.models.manager_window.detect", lambda: CPU_ONLY)
+    dialogs: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _parent, title, text: dialogs.append(text))
+    window = MainWindow(context)
+    qtbot.addWidget(window)
+    fake_options.load_error = ModelFileError("/m/x.gguf", "the file is truncated")
+    manager = window.open_models()
+    manager.state.request_load(manager, LoadConfig(model_path=Path("/m/x.gguf")), "x", None)
+    qtbot.waitUntil(lambda: "truncated" in manager.load_status.text(), timeout=5000)
+    assert dialogs == []  # the manager's status line says it: no modal dialog on top
+    assert "truncated" in window.statusBar().currentMessage()
+    manager.close()
+    context.client.load(LoadConfig(model_path=Path("/m/x.gguf")))  # from File ▸ Load model…: the dialog
+    qtbot.waitUntil(lambda: len(dialogs) == 1, timeout=5000)
+    assert "truncated" in dialogs[0]
+    window.close()
