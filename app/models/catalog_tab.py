@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QSplitter,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -22,7 +21,7 @@ from PySide6.QtWidgets import (
 from app.models.download_jobs import DownloadJob, JobState
 from app.models.fit_badge import BadgeLabel, set_item_badge
 from app.models.pairing import DrafterList
-from app.models.state import ManagerState
+from app.models.state import ManagerState, split_view
 from engine.catalog import Pair
 from engine.drafter_options import DrafterOption, catalog_drafter_options
 from engine.errors import human_bytes
@@ -121,12 +120,7 @@ class CatalogTab(QWidget):
         lay.addWidget(self.files)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.tree)
-        splitter.addWidget(details)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        splitter.setSizes([640, 500])
+        splitter = split_view(self.tree, details)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(splitter)

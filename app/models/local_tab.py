@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPushButton,
-    QSplitter,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -25,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.models.fit_badge import BadgeLabel, set_item_badge
 from app.models.pairing import DrafterList
-from app.models.state import ManagerState
+from app.models.state import ManagerState, split_view
 from engine.default_model import default_model_path
 from engine.drafter_options import DrafterOption, local_drafter_options
 from engine.errors import TandemError, human_bytes
@@ -154,12 +153,7 @@ class LocalTab(QWidget):
         buttons.addStretch(1)
         d.addLayout(buttons)
         d.addWidget(self.status)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(details)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        splitter.setSizes([640, 500])
+        splitter = split_view(left, details)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(splitter)

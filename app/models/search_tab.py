@@ -13,14 +13,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSplitter,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from app.models.state import ManagerState
+from app.models.state import ManagerState, split_view
 from engine.errors import human_bytes
 from engine.hub import RemoteFile, RepoHit, drafter_files, model_files, repo_files, search, split_shards
 from engine.pair_plan import FileRef
@@ -77,11 +76,7 @@ class SearchTab(QWidget):
         r.addWidget(self.file_list, 1)
         r.addWidget(self.with_drafter)
         r.addWidget(self.download_button)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.results)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        splitter = split_view(self.results, right)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addLayout(top)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QMessageBox, QSplitter, QWidget
 
 from app.models.download_jobs import DownloadQueue
 from app.models.tasks import TaskRunner
@@ -81,3 +81,14 @@ class ManagerState(QObject):
     def shutdown(self) -> None:
         self.downloads.shutdown()
         self.runner.shutdown()
+
+
+def split_view(left: QWidget, right: QWidget) -> QSplitter:
+    """The layout every manager tab shares: a list on the left (3 parts), its details on the right (2)."""
+    splitter = QSplitter(Qt.Orientation.Horizontal)
+    splitter.addWidget(left)
+    splitter.addWidget(right)
+    splitter.setStretchFactor(0, 3)
+    splitter.setStretchFactor(1, 2)
+    splitter.setSizes([640, 500])
+    return splitter
