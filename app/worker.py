@@ -123,40 +123,42 @@ class InferenceWorker(QObject):
 
     @Slot(object)
     def generate(self, job: GenerateJob) -> None:
-        try:
-            if self._engine is None:
-                raise TandemError("No model is loaded.")
-            for event in self._engine.chat(job.messages, job.params, job.cancel):
-                self.generationEvent.emit(job.request_id, event)
-                if isinstance(event, DoneEvent):
-                    self._learn(event.stats)
-        except BaseException as exc:  # noqa: BLE001
-            self._log(exc)
-            self.generationFailed.emit(job.request_id, user_message(exc))
-        finally:
-            self.generationFinished.emit(job.request_id)
-            self.jobDone.emit()
+        self._serve(job.request_id, lambda engine: self._chat(engine, job))
 
     @Slot(object)
     def ab(self, job: ABJob) -> None:
+        self._serve(job.request_id, lambda engine: self._ab(engine, job))
+
+    def _serve(self, request_id: int, work: Callable[[Any], None]) -> None:
+        """Run one request on the loaded engine. Whatever happens, the request ends with
+        generationFinished and the worker announces it is free: a failure becomes generationFailed."""
         try:
             if self._engine is None:
                 raise TandemError("No model is loaded.")
-            from engine.ab import iter_ab
-
-            for item in iter_ab(self._engine, job.messages, job.params, job.cancel):
-                self.generationEvent.emit(job.request_id, item)
-                if isinstance(item, ABStep) and isinstance(item.event, DoneEvent):
-                    self._learn(item.event.stats)  # the engine still holds this side's controller
-                elif isinstance(item, ABResult) and self._profiles and self._pair:
-                    self._profiles.record_ab(self._pair, item.speedup)
-                    self._announce_prediction()
+            work(self._engine)
         except BaseException as exc:  # noqa: BLE001
             self._log(exc)
-            self.generationFailed.emit(job.request_id, user_message(exc))
+            self.generationFailed.emit(request_id, user_message(exc))
         finally:
-            self.generationFinished.emit(job.request_id)
+            self.generationFinished.emit(request_id)
             self.jobDone.emit()
+
+    def _chat(self, engine: Any, job: GenerateJob) -> None:
+        for event in engine.chat(job.messages, job.params, job.cancel):
+            self.generationEvent.emit(job.request_id, event)
+            if isinstance(event, DoneEvent):
+                self._learn(event.stats)
+
+    def _ab(self, engine: Any, job: ABJob) -> None:
+        from engine.ab import iter_ab
+
+        for item in iter_ab(engine, job.messages, job.params, job.cancel):
+            self.generationEvent.emit(job.request_id, item)
+            if isinstance(item, ABStep) and isinstance(item.event, DoneEvent):
+                self._learn(item.event.stats)  # the engine still holds this side's controller
+            elif isinstance(item, ABResult) and self._profiles and self._pair:
+                self._profiles.record_ab(self._pair, item.speedup)
+                self._announce_prediction()
 
     @Slot()
     def shutdown(self) -> None:
