@@ -14,7 +14,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .
-	$(BIN)/python -m engine.default_model
+	$(BIN)/python -m engine.store.default_model
 
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'

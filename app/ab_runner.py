@@ -1,6 +1,6 @@
 """The A/B run of one chat, separate from any widget: re-run the chat's last prompt plainly, then
-speculatively, on the loaded pair with the chat's settings and one seed (engine.ab, in the worker thread), and
-keep the report with the chat.
+speculatively, on the loaded pair with the chat's settings and one seed (engine.measure.ab, in the worker
+thread), and keep the report with the chat.
 
 Progress (tokens written so far by each side) is coalesced to a few updates a second; the report is stored
 on the chat's last message, so it survives restarts and is exported with the chat.
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.worker import Request
-from engine.ab import ABReport, ABResult, ABStep
 from engine.config import ChatMessage
 from engine.errors import TandemError
 from engine.events import TokenEvent
+from engine.measure.ab import ABReport, ABResult, ABStep
 
 if TYPE_CHECKING:
     from app.chat_session import ChatSession

@@ -1,5 +1,5 @@
 """The A/B result card: tok/s and time to first token of the plain and the speculative run, the speedup, and
-whether the two replies are identical, explained in plain words (engine.ab.ABReport.explanation)."""
+whether the two replies are identical, explained in plain words (engine.measure.ab.ABReport.explanation)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from app.theme import Colors
-from engine.ab import ABReport
+from engine.measure.ab import ABReport
 
 OK_COLOR = ("#1a7f37", "#3fb950")
 WARN_COLOR = ("#9a6700", "#d29922")

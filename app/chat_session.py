@@ -231,7 +231,7 @@ class ChatSession(QObject):
         return self._live.figures()
 
     def _retitle(self, text: str) -> None:
-        from app.history import suggest_title  # the history module owns the titling rule
+        from app.history.store import suggest_title  # the history module owns the titling rule
 
         title = suggest_title(text)
         self.store.rename_chat(self.chat_id, title)

@@ -17,14 +17,14 @@ from app.context import AppContext
 from app.main_window import MainWindow
 from app.worker import EngineFactory, WorkerClient
 from engine.config import DrafterKind, LoadConfig
-from engine.pair_profile import ProfileStore
+from engine.measure.pair_profile import ProfileStore
 
 ORGANISATION = "Tandem"
 APPLICATION = "Tandem"
 
 NO_MODEL_TEXT = (
     "Tandem did not find a model to load.\n\n"
-    "Install the bundled small model (SmolLM2-135M) with\n    python -m engine.default_model\n"
+    "Install the bundled small model (SmolLM2-135M) with\n    python -m engine.store.default_model\n"
     "or start Tandem with a GGUF file of your own:\n    tandem app --model path/to/model.gguf\n\n"
     "Or choose a model pair that fits this computer, download and load it in File ▸ Models… (Ctrl+M).\n"
     "A GGUF file you already have opens with File ▸ Load model…"
@@ -64,7 +64,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig | None:
     """The model the app opens with, or None when there is none to open."""
     model = args.model
     if model is None:
-        from engine.default_model import default_model_path
+        from engine.store.default_model import default_model_path
 
         model = default_model_path()
         if model is None:
@@ -81,7 +81,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig | None:
 
 
 def open_store(path: Path | None) -> Any:
-    from app.history import HistoryStore
+    from app.history.store import HistoryStore
 
     return HistoryStore(path)
 

@@ -73,7 +73,8 @@ class MessageItem:
     error: str | None = None
     notices: list[str] = field(default_factory=list)
     pieces: list[tuple[str, int]] = field(default_factory=list)
-    ab: dict[str, Any] | None = None  # an A/B report kept with this message (engine.ab.ABReport.to_dict)
+    # An A/B report kept with this message (engine.measure.ab.ABReport.to_dict).
+    ab: dict[str, Any] | None = None
 
 
 def _tuples(value: Any) -> Any:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QSizePolicy
 
 from app.records import MessageItem
 from app.theme import Colors
-from engine.ab import ABReport
+from engine.measure.ab import ABReport
 from engine.stats import SpecStats
 
 ACCEPT_WINDOW = 16  # steps in the running acceptance rate

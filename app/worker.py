@@ -8,9 +8,9 @@ leaves it, unchanged (frozen dataclasses), through a queued signal. It never tou
 hands the worker one job at a time, so a queued request can be shown as "waiting" and cancelled before it
 starts; a running generation is cancelled through its `CancelToken`, which the engine checks every step.
 
-Besides replies, the worker runs A/B jobs (engine.ab: the same prompt plain, then speculative) and, given a
-ProfileStore, folds every finished generation into the loaded pair's profile and announces the predicted
-speedup (`predictionChanged`), before `loaded` for a model whose pair it already knows.
+Besides replies, the worker runs A/B jobs (engine.measure.ab: the same prompt plain, then speculative) and,
+given a ProfileStore, folds every finished generation into the loaded pair's profile and announces the
+predicted speedup (`predictionChanged`), before `loaded` for a model whose pair it already knows.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from engine.ab import ABResult, ABStep
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import TandemError
 from engine.events import DoneEvent
-from engine.pair_profile import PairKey, ProfileStore, pair_key
+from engine.measure.ab import ABResult, ABStep
+from engine.measure.pair_profile import PairKey, ProfileStore, pair_key
 from engine.stats import GenerationStats
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ EngineFactory = Callable[[LoadConfig, Callable[[float], bool] | None], Any]
 
 
 def default_engine_factory(config: LoadConfig, progress: Callable[[float], bool] | None = None) -> Any:
-    from engine.session import ChatEngine  # imported late: loading llama.cpp is slow and needs the engine
+    # Imported late: loading llama.cpp is slow and needs the engine.
+    from engine.inference.session import ChatEngine
 
     return ChatEngine.load(config, progress)
 
@@ -70,8 +71,8 @@ class GenerateJob:
 
 @dataclass(eq=False)
 class ABJob(GenerateJob):
-    """Re-run `messages` plainly, then speculatively (engine.ab); a request whose events are ABStep, then
-    one ABResult unless cancelled."""
+    """Re-run `messages` plainly, then speculatively (engine.measure.ab); a request whose events are ABStep,
+    then one ABResult unless cancelled."""
 
 
 class InferenceWorker(QObject):
@@ -150,7 +151,7 @@ class InferenceWorker(QObject):
                 self._learn(event.stats)
 
     def _ab(self, engine: Any, job: ABJob) -> None:
-        from engine.ab import iter_ab
+        from engine.measure.ab import iter_ab
 
         for item in iter_ab(engine, job.messages, job.params, job.cancel):
             self.generationEvent.emit(job.request_id, item)

@@ -11,15 +11,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.config import ChatMessage, GenerationParams, LoadConfig, SamplingParams, SpecParams  # noqa: E402
 from engine.events import DoneEvent  # noqa: E402
-from engine.session import ChatEngine  # noqa: E402
+from engine.inference.session import ChatEngine  # noqa: E402
 
 
 def default_model() -> Path:
-    from engine.default_model import default_model_path
+    from engine.store.default_model import default_model_path
 
     path = default_model_path()
     if path is None:
-        sys.exit("no --model given and the embedded model is not installed (python -m engine.default_model)")
+        sys.exit(
+            "no --model given and the embedded model is not installed "
+            "(python -m engine.store.default_model)"
+        )
     return path
 
 

@@ -35,12 +35,12 @@ from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from app import theme  # noqa: E402
 from app.context import AppContext  # noqa: E402
-from app.history import HistoryStore  # noqa: E402
+from app.history.store import HistoryStore  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.records import ChatSettings  # noqa: E402
 from app.worker import WorkerClient, default_engine_factory  # noqa: E402
 from engine.config import LoadConfig  # noqa: E402
-from engine.pair_profile import ProfileStore  # noqa: E402
+from engine.measure.pair_profile import ProfileStore  # noqa: E402
 
 OUT = ROOT / "screenshots" / "out"
 
@@ -166,11 +166,11 @@ def manager_scene(
 
     from huggingface_hub import constants
 
-    import engine.download as dl
+    import engine.store.download as dl
     from app.models.download_jobs import JobState
     from app.models.manager_window import ModelManager
-    from engine.hardware import fake_hardware
-    from engine.store import ModelStore
+    from engine.fit.hardware import fake_hardware
+    from engine.store.model_store import ModelStore
     from tests.fakehub import FakeHub, FakeRepo
     from tests.fixtures.tiny_gemma4 import build_gemma4_assistant, build_gemma4_target
 

@@ -85,7 +85,7 @@ def find_smollm2() -> Path | None:
     if pkg is not None and (pkg / SMOLLM2_FILE).is_file():
         return pkg / SMOLLM2_FILE
     try:
-        from engine.default_model import default_model_path  # type: ignore[import-not-found,unused-ignore]
+        from engine.store.default_model import default_model_path  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
     path = default_model_path()  # None when the embedded model is not installed

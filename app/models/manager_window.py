@@ -31,12 +31,12 @@ from app.models.local_tab import LocalTab
 from app.models.search_tab import SearchTab
 from app.models.state import HardwareSource, ManagerState
 from app.theme import Colors
-from engine.catalog import Catalog, load_catalog
 from engine.config import LoadConfig
-from engine.fit import DEFAULT_CTX
-from engine.fit_badges import CONTEXT_STEPS, hardware_summary
-from engine.hardware import HardwareInfo, detect
-from engine.store import ModelStore
+from engine.fit.badges import CONTEXT_STEPS, hardware_summary
+from engine.fit.hardware import HardwareInfo, detect
+from engine.fit.planner import DEFAULT_CTX
+from engine.store.catalog import Catalog, load_catalog
+from engine.store.model_store import ModelStore
 
 SLIDER_SETTLE_MS = 120  # recompute badges once the slider rests this long: dragging queues no estimates
 

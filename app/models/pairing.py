@@ -1,5 +1,5 @@
 """The drafter chooser of the manager's details panes: every candidate drafter for the chosen target, the
-usable ones selectable, the others greyed out with the rule they fail (engine.drafter_options)."""
+usable ones selectable, the others greyed out with the rule they fail (engine.compat.options)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
 
-from engine.drafter_options import DrafterOption
+from engine.compat.options import DrafterOption
 
 OPTION_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 
 from app.models.state import ManagerState, split_view
 from engine.errors import human_bytes
-from engine.hub import RemoteFile, RepoHit, drafter_files, model_files, repo_files, search, split_shards
-from engine.pair_plan import FileRef
+from engine.fit.pair_plan import FileRef
+from engine.store.hub import RemoteFile, RepoHit, drafter_files, model_files, repo_files, search, split_shards
 
 HIT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 FILE_ROLE = int(Qt.ItemDataRole.UserRole) + 2

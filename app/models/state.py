@@ -12,12 +12,12 @@ from PySide6.QtWidgets import QMessageBox, QSplitter, QWidget
 from app.models.download_jobs import DownloadQueue
 from app.models.tasks import TaskRunner
 from app.theme import Colors
-from engine.catalog import Catalog
 from engine.config import KVType, LoadConfig
-from engine.fit import DEFAULT_CTX
-from engine.fit_badges import FitBadge
-from engine.hardware import HardwareInfo
-from engine.store import ModelStore
+from engine.fit.badges import FitBadge
+from engine.fit.hardware import HardwareInfo
+from engine.fit.planner import DEFAULT_CTX
+from engine.store.catalog import Catalog
+from engine.store.model_store import ModelStore
 
 HardwareSource = HardwareInfo | Callable[[], HardwareInfo]
 

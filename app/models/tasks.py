@@ -21,7 +21,7 @@ from engine.errors import TandemError
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_WAIT_MS = 20_000  # longer than a hub request's timeout (engine.hub.SEARCH_TIMEOUT_S)
+SHUTDOWN_WAIT_MS = 20_000  # longer than a hub request's timeout (engine.store.hub.SEARCH_TIMEOUT_S)
 
 
 class _Worker(QObject):

@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine.bench import BenchResult, bench_prompt, format_table, load_prompts
 from engine.cli.common import add_model_args, add_spec_args, load_config, spec_params
 from engine.config import GenerationParams, SamplingParams
-from engine.session import ChatEngine
+from engine.inference.session import ChatEngine
+from engine.measure.bench import BenchResult, bench_prompt, format_table, load_prompts
 
 
 def register(sub: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from engine.cli.common import add_model_args, add_spec_args, load_config, spec_params
 from engine.config import CancelToken, ChatMessage, GenerationParams, SamplingParams
 from engine.events import DoneEvent, NoticeEvent, TokenEvent
-from engine.session import ChatEngine
+from engine.inference.session import ChatEngine
 
 
 def register(sub: Any) -> None:

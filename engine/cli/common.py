@@ -41,13 +41,13 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = False) 
 def load_config(args: argparse.Namespace) -> LoadConfig:
     model = args.model
     if model is None:
-        from engine.default_model import default_model_path
+        from engine.store.default_model import default_model_path
 
         model = default_model_path()
         if model is None:
             raise TandemError(
                 "no model given and the embedded default model is not installed: "
-                "run `python -m engine.default_model` or pass --model PATH"
+                "run `python -m engine.store.default_model` or pass --model PATH"
             )
     return LoadConfig(
         model_path=model,

@@ -13,10 +13,10 @@ import os
 from dataclasses import asdict
 from typing import Any
 
-from engine.catalog import Catalog, ModelEntry, Pair, load_catalog
 from engine.errors import CatalogError
-from engine.fit import FitResult, ModelRef, QuantChoice, fit, pick_quant
-from engine.hardware import GIB, HardwareInfo, detect, fake_hardware
+from engine.fit.hardware import GIB, HardwareInfo, detect, fake_hardware
+from engine.fit.planner import FitResult, ModelRef, QuantChoice, fit, pick_quant
+from engine.store.catalog import Catalog, ModelEntry, Pair, load_catalog
 
 
 def add_fit_parser(models_subparsers: Any) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from engine.hardware import GIB, HardwareInfo, detect
+from engine.fit.hardware import GIB, HardwareInfo, detect
 
 
 def register(subparsers: Any) -> None:

@@ -10,10 +10,10 @@ import sys
 import time
 from typing import Any
 
-from engine.download import DownloadProgress, download
 from engine.errors import human_bytes
-from engine.hub import choose_gguf, drafter_files, repo_files, search, split_shards
-from engine.store import ModelStore
+from engine.store.download import DownloadProgress, download
+from engine.store.hub import choose_gguf, drafter_files, repo_files, search, split_shards
+from engine.store.model_store import ModelStore
 
 
 def register(subparsers: Any) -> None:

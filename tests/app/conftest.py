@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QSettings
 
 from app.context import AppContext
-from app.history import HistoryStore
+from app.history.store import HistoryStore
 from app.main import qt_binding_problem
 from app.theme import LIGHT
 from app.worker import WorkerClient

@@ -1,11 +1,12 @@
-"""A stand-in for `engine.session.ChatEngine` with the same interface, for fast, deterministic GUI tests.
+"""A stand-in for `engine.inference.session.ChatEngine` with the same interface, for fast, deterministic GUI
+tests.
 
 It streams a scripted reply (Markdown, a code block, a link, raw HTML, emoji and CJK) token by token, varies
 provenance the way a speculative loop does (accepted draft runs followed by the target's own token), sleeps a
 configurable delay per token, honours the cancel token before every "decode step", and ends with a
 `DoneEvent` carrying real `GenerationStats` / `SpecStats` (from `SpecRecorder.snapshot()`). It has the
-parts of ChatEngine that engine.ab's A/B run drives (fit_messages, reset, make_loop, controller, model), so
-the app's A/B goes through the real engine.ab code here too.
+parts of ChatEngine that engine.measure.ab's A/B run drives (fit_messages, reset, make_loop, controller,
+model), so the app's A/B goes through the real engine.measure.ab code here too.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
-from engine.controller import DraftLengthController
 from engine.errors import DecodeError, ModelFileError
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent, TokenSource
-from engine.session import EngineInfo
+from engine.inference.controller import DraftLengthController
+from engine.inference.session import EngineInfo
 from engine.stats import GenerationStats, SpecRecorder
 
 SCRIPT = """Here is a **quick answer** with a few things to render.
@@ -106,7 +107,7 @@ class FakeChatEngine:
             raise options.load_error
         return cls(config, options)
 
-    # --- the ChatEngine interface the worker and engine.ab use --------------------------------------------
+    # --- the ChatEngine interface the worker and engine.measure.ab use -------------------------------------
     def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
         """Fake prompt tokens; the messages are remembered to script the reply of the next loop."""
         self._messages = list(messages)
@@ -140,7 +141,8 @@ class FakeChatEngine:
 
 
 class FakeLoop:
-    """One scripted generation, shaped like engine.generate.GenerationLoop (run, generated, margins)."""
+    """One scripted generation, shaped like engine.inference.generate.GenerationLoop (run, generated,
+    margins)."""
 
     def __init__(
         self, engine: FakeChatEngine, params: GenerationParams, cancel: CancelToken | None, margins: bool

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.history import HistoryStore
+from app.history.store import HistoryStore
 from app.main import qt_binding_problem
 
 CHILD = Path(__file__).with_name("kill_child.py")

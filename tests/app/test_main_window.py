@@ -173,7 +173,7 @@ def run_main(monkeypatch, argv, factory, tmp_path, until=lambda: True, qtbot=Non
         return 0
 
     monkeypatch.setattr(QApplication, "exec", fake_exec)
-    from app.history import HistoryStore
+    from app.history.store import HistoryStore
 
     store = HistoryStore(tmp_path / "main.sqlite3")
     try:
@@ -187,13 +187,13 @@ def run_main(monkeypatch, argv, factory, tmp_path, until=lambda: True, qtbot=Non
 
 
 def test_main_without_a_model_explains_how_to_install_one(qtbot, monkeypatch, tmp_path):
-    import engine.default_model
+    import engine.store.default_model
 
-    monkeypatch.setattr(engine.default_model, "default_model_path", lambda: None)
+    monkeypatch.setattr(engine.store.default_model, "default_model_path", lambda: None)
     if app_main.qt_binding_problem():
         pytest.skip("this PySide6 cannot run the app")
     shown = run_main(monkeypatch, [], fake_factory(), tmp_path)
-    assert len(shown) == 1 and "python -m engine.default_model" in shown[0] and "--model" in shown[0]
+    assert len(shown) == 1 and "python -m engine.store.default_model" in shown[0] and "--model" in shown[0]
 
 
 def test_main_loads_the_given_model(qtbot, monkeypatch, tmp_path):
@@ -309,7 +309,7 @@ def test_quitting_mid_stream_keeps_the_partial_reply(qtbot, monkeypatch, tmp_pat
         return 0
 
     monkeypatch.setattr(QApplication, "exec", fake_exec)
-    from app.history import HistoryStore
+    from app.history.store import HistoryStore
 
     path = tmp_path / "quit.sqlite3"
     assert (

@@ -11,18 +11,18 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-import engine.download as dl
+import engine.store.download as dl
 from app.main_window import MainWindow
 from app.models.catalog_tab import COL_FIT, PAIR_ROLE, QUANT_ROLE
 from app.models.download_jobs import JobState
 from app.models.fit_badge import BADGE_ROLE
 from app.models.manager_window import ModelManager
 from app.models.pairing import OPTION_ROLE
-from engine.catalog import load_catalog
 from engine.config import LoadConfig
 from engine.errors import ModelFileError
-from engine.hardware import fake_hardware
-from engine.store import ModelStore
+from engine.fit.hardware import fake_hardware
+from engine.store.catalog import load_catalog
+from engine.store.model_store import ModelStore
 from tests.fakehub import FakeHub, FakeRepo, isolate_hf_env, unused_port, write_tiny_gguf
 
 TINY_GPU = fake_hardware((2,), ram_gb=16)

@@ -20,7 +20,7 @@ def real_context(qtbot, store):
     contexts = []
 
     def make(model: Path, drafter: str = "auto") -> AppContext:
-        client = WorkerClient()  # the default factory: engine.session.ChatEngine.load
+        client = WorkerClient()  # the default factory: engine.inference.session.ChatEngine.load
         with qtbot.waitSignal(client.modelLoaded, timeout=120_000):
             client.load(LoadConfig(model_path=model, drafter=drafter, n_ctx=1024))
         context = AppContext(store, client, LIGHT)

@@ -20,8 +20,9 @@ from app.speed_panel import why_not_speculating
 from app.theme import LIGHT
 from app.worker import WorkerClient
 from engine.config import LoadConfig
-from engine.pair_profile import ProfileStore
-from engine.session import EngineInfo
+from engine.inference.session import EngineInfo
+from engine.measure.ab import ABReport
+from engine.measure.pair_profile import ProfileStore
 from engine.stats import GenerationStats, SpecRecorder
 from tests.app.fake_engine import FakeOptions, fake_factory
 
@@ -194,7 +195,7 @@ def test_why_not_speculating() -> None:
 
 
 def test_speed_points_in_run_order() -> None:
-    ab = {"version": 1, **{f.name: 0 for f in dataclasses.fields(__import__("engine.ab").ab.ABReport)}}
+    ab = {"version": 1, **{f.name: 0 for f in dataclasses.fields(ABReport)}}
     ab.update(plain_tps=40.0, spec_tps=60.0, identical=True, context_before="", plain_piece="", spec_piece="")
     messages = [
         MessageItem(1, "user", "q"),

@@ -165,7 +165,7 @@ def test_ab_request_runs_both_sides_in_the_worker(qtbot, client, fake_options):
     rec = Recorder(request)
     with qtbot.waitSignal(request.finished, timeout=5000):
         pass
-    from engine.ab import ABResult, ABStep
+    from engine.measure.ab import ABResult, ABStep
 
     events = rec.events()
     assert isinstance(events[-1], ABResult) and events[-1] is request.result
@@ -189,7 +189,7 @@ def test_ab_cancelled_mid_run_has_no_result(qtbot, client, fake_options):
 
 
 def test_prediction_learned_per_pair_and_kept_across_loads(qtbot, tmp_path):
-    from engine.pair_profile import ProfileStore
+    from engine.measure.pair_profile import ProfileStore
 
     path = tmp_path / "profiles.json"
     config = LoadConfig(model_path=Path("/models/fake-target.gguf"))

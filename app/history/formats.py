@@ -1,0 +1,320 @@
+"""Chat export formats (JSON document, Markdown), import validation and title suggestion.
+
+Everything here works on plain values, not on the database, so the formats can be tested and reused alone.
+The JSON document is the one exchange format: `HistoryStore.export_json` builds it, `render_markdown` turns
+it into Markdown, and `parse_chat_document` validates it on import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from app.history.errors import ChatImportError
+from app.history.schema import ROLES, STATUSES
+from engine.measure.ab import ABReport
+from engine.stats import GenerationStats, SpecStats
+
+EXPORT_FORMAT = "tandem-chat"
+EXPORT_VERSION = 1  # of the JSON document: bump when a field changes meaning, and keep reading old ones
+DEFAULT_TITLE = "New chat"
+TITLE_CHARS = 48
+
+
+@dataclass(frozen=True)
+class ImportedMessage:
+    role: str
+    content: str
+    status: str
+    created_at: float | None
+    settings: dict[str, Any] | None
+    stats: dict[str, Any] | None
+    ab: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ImportedChat:
+    title: str
+    created_at: float | None
+    updated_at: float | None
+    settings: dict[str, Any]
+    messages: list[ImportedMessage]
+
+
+def stats_summary(stats: dict[str, Any] | None) -> dict[str, Any]:
+    """Speed and acceptance figures of a stored `asdict(GenerationStats)`, by the engine's own properties.
+
+    Returns {} when the dict does not rebuild into GenerationStats (stats from an older or newer engine): the
+    raw dict is still exported, only the derived figures are left out."""
+    if not stats:
+        return {}
+    try:
+        raw = dict(stats)
+        raw.pop("app", None)  # the GUI's own additions (provenance text, stop reason): see app/records.py
+        spec_raw = raw.pop("spec", None)
+        spec = None
+        if spec_raw is not None:
+            spec = SpecStats(**{k: _as_tuple(k, v) for k, v in spec_raw.items()})
+        gen = GenerationStats(**raw, spec=spec)
+        summary: dict[str, Any] = {
+            "decode_tps": gen.decode_tps,
+            "prompt_tps": gen.prompt_tps,
+            "ttft_s": gen.ttft_s,
+            "n_generated": gen.n_generated,
+            "total_s": gen.total_s,
+        }
+        if spec is not None:
+            summary |= {
+                "drafter": spec.drafter,
+                "drafted": spec.drafted,
+                "accepted": spec.accepted,
+                "acceptance_rate": spec.acceptance_rate,
+                "mean_accepted_length": spec.mean_accepted_length,
+            }
+        return summary
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError):
+        return {}
+
+
+def _as_tuple(key: str, value: Any) -> Any:
+    # JSON turned the dataclass's tuples into lists; `reasons` is a tuple of (reason, count) pairs.
+    if key == "reasons" and isinstance(value, list):
+        return tuple(tuple(pair) for pair in value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+# ---------------------------------------------------------------- import validation
+
+
+def parse_chat_document(data: dict[str, Any] | str | bytes) -> ImportedChat:
+    """Validate an exported chat (the dict, or its JSON text); ChatImportError names the first bad field."""
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as e:
+            raise ChatImportError(f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        except UnicodeDecodeError as e:
+            raise ChatImportError(f"not valid JSON: the file is not UTF-8 text ({e.reason})") from None
+    if not isinstance(data, dict):
+        raise ChatImportError(f"not a Tandem chat export: expected a JSON object, got {_kind(data)}")
+    if data.get("format") != EXPORT_FORMAT:
+        raise ChatImportError(
+            f"not a Tandem chat export: field 'format' should be {EXPORT_FORMAT!r}, "
+            f"got {data.get('format')!r}"
+        )
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ChatImportError(f"field 'version' should be a positive integer, got {version!r}")
+    if version > EXPORT_VERSION:
+        raise ChatImportError(
+            f"this export was made by a newer Tandem (format version {version}; this one reads up to "
+            f"{EXPORT_VERSION})"
+        )
+    chat = _field(data, "chat", dict, "")
+    title = _field(chat, "title", str, "chat.").strip() or DEFAULT_TITLE
+    raw_messages = _field(data, "messages", list, "")
+    return ImportedChat(
+        title=" ".join(title.split()),
+        created_at=_optional_time(chat, "created_at", "chat."),
+        updated_at=_optional_time(chat, "updated_at", "chat."),
+        settings=_optional_dict(chat, "settings", "chat.") or {},
+        messages=[_parse_message(m, f"messages[{i}].") for i, m in enumerate(raw_messages)],
+    )
+
+
+def _parse_message(raw: Any, where: str) -> ImportedMessage:
+    if not isinstance(raw, dict):
+        raise ChatImportError(f"{where[:-1]}: expected an object, got {_kind(raw)}")
+    role = _field(raw, "role", str, where)
+    if role not in ROLES:
+        raise ChatImportError(f"{where}role: expected one of {', '.join(ROLES)}, got {role!r}")
+    status = raw.get("status", "complete")
+    if status not in STATUSES:
+        raise ChatImportError(f"{where}status: expected one of {', '.join(STATUSES)}, got {status!r}")
+    return ImportedMessage(
+        role=role,
+        content=_field(raw, "content", str, where),
+        # Nothing is generating into an imported reply, so one saved mid-stream is as good as interrupted.
+        status="interrupted" if status == "streaming" else status,
+        created_at=_optional_time(raw, "created_at", where),
+        settings=_optional_dict(raw, "settings", where),
+        stats=_optional_dict(raw, "stats", where),
+        ab=_optional_dict(raw, "ab", where),
+    )
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in obj:
+        raise ChatImportError(f"{where}{key}: missing")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise ChatImportError(f"{where}{key}: expected {_kind_name(kind)}, got {_kind(value)}")
+    return value
+
+
+def _optional_dict(obj: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ChatImportError(f"{where}{key}: expected an object or null, got {_kind(value)}")
+    return value
+
+
+def _optional_time(obj: dict[str, Any], key: str, where: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
+        raise ChatImportError(f"{where}{key}: expected a Unix time in seconds, got {value!r}")
+    return float(value)
+
+
+def _kind(value: Any) -> str:
+    names: dict[type, str] = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "true/false",
+        type(None): "null",
+    }
+    return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+def _kind_name(kind: type) -> str:
+    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+    return names.get(kind, kind.__name__)
+
+
+# ---------------------------------------------------------------- Markdown
+
+_STATUS_NOTES = {
+    "stopped": "stopped by the user",
+    "interrupted": "interrupted: Tandem closed while this reply was being written",
+    "error": "ended with an error",
+    "streaming": "still being written when exported",
+}
+# CommonMark fenced code: up to 3 spaces of indent, then 3+ backticks (no backtick after) or 3+ tildes.
+_FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}(?=[^`]*$)|~{3,})")
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """Markdown for an export document. Message text is Markdown already and is kept as written, except that
+    a code block left open (a reply stopped mid-code) is closed so it cannot swallow the rest of the file."""
+    chat = doc["chat"]
+    out = [f"# {_one_line(chat['title'])}", ""]
+    system_prompt = chat.get("settings", {}).get("system_prompt")
+    if isinstance(system_prompt, str) and system_prompt.strip():
+        out += ["**System prompt**", "", _fenced(system_prompt), ""]
+    for message in doc["messages"]:
+        out += ["---", "", f"## {message['role'].capitalize()}", ""]
+        if message["role"] == "system":
+            out += [_fenced(message["content"]), ""]
+        elif message["content"]:
+            out += [close_open_fence(message["content"]).rstrip("\n"), ""]
+        footer = _footer(message)
+        if footer:
+            out += [f"*{footer}*", ""]
+        ab = _ab_line(message)
+        if ab:
+            out += [f"*{ab}*", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def close_open_fence(text: str) -> str:
+    """Append the closing fence of a fenced code block that `text` opens and never closes (CommonMark)."""
+    opener: tuple[str, str] | None = None  # (indent, fence) of the block we are inside
+    for line in text.splitlines():
+        if opener is None:
+            match = _FENCE_OPEN.match(line)
+            if match:
+                opener = (match.group(1), match.group(2))
+        else:
+            fence = opener[1]
+            stripped = line.lstrip(" ")
+            closer = re.escape(fence[0]) + "{" + str(len(fence)) + r",}[ \t]*"
+            if len(line) - len(stripped) <= 3 and re.fullmatch(closer, stripped):
+                opener = None
+    if opener is None:
+        return text
+    return text.rstrip("\n") + "\n" + opener[0] + opener[1]
+
+
+def _fenced(text: str) -> str:
+    """Text as a literal code block whose fence is longer than any backtick run inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text.rstrip(chr(10))}\n{fence}"
+
+
+def _footer(message: dict[str, Any]) -> str:
+    parts = []
+    summary = message.get("summary") or {}
+    if summary.get("n_generated"):
+        parts.append(f"{summary['n_generated']} tokens, {summary['decode_tps']:.1f} tok/s")
+    if "acceptance_rate" in summary and summary.get("drafted"):
+        parts.append(
+            f"{summary['drafter']}: {summary['acceptance_rate']:.0%} of drafts accepted, "
+            f"{summary['mean_accepted_length']:.2f} tokens per step"
+        )
+    if message["status"] in _STATUS_NOTES:
+        parts.append(_STATUS_NOTES[message["status"]])
+    return _escape(" · ".join(parts))
+
+
+def _ab_line(message: dict[str, Any]) -> str:
+    """The A/B result kept with a message in one line (with the explanation when the outputs differ)."""
+    report = ABReport.from_dict(message.get("ab"))
+    if report is None:
+        return ""
+    line = (
+        f"A/B on this prompt (seed {report.seed}): plain {report.plain_tps:.1f} tok/s, speculative "
+        f"{report.spec_tps:.1f} tok/s ({report.speedup:.2f}×); first token {report.plain_ttft_s:.2f} s vs "
+        f"{report.spec_ttft_s:.2f} s; outputs {report.verdict()}"
+    )
+    if not report.identical:
+        line += ". " + report.explanation()
+    return _escape(line)
+
+
+def _escape(text: str) -> str:
+    # Footers are wrapped in *...*: escape characters that would end or restyle them.
+    return re.sub(r"([\\*_`\[\]<])", r"\\\1", text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or DEFAULT_TITLE
+
+
+# ---------------------------------------------------------------- titles
+
+
+def suggest_title(text: str, max_chars: int = TITLE_CHARS) -> str:
+    """A short chat title from the first user message: its first sentence of prose, Markdown stripped.
+
+    Code blocks are skipped unless the message is only code, in which case the first code line is used."""
+    lines = text.splitlines()
+    prose: list[str] = []
+    code: list[str] = []
+    in_code = False
+    for line in lines:
+        if _FENCE_OPEN.match(line):
+            in_code = not in_code
+            continue
+        (code if in_code else prose).append(line)
+    candidates = [ln for ln in prose if ln.strip()] or [ln for ln in code if ln.strip()]
+    if not candidates:
+        return DEFAULT_TITLE
+    line = candidates[0].strip()
+    line = re.sub(r"^(#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)+", "", line)  # heading, quote, list markers
+    line = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", line)  # links and images -> their text
+    line = re.sub(r"(\*\*|__|`)", "", line)
+    line = " ".join(line.split())
+    sentence = re.split(r"(?<=[.!?])\s+", line, maxsplit=1)[0]
+    sentence = sentence.rstrip(".:;, ") if not sentence.endswith("...") else sentence
+    if len(sentence) > max_chars:
+        cut = sentence[: max_chars - 1]
+        if " " in cut[max_chars // 2 :]:
+            cut = cut[: cut.rindex(" ")]
+        sentence = cut.rstrip(" ,.;:-") + "…"
+    return sentence or DEFAULT_TITLE

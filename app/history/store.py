@@ -1,0 +1,506 @@
+"""Chat history: a SQLite database in the user's data directory.
+
+Durability. The database runs in WAL mode with `synchronous=NORMAL`: a commit has been written to the WAL
+file (in the OS page cache) before `commit` returns, so a crash or `kill -9` of Tandem loses nothing
+committed. Only an OS crash or power cut can drop the last commits that were not yet synced, and even then
+the file stays consistent. Finished messages (`add_message`, `finish_reply`, edits, imports) are committed
+with `synchronous=FULL`, which syncs the WAL, so they survive a power cut as well; the ~1/s streaming
+checkpoints stay on NORMAL to spare the disk an fsync per second. A reply found with status "streaming" when
+the store is opened was cut off by a crash: it is marked "interrupted" and keeps the text of its last
+checkpoint.
+
+Threads. The GUI uses the store from its own thread only. The connection keeps sqlite3's same-thread check
+(`check_same_thread=True`), so a call from another thread fails loudly instead of racing; pass
+`check_same_thread=False` only together with your own serialisation. Every method also holds an internal
+lock, so even then two threads never interleave inside one call.
+
+Several processes may open the same file (SQLite locks it); opening marks every "streaming" reply as
+interrupted, so a second Tandem opened while the first is still generating would cut that reply short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.history.errors import ChatImportError, ChatNotFoundError, HistoryError, HistorySchemaError
+from app.history.formats import (
+    DEFAULT_TITLE,
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    parse_chat_document,
+    render_markdown,
+    stats_summary,
+    suggest_title,
+)
+from app.history.schema import ROLES, STATUSES, migrate
+from engine.paths import history_path
+
+__all__ = [
+    "ChatImportError",
+    "ChatNotFoundError",
+    "ChatSummary",
+    "HistoryError",
+    "HistorySchemaError",
+    "HistoryStore",
+    "StoredMessage",
+    "default_history_path",
+    "suggest_title",
+]
+
+PREVIEW_CHARS = 120
+FINISHED_STATUSES = tuple(s for s in STATUSES if s != "streaming")
+
+
+def default_history_path() -> Path:
+    """`<data dir>/history.sqlite3`; the data dir is $TANDEM_DATA_DIR if set, else the user data dir."""
+    return history_path()
+
+
+@dataclass(frozen=True)
+class ChatSummary:
+    id: int
+    title: str
+    created_at: float
+    updated_at: float
+    n_messages: int
+    preview: str  # last user/assistant message, or with a search: the text around the first match
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    chat_id: int
+    role: str  # "system" | "user" | "assistant"
+    content: str
+    status: str  # "complete" | "streaming" | "stopped" | "interrupted" | "error"
+    created_at: float
+    settings: dict[str, Any] | None  # generation settings the message was produced with
+    stats: dict[str, Any] | None  # dataclasses.asdict(GenerationStats); tuples come back as lists
+    ab: dict[str, Any] | None  # A/B comparison result attached to this message
+
+
+class HistoryStore:
+    def __init__(self, path: Path | None = None, *, check_same_thread: bool = True) -> None:
+        self.path = Path(path) if path is not None else default_history_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._last_time = 0.0
+        # isolation_level=None: autocommit; every write runs in an explicit BEGIN IMMEDIATE ... COMMIT.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 5000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            # casefold() so search ignores case beyond ASCII (SQLite's LIKE and lower() only fold A-Z).
+            self._conn.create_function("tandem_fold", 1, _fold, deterministic=True)
+            self.migrated_from = migrate(self._conn, self.path)
+            self.interrupted_on_open = self._mark_interrupted()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise HistorySchemaError(f"{self.path}: cannot open chat history ({e})") from e
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # ------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):  # closing must not fail over a statistics refresh
+                self._conn.execute("PRAGMA optimize")
+            self._conn.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; `durable` syncs the WAL on commit so it survives a power cut, not only a crash."""
+        with self._lock:
+            conn = self._conn
+            if durable:
+                conn.execute("PRAGMA synchronous = FULL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if durable:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _now(self) -> float:
+        # Strictly increasing, so "newest first" is well defined even when two writes share a clock tick.
+        self._last_time = max(time.time(), self._last_time + 1e-6)
+        return self._last_time
+
+    def _mark_interrupted(self) -> list[int]:
+        with self._write() as conn:
+            rows = conn.execute("SELECT id FROM messages WHERE status = 'streaming' ORDER BY id").fetchall()
+            ids = [r[0] for r in rows]
+            conn.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+        return ids
+
+    def _require_chat(self, conn: sqlite3.Connection, chat_id: int) -> None:
+        if conn.execute("SELECT 1 FROM chats WHERE id = ?", (chat_id,)).fetchone() is None:
+            raise ChatNotFoundError(f"no chat with id {chat_id}")
+
+    def _message_chat(self, conn: sqlite3.Connection, message_id: int) -> int:
+        row = conn.execute("SELECT chat_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise ChatNotFoundError(f"no message with id {message_id}")
+        return int(row[0])
+
+    def _touch(self, conn: sqlite3.Connection, chat_id: int) -> None:
+        conn.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (self._now(), chat_id))
+
+    # ------------------------------------------------------------ chats
+
+    def list_chats(self, search: str | None = None) -> list[ChatSummary]:
+        """Chats not deleted, most recently active first; `search` matches title or message text, any case."""
+        needle = _fold(search.strip()) if search and search.strip() else None
+        sql = """
+            SELECT c.id, c.title, c.created_at, c.updated_at,
+                   (SELECT count(*) FROM messages m WHERE m.chat_id = c.id),
+                   (SELECT substr(m.content, 1, 1000) FROM messages m
+                     WHERE m.chat_id = c.id AND m.role != 'system' ORDER BY m.id DESC LIMIT 1),
+                   (SELECT m.content FROM messages m
+                     WHERE ?1 IS NOT NULL AND m.chat_id = c.id AND instr(tandem_fold(m.content), ?1) > 0
+                     ORDER BY m.id LIMIT 1)
+            FROM chats c
+            WHERE c.deleted_at IS NULL
+              AND (?1 IS NULL OR instr(tandem_fold(c.title), ?1) > 0
+                   OR EXISTS (SELECT 1 FROM messages m
+                              WHERE m.chat_id = c.id AND instr(tandem_fold(m.content), ?1) > 0))
+            ORDER BY c.updated_at DESC, c.id DESC
+        """
+        with self._lock:
+            rows = self._conn.execute(sql, (needle,)).fetchall()
+        return [
+            ChatSummary(
+                id=r[0],
+                title=r[1],
+                created_at=r[2],
+                updated_at=r[3],
+                n_messages=r[4],
+                preview=_snippet(r[6], needle) if r[6] is not None else _snippet(r[5] or "", None),
+            )
+            for r in rows
+        ]
+
+    def chat(self, chat_id: int) -> ChatSummary:
+        """The summary of one chat, deleted or not."""
+        with self._lock:
+            row = self._conn.execute(
+                """SELECT id, title, created_at, updated_at,
+                          (SELECT count(*) FROM messages m WHERE m.chat_id = c.id),
+                          (SELECT substr(m.content, 1, 1000) FROM messages m
+                            WHERE m.chat_id = c.id AND m.role != 'system' ORDER BY m.id DESC LIMIT 1)
+                   FROM chats c WHERE id = ?""",
+                (chat_id,),
+            ).fetchone()
+        if row is None:
+            raise ChatNotFoundError(f"no chat with id {chat_id}")
+        return ChatSummary(row[0], row[1], row[2], row[3], row[4], _snippet(row[5] or "", None))
+
+    def create_chat(self, title: str = DEFAULT_TITLE, settings: dict[str, Any] | None = None) -> int:
+        now = self._now()
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO chats (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)",
+                (_title(title), now, now, _to_json(settings or {}, "chat settings")),
+            )
+        return int(cur.lastrowid or 0)
+
+    def chat_settings(self, chat_id: int) -> dict[str, Any]:
+        with self._lock:
+            row = self._conn.execute("SELECT settings_json FROM chats WHERE id = ?", (chat_id,)).fetchone()
+        if row is None:
+            raise ChatNotFoundError(f"no chat with id {chat_id}")
+        return dict(json.loads(row[0]))
+
+    def set_chat_settings(self, chat_id: int, settings: dict[str, Any]) -> None:
+        """Replace the chat's settings (system prompt, sampling, speculative on/off...) as a whole."""
+        data = _to_json(settings, "chat settings")
+        with self._write() as conn:
+            self._require_chat(conn, chat_id)
+            conn.execute("UPDATE chats SET settings_json = ? WHERE id = ?", (data, chat_id))
+
+    def rename_chat(self, chat_id: int, title: str) -> None:
+        with self._write() as conn:
+            self._require_chat(conn, chat_id)
+            conn.execute("UPDATE chats SET title = ? WHERE id = ?", (_title(title), chat_id))
+
+    def delete_chat(self, chat_id: int) -> None:
+        """Hide the chat (soft delete); `restore_chat` undoes it, `purge_deleted` removes it for good."""
+        with self._write() as conn:
+            self._require_chat(conn, chat_id)
+            conn.execute("UPDATE chats SET deleted_at = ? WHERE id = ?", (self._now(), chat_id))
+
+    def restore_chat(self, chat_id: int) -> None:
+        with self._write() as conn:
+            self._require_chat(conn, chat_id)
+            conn.execute("UPDATE chats SET deleted_at = NULL WHERE id = ?", (chat_id,))
+
+    def deleted_chats(self) -> list[int]:
+        """Ids of soft-deleted chats, most recently deleted first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id FROM chats WHERE deleted_at IS NOT NULL ORDER BY deleted_at DESC, id DESC"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def purge_deleted(self, older_than_s: float = 0.0) -> int:
+        """Remove chats deleted at least `older_than_s` seconds ago, with their messages; return how many."""
+        cutoff = time.time() - older_than_s
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM chats WHERE deleted_at <= ?", (cutoff,))
+        return cur.rowcount
+
+    # ------------------------------------------------------------ messages
+
+    def messages(self, chat_id: int) -> list[StoredMessage]:
+        with self._lock:
+            self._require_chat(self._conn, chat_id)
+            rows = self._conn.execute(
+                """SELECT id, chat_id, role, content, status, created_at, settings_json, stats_json, ab_json
+                   FROM messages WHERE chat_id = ? ORDER BY id""",
+                (chat_id,),
+            ).fetchall()
+        return [
+            StoredMessage(
+                id=r[0],
+                chat_id=r[1],
+                role=r[2],
+                content=r[3],
+                status=r[4],
+                created_at=r[5],
+                settings=_from_json(r[6]),
+                stats=_from_json(r[7]),
+                ab=_from_json(r[8]),
+            )
+            for r in rows
+        ]
+
+    def add_message(
+        self,
+        chat_id: int,
+        role: str,
+        content: str,
+        settings: dict[str, Any] | None = None,
+        stats: dict[str, Any] | None = None,
+        status: str = "complete",
+    ) -> int:
+        _check_choice(role, ROLES, "role")
+        _check_choice(status, STATUSES, "status")
+        with self._write() as conn:
+            self._require_chat(conn, chat_id)
+            message_id = self._insert_message(conn, chat_id, role, content, status, settings, stats)
+            self._touch(conn, chat_id)
+        return message_id
+
+    def _insert_message(
+        self,
+        conn: sqlite3.Connection,
+        chat_id: int,
+        role: str,
+        content: str,
+        status: str,
+        settings: dict[str, Any] | None,
+        stats: dict[str, Any] | None,
+        ab: dict[str, Any] | None = None,
+        created_at: float | None = None,
+    ) -> int:
+        if not isinstance(content, str):
+            raise TypeError(f"message content must be str, got {type(content).__name__}")
+        cur = conn.execute(
+            """INSERT INTO messages
+                 (chat_id, role, content, status, created_at, settings_json, stats_json, ab_json)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                chat_id,
+                role,
+                content,
+                status,
+                self._now() if created_at is None else created_at,
+                _to_json_or_null(settings, "message settings"),
+                _to_json_or_null(stats, "message stats"),
+                _to_json_or_null(ab, "A/B result"),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_message_content(self, message_id: int, content: str) -> None:
+        """Replace a message's text (editing a user message); its status and stats are kept."""
+        with self._write() as conn:
+            chat_id = self._message_chat(conn, message_id)
+            conn.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
+            self._touch(conn, chat_id)
+
+    def begin_reply(self, chat_id: int, settings: dict[str, Any] | None = None) -> int:
+        """Start an assistant message with status "streaming" and no text yet; return its id."""
+        with self._write() as conn:
+            self._require_chat(conn, chat_id)
+            message_id = self._insert_message(conn, chat_id, "assistant", "", "streaming", settings, None)
+            self._touch(conn, chat_id)
+        return message_id
+
+    def checkpoint_reply(self, message_id: int, content: str) -> None:
+        """Save the text streamed so far (call about once a second). Committed, so a crash keeps it.
+
+        A checkpoint that arrives after the reply was finished, or removed by truncate_after, does nothing."""
+        with self._write(durable=False) as conn:
+            conn.execute(
+                "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'", (content, message_id)
+            )
+
+    def finish_reply(
+        self, message_id: int, content: str, stats: dict[str, Any] | None, status: str = "complete"
+    ) -> None:
+        _check_choice(status, FINISHED_STATUSES, "final status")
+        stats_json = _to_json_or_null(stats, "message stats")
+        with self._write() as conn:
+            chat_id = self._message_chat(conn, message_id)
+            conn.execute(
+                "UPDATE messages SET content = ?, stats_json = ?, status = ? WHERE id = ?",
+                (content, stats_json, status, message_id),
+            )
+            self._touch(conn, chat_id)
+
+    def set_ab_result(self, message_id: int, ab: dict[str, Any]) -> None:
+        data = _to_json(ab, "A/B result")
+        with self._write() as conn:
+            self._message_chat(conn, message_id)
+            conn.execute("UPDATE messages SET ab_json = ? WHERE id = ?", (data, message_id))
+
+    def truncate_after(self, chat_id: int, message_id: int, inclusive: bool = False) -> None:
+        """Delete the messages after `message_id` in the chat (and that message too if `inclusive`)."""
+        with self._write() as conn:
+            if self._message_chat(conn, message_id) != chat_id:
+                raise ChatNotFoundError(f"message {message_id} is not in chat {chat_id}")
+            op = ">=" if inclusive else ">"
+            conn.execute(f"DELETE FROM messages WHERE chat_id = ? AND id {op} ?", (chat_id, message_id))
+            self._touch(conn, chat_id)
+
+    # ------------------------------------------------------------ export / import
+
+    def export_json(self, chat_id: int) -> dict[str, Any]:
+        """The chat as a JSON-ready document: format version, chat settings, and per message its settings,
+        raw stats, a `summary` of speed and acceptance figures, and any A/B result. Ids are not exported."""
+        summary = self.chat(chat_id)
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "exported_at": time.time(),
+            "chat": {
+                "title": summary.title,
+                "created_at": summary.created_at,
+                "updated_at": summary.updated_at,
+                "settings": self.chat_settings(chat_id),
+            },
+            "messages": [
+                {
+                    "role": m.role,
+                    "content": m.content,
+                    "status": m.status,
+                    "created_at": m.created_at,
+                    "settings": m.settings,
+                    "stats": m.stats,
+                    "summary": stats_summary(m.stats),
+                    "ab": m.ab,
+                }
+                for m in self.messages(chat_id)
+            ],
+        }
+
+    def export_markdown(self, chat_id: int) -> str:
+        return render_markdown(self.export_json(chat_id))
+
+    def import_json(self, data: dict[str, Any] | str | bytes) -> int:
+        """Add an exported chat (the document, or its JSON text) as a new chat; return its id.
+
+        Raises ChatImportError (a ValueError) naming the bad field; nothing is written unless all is valid."""
+        chat = parse_chat_document(data)
+        now = self._now()
+        with self._write() as conn:
+            cur = conn.execute(
+                """INSERT INTO chats (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)""",
+                (
+                    chat.title,
+                    chat.created_at if chat.created_at is not None else now,
+                    chat.updated_at if chat.updated_at is not None else now,
+                    _to_json(chat.settings, "chat settings"),
+                ),
+            )
+            chat_id = int(cur.lastrowid or 0)
+            for m in chat.messages:
+                self._insert_message(
+                    conn, chat_id, m.role, m.content, m.status, m.settings, m.stats, m.ab, m.created_at
+                )
+        return chat_id
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _fold(text: str | None) -> str | None:
+    return text.casefold() if text is not None else None
+
+
+def _title(title: str) -> str:
+    return " ".join(str(title).split()) or DEFAULT_TITLE
+
+
+def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _to_json(value: dict[str, Any], what: str) -> str:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be a dict, got {type(value).__name__}")
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must be JSON-serialisable: {e}") from None
+
+
+def _to_json_or_null(value: dict[str, Any] | None, what: str) -> str | None:
+    return None if value is None else _to_json(value, what)
+
+
+def _from_json(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else dict(json.loads(text))
+
+
+def _snippet(text: str, needle: str | None) -> str:
+    """One line of at most PREVIEW_CHARS, around the first match of `needle` (casefolded) when given."""
+    flat = " ".join(text.split())
+    start = 0
+    if needle:
+        folded = flat.casefold()
+        # casefold() can change lengths (ß -> ss); only then the match offset would not map back, so skip it.
+        if len(folded) == len(flat) and needle in folded:
+            start = max(0, folded.index(needle) - PREVIEW_CHARS // 4)
+    piece = flat[start : start + PREVIEW_CHARS]
+    if start > 0:
+        piece = "…" + piece[1:]
+    if start + PREVIEW_CHARS < len(flat):
+        piece = piece[:-1] + "…"
+    return piece

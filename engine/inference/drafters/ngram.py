@@ -1,0 +1,82 @@
+"""Prompt-lookup drafting: if the last n tokens occurred earlier (in the prompt or the reply so far), propose
+what followed them then. Free to run, so it only costs when the target rejects its proposals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.config import NGRAM_K_MAX, SpecParams
+from engine.inference.drafters.base import Draft
+
+
+class NGramDrafter:
+    name = "n-gram"
+    cheap = True  # drafting costs nothing next to a decode: propose first, let the controller trim
+    default_k_max = NGRAM_K_MAX
+
+    def __init__(self, n_min: int = 2, n_max: int = 4) -> None:
+        self.n_min = self.n_max = 0
+        self._tokens: list[int] = []
+        # For each n: n-gram -> end index (exclusive) of its most recent occurrence that has a continuation.
+        self._index: dict[int, dict[tuple[int, ...], int]] = {}
+        self._set_sizes(n_min, n_max)
+
+    def configure(self, spec: SpecParams) -> None:
+        if (spec.ngram_min, spec.ngram_max) != (self.n_min, self.n_max):
+            self._set_sizes(spec.ngram_min, spec.ngram_max)
+
+    def _set_sizes(self, n_min: int, n_max: int) -> None:
+        if not 1 <= n_min <= n_max:
+            raise ValueError(f"n-gram sizes must satisfy 1 <= min <= max (got {n_min}..{n_max})")
+        self.n_min, self.n_max = n_min, n_max
+        self.reset()  # the index is per size: rebuilt from the context at the next draft
+
+    def begin(self, prompt: Sequence[int]) -> None:
+        self.reset()
+
+    def draft(self, context: Sequence[int], k: int) -> Draft:
+        self._sync(context)
+        for n in range(self.n_max, self.n_min - 1, -1):
+            if len(context) <= n:
+                continue
+            end = self._index[n].get(tuple(context[-n:]))
+            if end is not None:
+                return Draft(self._continue(context, end, k))
+        return Draft((), "drafter has no match")
+
+    @staticmethod
+    def _continue(context: Sequence[int], end: int, k: int) -> tuple[int, ...]:
+        """What followed the match, k tokens long. A recent match (text repeating with a short period)
+        runs into the end of the context: the copy then continues from its own proposal, as the
+        repetition would, instead of stopping at a few tokens."""
+        out = list(context[end : end + k])
+        period = len(context) - end  # the proposal's token i repeats the one `period` tokens earlier
+        while len(out) < k:
+            out.append(out[len(out) - period])
+        return tuple(out)
+
+    def observe(self, batch: Sequence[int], pos0: int, n_kept: int) -> None:
+        pass
+
+    def accept(self, n_accepted: int) -> None:
+        pass
+
+    def reset(self) -> None:
+        self._tokens = []
+        self._index = {n: {} for n in range(self.n_min, self.n_max + 1)}
+
+    def close(self) -> None:
+        pass
+
+    def _sync(self, context: Sequence[int]) -> None:
+        """Index the n-grams of tokens added since the last call (context only grows within a generation)."""
+        known = len(self._tokens)
+        if known > len(context) or (known and context[known - 1] != self._tokens[-1]):
+            self.reset()
+            known = 0
+        self._tokens.extend(context[known:])
+        toks = self._tokens
+        # An n-gram ending at index `end` is usable once a token follows it, i.e. end < len(toks).
+        for end in range(max(known, 1), len(toks)):
+            for n in range(self.n_min, min(self.n_max, end) + 1):
+                self._index[n][tuple(toks[end - n : end])] = end

@@ -1,0 +1,261 @@
+"""ChatEngine: a loaded target (+ drafter) serving chat requests, with the KV cache kept across turns.
+
+The CLI, the benchmark and the app's worker thread all drive this one class. It is not thread-safe: one
+thread owns it (the app's inference worker); other threads only flip a CancelToken.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
+from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
+from engine.events import Event, NoticeEvent
+from engine.gguf.metadata import validate_model_file
+from engine.inference.chat_template import ChatTemplate, render_with_fallback
+from engine.inference.controller import DraftLengthController
+from engine.inference.drafters.base import Drafter, draft_k_max
+from engine.inference.drafters.draft_model import DraftModelDrafter, check_draft_compatible
+from engine.inference.drafters.mtp import make_mtp_drafter, mtp_load_settings
+from engine.inference.drafters.ngram import NGramDrafter
+from engine.inference.generate import GenerationLoop
+from engine.inference.llama import Context, Model
+from engine.inference.sampling import resolve_seed
+
+log = logging.getLogger("tandem.session")
+
+MIN_REPLY_ROOM = 64  # tokens kept free for the reply when old turns have to be dropped
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    model_name: str
+    model_path: Path
+    architecture: str
+    n_ctx: int
+    drafter: str | None  # "n-gram", "draft model: X", "MTP (Gemma 4 assistant)"
+    drafter_note: str | None  # why the requested drafter is not in use
+    device: str
+    n_gpu_layers: int
+    model_bytes: int
+    drafter_bytes: int = 0  # memory the drafter adds (weights + its own KV)
+
+
+class ChatEngine:
+    def __init__(
+        self,
+        config: LoadConfig,
+        model: Model,
+        ctx: Context,
+        drafter: Drafter | None,
+        drafter_note: str | None,
+        drafter_bytes: int = 0,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.ctx = ctx
+        self.drafter = drafter
+        self.template = ChatTemplate(
+            model.chat_template,
+            bos_token=model.token_text(model.bos) if model.bos >= 0 else "",
+            eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
+            architecture=model.architecture,
+        )
+        self.kv: list[int] = []  # tokens in the target's KV cache, positions 0..len-1
+        self.controller = DraftLengthController(draft_k_max(drafter, SpecParams()))
+        self.info = EngineInfo(
+            model_name=model.name,
+            model_path=model.path,
+            architecture=model.architecture,
+            n_ctx=ctx.n_ctx,
+            drafter=drafter.name if drafter else None,
+            drafter_note=drafter_note,
+            device="CPU" if config.n_gpu_layers == 0 else "GPU",
+            n_gpu_layers=config.n_gpu_layers,
+            model_bytes=model.size_bytes,
+            drafter_bytes=drafter_bytes,
+        )
+
+    # --- loading --------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, config: LoadConfig, progress: Callable[[float], bool] | None = None) -> ChatEngine:
+        info = validate_model_file(config.model_path)
+        # MTP decides how the target is loaded (its NextN layers, recurrent rollback snapshots) and checks a
+        # named assistant against it: all from metadata, before llama.cpp sees any file.
+        mtp = mtp_load_settings(config, info)
+        model = Model(
+            config.model_path, n_gpu_layers=config.n_gpu_layers, progress=progress, load_mtp=mtp.load_mtp
+        )
+        try:
+            ctx = _context(model, config, n_rs_seq=mtp.n_rs_seq)
+        except BaseException:
+            model.close()
+            raise
+        try:
+            drafter, note, extra = _make_drafter(config, model, ctx)
+        except BaseException:
+            ctx.close()
+            model.close()
+            raise
+        return cls(config, model, ctx, drafter, note, extra)
+
+    # --- chat -----------------------------------------------------------------------------------------
+    def render(self, messages: Sequence[ChatMessage]) -> tuple[list[int], str | None]:
+        text, note = render_with_fallback(self.template, messages)
+        tokens = self.model.tokenize(text, add_special=False, parse_special=True)
+        if self.model.add_bos and self.model.bos >= 0 and (not tokens or tokens[0] != self.model.bos):
+            tokens.insert(0, self.model.bos)
+        return tokens, note
+
+    def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
+        """Render, dropping the oldest turns (never the system prompt or the last message) until the prompt
+        leaves room for the reply. Returns the tokens and notices for the user."""
+        notices: list[str] = []
+        msgs = list(messages)
+        room = min(max_tokens, max(MIN_REPLY_ROOM, self.ctx.n_ctx // 4))
+        dropped = 0
+        while True:
+            tokens, note = self.render(msgs)
+            if len(tokens) + room <= self.ctx.n_ctx:
+                break
+            droppable = [i for i, m in enumerate(msgs[:-1]) if m.role != "system"]
+            if not droppable:
+                raise ContextOverflowError(
+                    f"the message needs {len(tokens)} tokens but the context holds {self.ctx.n_ctx} "
+                    f"(with {room} kept for the reply): shorten it or load the model with a larger context"
+                )
+            # Drop a whole turn: the user message and the replies that answered it, so templates that insist
+            # on user/assistant alternation still see a well-formed conversation.
+            first = droppable[0]
+            end = first + 1
+            while end < len(msgs) - 1 and msgs[end].role == "assistant":
+                end += 1
+            dropped += end - first
+            del msgs[first:end]
+        if note:
+            notices.append(note)
+        if dropped:
+            notices.append(
+                f"dropped the {dropped} oldest message(s) to fit the {self.ctx.n_ctx}-token context"
+            )
+        return tokens, notices
+
+    def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[Event]:
+        tokens, notices = self.fit_messages(messages, params.max_tokens)
+        for notice in notices:
+            yield NoticeEvent(notice)
+        if params.spec.enabled and self.drafter is None and self.info.drafter_note:
+            yield NoticeEvent(f"speculative decoding is off: {self.info.drafter_note}")
+        yield from self.generate(tokens, params, cancel)
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        params: GenerationParams,
+        cancel: CancelToken | None = None,
+        *,
+        record_margins: bool = False,
+    ) -> Iterator[Event]:
+        """Generate from raw prompt tokens (the benchmark's entry point; chat() renders, then calls this)."""
+        loop = self.make_loop(params, cancel, record_margins=record_margins)
+        yield from loop.run(list(prompt))
+
+    def make_loop(
+        self, params: GenerationParams, cancel: CancelToken | None = None, *, record_margins: bool = False
+    ) -> GenerationLoop:
+        seed = resolve_seed(params.sampling)
+        params = replace(params, sampling=replace(params.sampling, seed=seed))
+        k_max = draft_k_max(self.drafter, params.spec)
+        if self.controller.k_max != k_max or self.controller.adaptive != params.spec.adaptive:
+            self.new_controller(params)
+        return GenerationLoop(
+            self.model,
+            self.ctx,
+            self.kv,
+            params,
+            seed=seed,
+            drafter=self.drafter,
+            controller=self.controller,
+            cancel=cancel,
+            record_margins=record_margins,
+        )
+
+    def new_controller(self, params: GenerationParams) -> None:
+        """Forget what the draft-length controller learned (timings, acceptance): a fresh measurement."""
+        k_max = draft_k_max(self.drafter, params.spec)
+        self.controller = DraftLengthController(k_max, adaptive=params.spec.adaptive)
+
+    def reset(self) -> None:
+        """Forget the cached conversation (KV cleared)."""
+        self.ctx.clear()
+        self.kv.clear()
+        if self.drafter:
+            self.drafter.reset()
+
+    def close(self) -> None:
+        if self.drafter:
+            self.drafter.close()
+            self.drafter = None
+        self.ctx.close()
+        self.model.close()
+
+    def __enter__(self) -> ChatEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _make_drafter(config: LoadConfig, model: Model, ctx: Context) -> tuple[Drafter | None, str | None, int]:
+    """Pick and build the drafter. A drafter that cannot run is a note, not a failure: plain decoding
+    still works. Returns (drafter, note, bytes it adds)."""
+    kind = config.drafter
+    if kind == "none":
+        return None, "no drafter selected", 0
+    if kind in ("auto", "mtp"):
+        drafter, note, extra = make_mtp_drafter(config, model, ctx)
+        if drafter is not None or kind == "mtp":
+            return drafter, note, extra
+    if kind in ("auto", "draft") and config.draft_model_path is not None:
+        return _make_draft_model(config, model)
+    if kind == "draft":
+        return None, "no draft model given", 0
+    return NGramDrafter(), None, 0
+
+
+def _make_draft_model(config: LoadConfig, target: Model) -> tuple[Drafter | None, str | None, int]:
+    assert config.draft_model_path is not None
+    validate_model_file(config.draft_model_path)
+    draft = Model(config.draft_model_path, n_gpu_layers=config.n_gpu_layers)
+    try:
+        check_draft_compatible(target, draft)
+    except IncompatibleDrafterError as exc:
+        draft.close()
+        return None, f"draft model incompatible: {exc.rule}: {exc.detail}", 0
+    try:
+        dctx = _context(draft, config)
+    except TandemError:
+        draft.close()
+        raise
+    return DraftModelDrafter(draft, dctx), None, draft.size_bytes
+
+
+def _context(model: Model, config: LoadConfig, n_rs_seq: int = 0) -> Context:
+    """A context with the user's settings: the target's and a draft model's must match (same n_ctx)."""
+    return Context(
+        model,
+        n_ctx=config.n_ctx,
+        n_batch=config.n_batch,
+        n_threads=config.n_threads,
+        flash_attn=config.flash_attn,
+        kv_type=config.kv_type,
+        n_rs_seq=n_rs_seq,
+    )

@@ -1,0 +1,2 @@
+"""Models on disk and on the hub: the local store, the curated catalog, hub listings, downloads and the
+embedded default model."""

@@ -1,0 +1,207 @@
+"""The adaptive draft-length controller, fed synthetic timings and acceptances (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import MODEL_DRAFT_K_MAX, NGRAM_K_MAX, SpecParams
+from engine.inference.controller import (
+    FIRST_K,
+    LEARNING,
+    MEASURING,
+    OFF_REASON,
+    PRIOR_ACCEPT,
+    PROBE_K,
+    PROBE_MAX,
+    PROBE_MIN,
+    REMEASURE_SINGLE,
+    SHADOW_K,
+    Choice,
+    DraftLengthController,
+    ShadowDraft,
+)
+from engine.inference.drafters.base import draft_k_max
+from engine.inference.drafters.ngram import NGramDrafter
+from engine.inference.drafters.oracle import OracleDrafter
+
+T1 = 0.010
+
+
+def timed(c: DraftLengthController, slope: float, sizes: range) -> None:
+    """Record decode timings t(n) = T1 * (1 + slope * (n - 1)) for every n in sizes."""
+    for n in sizes:
+        c.record_decode(n, T1 * (1 + slope * (n - 1)))
+
+
+def teach(c: DraftLengthController, n_drafted: int, n_accepted: int, times: int) -> None:
+    for _ in range(times):
+        c.record_result(n_drafted, n_accepted)
+
+
+def test_plain_speed_first_then_a_first_draft() -> None:
+    c = DraftLengthController(3)
+    assert c.choose() == Choice(0, MEASURING)
+    c.record_decode(1, T1)
+    assert c.choose().k == min(3, FIRST_K)  # a model drafter: no acceptance known, a first try
+    c.record_decode(4, T1 * 1.3)
+    c.record_result(3, 3)
+    assert c.choose().k == 3  # it paid: the controller now decides from evidence
+
+
+def test_free_drafter_is_learned_in_the_shadow_before_it_drafts() -> None:
+    c = DraftLengthController(16)
+    assert c.choose(available=16) == Choice(0, MEASURING)
+    c.record_decode(1, T1)
+    assert c.choose(available=16) == Choice(0, LEARNING)
+    # The loop checks declined proposals against what the target then wrote (ShadowDraft): long right ones.
+    teach(c, 16, 16, 4)
+    assert c.choose(available=16).k > FIRST_K
+    assert c.choose(available=2).k == 2
+
+
+def test_shadow_draft_settles_on_the_first_mismatch_or_the_last_token() -> None:
+    shadow = ShadowDraft()
+    shadow.watch(3, (7, 8, 9))
+    shadow.watch(4, (1, 1))  # one at a time: overlapping proposals of one match count once
+    assert shadow.check([0, 0, 0, 7]) is None  # right so far
+    assert shadow.check([0, 0, 0, 7, 8, 5]) == (3, 2)
+    assert shadow.check([0, 0, 0, 7, 8, 5]) is None  # settled
+    shadow.watch(2, (4, 5))
+    assert shadow.check([0, 0, 6]) == (2, 0)
+    shadow.watch(1, (4, 5))
+    assert shadow.check([0, 4, 5, 6]) == (2, 2)
+    shadow.watch(0, tuple(range(SHADOW_K + 5)))
+    assert shadow.check(list(range(SHADOW_K))) == (SHADOW_K, SHADOW_K)  # settles after SHADOW_K tokens
+
+
+def test_no_proposal_and_disabled() -> None:
+    c = DraftLengthController(4)
+    assert c.choose(available=0) == c.choose(available=0)
+    assert c.choose(available=0).k == 0 and c.choose(available=0).reason is None
+    off = DraftLengthController(0).choose()
+    assert off.k == 0 and off.reason is not None and "disabled" in off.reason
+
+
+def test_not_adaptive_always_drafts_the_maximum() -> None:
+    c = DraftLengthController(3, adaptive=False)
+    timed(c, 2.0, range(1, 5))
+    teach(c, 3, 0, 50)
+    assert {c.choose().k for _ in range(20)} == {3}
+
+
+def test_expected_tokens_follows_the_chain_rule() -> None:
+    c = DraftLengthController(3)
+    assert c.expected_tokens(0) == 1.0
+    assert c.expected_tokens(2) == pytest.approx(1 + PRIOR_ACCEPT + PRIOR_ACCEPT**2)
+    teach(c, 3, 3, 200)  # evidence outweighs the prior (decay keeps ~33 recent steps): every depth ~0.97
+    assert 3.8 < c.expected_tokens(3) < 4.0
+
+
+def test_costly_verify_and_poor_acceptance_switch_speculation_off_with_numbers() -> None:
+    c = DraftLengthController(3)
+    timed(c, 1.5, range(1, 5))
+    teach(c, 3, 0, 40)
+    choice = c.choose()
+    assert choice.k == 0 and choice.reason == OFF_REASON
+    detail = c.off_detail()
+    assert "verify cost 5.5× for 4 tokens" in detail and "acceptance" in detail
+    assert c.speedup(1) < 1.0
+
+
+def test_cheap_verify_and_good_acceptance_draft_the_maximum() -> None:
+    c = DraftLengthController(3)
+    timed(c, 0.1, range(1, 5))
+    teach(c, 3, 3, 20)
+    assert c.choose().k == 3
+    assert c.speedup(3) > 2.5
+
+
+def test_untried_depths_inherit_acceptance_so_long_drafts_get_tried() -> None:
+    """Only drafts of 3 were ever verified, all accepted. With a CPU-like linear verify cost a 50% prior
+    at depth 4+ would keep k at 3 forever; inherited acceptance makes the controller try longer drafts."""
+    c = DraftLengthController(NGRAM_K_MAX)
+    timed(c, 0.45, range(1, 5))
+    teach(c, 3, 3, 30)
+    assert c.accept_prob(4) == pytest.approx(c.accept_prob(3))
+    assert c.choose(available=NGRAM_K_MAX).k > 3
+    # ...and evidence that depth 4 fails pulls it back to 3.
+    teach(c, 4, 3, 60)
+    assert c.accept_prob(4) < 0.1
+    assert c.choose(available=NGRAM_K_MAX).k == 3
+
+
+def test_choice_maximises_the_predicted_speedup() -> None:
+    c = DraftLengthController(8)
+    timed(c, 0.6, range(1, 10))
+    for n_drafted, n_acc in [(8, 8), (8, 2), (8, 5), (8, 1), (8, 8), (8, 3)] * 5:
+        c.record_result(n_drafted, n_acc)
+    best = max(range(9), key=c.speedup)
+    assert c.choose().k == best
+
+
+def test_switched_off_controller_probes_with_growing_intervals() -> None:
+    c = DraftLengthController(3)
+    timed(c, 1.5, range(1, 5))
+    teach(c, 3, 0, 40)
+    choices = [c.choose() for i in range(PROBE_MIN + 2 * PROBE_MIN + 4 * PROBE_MIN)]
+    assert [i for i, ch in enumerate(choices) if ch.probe] == [
+        PROBE_MIN - 1,
+        3 * PROBE_MIN - 1,
+        7 * PROBE_MIN - 1,
+    ]
+    assert {ch.k for ch in choices if ch.probe} == {PROBE_K}  # short: a failed probe costs little
+    assert {ch.reason for ch in choices if not ch.probe} == {OFF_REASON}
+    assert PROBE_MAX >= 4 * PROBE_MIN
+
+
+def test_plain_speed_is_remeasured_when_it_goes_stale() -> None:
+    c = DraftLengthController(3)
+    timed(c, 0.1, range(1, 5))
+    teach(c, 3, 3, 20)
+    choices = [c.choose() for _ in range(REMEASURE_SINGLE + 1)]
+    assert choices[-1] == Choice(0, MEASURING)
+    assert all(ch.k == 3 for ch in choices[:-1])
+    c.record_decode(1, T1)
+    assert c.choose().k == 3
+
+
+def test_decode_time_interpolates_between_measured_sizes() -> None:
+    c = DraftLengthController(8)
+    assert c.decode_time(1) is None
+    c.record_decode(1, 0.010)
+    c.record_decode(5, 0.030)
+    assert c.decode_time(3) == pytest.approx(0.020)
+    assert c.decode_time(9) == pytest.approx(0.050)
+    # the median resists a one-off slow decode
+    for s in (0.010, 0.011, 0.5):
+        c.record_decode(1, s)
+    assert c.decode_time(1) == pytest.approx(0.0105)
+
+
+def test_draft_cost_counts_against_model_drafters() -> None:
+    free, costly = DraftLengthController(3), DraftLengthController(3)
+    for c in (free, costly):
+        timed(c, 0.2, range(1, 5))
+        teach(c, 3, 2, 30)
+    costly.record_draft(3, 3 * T1)  # drafting a token costs as much as a target decode
+    assert costly.speedup(3) < free.speedup(3)
+    assert costly.choose().k < free.choose().k
+
+
+def test_draft_length_defaults_per_drafter() -> None:
+    spec = SpecParams()
+    assert draft_k_max(NGramDrafter(), spec) == NGRAM_K_MAX
+    assert draft_k_max(OracleDrafter([], 10), spec) == MODEL_DRAFT_K_MAX
+    assert draft_k_max(NGramDrafter(), SpecParams(k_max=5)) == 5
+    assert draft_k_max(NGramDrafter(), SpecParams(enabled=False)) == 0
+    assert draft_k_max(None, spec) == 0
+
+
+def test_one_slow_timing_does_not_rule_out_a_batch_size() -> None:
+    c = DraftLengthController(8)
+    timed(c, 0.5, (1, 3, 5, 9, 9, 9))
+    c.record_decode(7, T1 * 10)  # one outlier (another process took the CPU)
+    assert c.decode_time(7) < T1 * 6  # the fitted line (4× plus the outlier's pull), not 10×
+    for _ in range(2):
+        c.record_decode(7, T1 * 10)
+    assert c.decode_time(7) == pytest.approx(T1 * 10)  # three timings agree: believe them

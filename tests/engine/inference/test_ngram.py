@@ -1,0 +1,60 @@
+"""Prompt-lookup drafting on plain token lists (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import SpecParams
+from engine.inference.drafters.ngram import NGramDrafter
+
+
+def test_proposes_what_followed_the_longest_matching_suffix() -> None:
+    d = NGramDrafter(2, 4)
+    #          0  1  2  3  4  5  6  7  8  9
+    context = [1, 2, 3, 4, 9, 9, 2, 3, 7, 8, 5, 2, 3, 4]
+    # suffix (2, 3, 4) occurred at 1..3, followed by 9 9 2 3 ...; the 2-gram (3, 4) alone would match too.
+    assert d.draft(context, 5).tokens == (9, 9, 2, 3, 7)
+    assert d.draft(context, 2).tokens == (9, 9)
+
+
+def test_most_recent_occurrence_wins() -> None:
+    d = NGramDrafter(2, 2)
+    assert d.draft([5, 6, 1, 5, 6, 2, 5, 6], 1).tokens == (2,)
+
+
+def test_no_match_says_why() -> None:
+    draft = NGramDrafter(2, 4).draft([1, 2, 3, 4, 5], 4)
+    assert draft.tokens == () and draft.reason == "drafter has no match"
+
+
+def test_a_match_shorter_than_n_min_is_not_used() -> None:
+    context = [7, 1, 2, 3, 7]  # only the 1-gram (7,) repeats
+    assert NGramDrafter(2, 4).draft(context, 3).tokens == ()
+    assert NGramDrafter(1, 4).draft(context, 3).tokens == (1, 2, 3)
+
+
+def test_context_growth_is_indexed_incrementally_and_a_new_context_resets() -> None:
+    d = NGramDrafter(2, 3)
+    ctx = [1, 2, 3]
+    assert d.draft(ctx, 2).tokens == ()
+    ctx += [4, 1, 2]
+    assert d.draft(ctx, 2).tokens == (3, 4)
+    assert d.draft([8, 9, 8, 9], 2).tokens == (8, 9)  # a different conversation: index rebuilt
+
+
+def test_request_settings_change_the_ngram_sizes() -> None:
+    d = NGramDrafter(2, 4)
+    context = [7, 1, 2, 3, 7]
+    assert d.draft(context, 2).tokens == ()
+    d.configure(SpecParams(ngram_min=1, ngram_max=1))
+    assert (d.n_min, d.n_max) == (1, 1)
+    assert d.draft(context, 2).tokens == (1, 2)
+    with pytest.raises(ValueError, match="n-gram sizes"):
+        d.configure(SpecParams(ngram_min=3, ngram_max=2))
+
+
+def test_a_recent_match_continues_the_repetition_past_the_end_of_the_context() -> None:
+    d = NGramDrafter(2, 4)
+    context = [9, 1, 2, 3, 1, 2, 3, 1, 2]  # period 3: the latest (1, 2) ends 3 tokens back
+    assert d.draft(context, 7).tokens == (3, 1, 2, 3, 1, 2, 3)
+    assert d.draft([5, 5, 5], 4).tokens == (5, 5, 5, 5)  # period 1
