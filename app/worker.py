@@ -22,24 +22,23 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import TandemError
 from engine.events import DoneEvent
+from engine.inference.api import ChatEngineAPI, EngineFactory, EngineInfo
 from engine.measure.ab import ABResult, ABStep
-from engine.measure.pair_profile import PairKey, ProfileStore, pair_key
+from engine.measure.pair_profile import PairKey, Prediction, ProfileStore, pair_key
 from engine.stats import GenerationStats
 
 log = logging.getLogger(__name__)
 
-# factory(config, progress) -> engine; progress(fraction) returns False to cancel the load.
-EngineFactory = Callable[[LoadConfig, Callable[[float], bool] | None], Any]
-
-
-def default_engine_factory(config: LoadConfig, progress: Callable[[float], bool] | None = None) -> Any:
+def default_engine_factory(
+    config: LoadConfig, progress: Callable[[float], bool] | None = None
+) -> ChatEngineAPI:
+    """The real engine; progress(fraction) returns False to cancel the load."""
     # Imported late: loading llama.cpp is slow and needs the engine.
     from engine.inference.session import ChatEngine
 
@@ -89,7 +88,7 @@ class InferenceWorker(QObject):
     def __init__(self, factory: EngineFactory, profiles: ProfileStore | None = None) -> None:
         super().__init__()
         self._factory = factory
-        self._engine: Any = None
+        self._engine: ChatEngineAPI | None = None
         self._profiles = profiles
         self._pair: PairKey | None = None
 
@@ -130,7 +129,7 @@ class InferenceWorker(QObject):
     def ab(self, job: ABJob) -> None:
         self._serve(job.request_id, lambda engine: self._ab(engine, job))
 
-    def _serve(self, request_id: int, work: Callable[[Any], None]) -> None:
+    def _serve(self, request_id: int, work: Callable[[ChatEngineAPI], None]) -> None:
         """Run one request on the loaded engine. Whatever happens, the request ends with
         generationFinished and the worker announces it is free: a failure becomes generationFailed."""
         try:
@@ -144,13 +143,13 @@ class InferenceWorker(QObject):
             self.generationFinished.emit(request_id)
             self.jobDone.emit()
 
-    def _chat(self, engine: Any, job: GenerateJob) -> None:
+    def _chat(self, engine: ChatEngineAPI, job: GenerateJob) -> None:
         for event in engine.chat(job.messages, job.params, job.cancel):
             self.generationEvent.emit(job.request_id, event)
             if isinstance(event, DoneEvent):
                 self._learn(event.stats)
 
-    def _ab(self, engine: Any, job: ABJob) -> None:
+    def _ab(self, engine: ChatEngineAPI, job: ABJob) -> None:
         from engine.measure.ab import iter_ab
 
         for item in iter_ab(engine, job.messages, job.params, job.cancel):
@@ -173,7 +172,7 @@ class InferenceWorker(QObject):
 
     def _learn(self, stats: GenerationStats) -> None:
         """Fold a finished generation into the pair's profile (a small file write); never fails a reply."""
-        if self._profiles is None or self._pair is None or stats.n_generated < 2:
+        if self._profiles is None or self._pair is None or self._engine is None or stats.n_generated < 2:
             return
         try:
             self._profiles.learn_from(self._pair, stats, self._engine.controller)
@@ -249,8 +248,8 @@ class WorkerClient(QObject):
     ) -> None:
         """`profiles`: where the learned acceptance of each model pair is kept; None keeps nothing."""
         super().__init__(parent)
-        self.info: Any = None  # EngineInfo of the loaded model
-        self.prediction: Any = None  # Prediction of the loaded pair's speedup, once there is evidence
+        self.info: EngineInfo | None = None  # of the loaded model
+        self.prediction: Prediction | None = None  # the loaded pair's speedup, once there is evidence
         self.loading: LoadJob | None = None
         self._queue: deque[LoadJob | GenerateJob | None] = deque()  # None: unload
         self._running: LoadJob | GenerateJob | None | bool = False  # False: idle
@@ -381,7 +380,7 @@ class WorkerClient(QObject):
 
     # --- worker results ---------------------------------------------------------------------------------
     @Slot(object)
-    def _on_loaded(self, info: Any) -> None:
+    def _on_loaded(self, info: EngineInfo) -> None:
         self.loading = None
         self.info = info
         self.modelLoaded.emit(info)
@@ -398,7 +397,7 @@ class WorkerClient(QObject):
         self.modelUnloaded.emit()
 
     @Slot(object)
-    def _on_prediction(self, prediction: Any) -> None:
+    def _on_prediction(self, prediction: Prediction | None) -> None:
         self.prediction = prediction
         self.predictionChanged.emit(prediction)
 

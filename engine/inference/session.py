@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
 from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
 from engine.events import Event, NoticeEvent
 from engine.gguf.metadata import validate_model_file
+from engine.inference.api import EngineInfo
 from engine.inference.chat_template import ChatTemplate, render_with_fallback
 from engine.inference.controller import DraftLengthController
 from engine.inference.drafters.base import Drafter, draft_k_max
@@ -28,20 +28,6 @@ from engine.inference.sampling import resolve_seed
 log = logging.getLogger("tandem.session")
 
 MIN_REPLY_ROOM = 64  # tokens kept free for the reply when old turns have to be dropped
-
-
-@dataclass(frozen=True, slots=True)
-class EngineInfo:
-    model_name: str
-    model_path: Path
-    architecture: str
-    n_ctx: int
-    drafter: str | None  # "n-gram", "draft model: X", "MTP (Gemma 4 assistant)"
-    drafter_note: str | None  # why the requested drafter is not in use
-    device: str
-    n_gpu_layers: int
-    model_bytes: int
-    drafter_bytes: int = 0  # memory the drafter adds (weights + its own KV)
 
 
 class ChatEngine:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from engine.config import CancelToken, ChatMessage, GenerationParams
 from engine.events import DoneEvent, Event, NoticeEvent, StopReason
+from engine.inference.api import ChatEngineAPI
 from engine.stats import Divergence, GenerationStats, SpecStats
 
 Side = Literal["plain", "speculative"]
@@ -226,19 +227,17 @@ def first_divergence(
 
 
 def iter_ab(
-    engine: Any,
+    engine: ChatEngineAPI,
     messages: Sequence[ChatMessage],
     params: GenerationParams,
     cancel: CancelToken | None = None,
 ) -> Iterator[ABStep | ABResult]:
     """Every event of both runs as `ABStep`s, then one `ABResult`; nothing more if cancelled.
 
-    `engine` is a ChatEngine (or anything with its fit_messages / reset / make_loop / controller / model);
-    it is left holding the speculative run in its KV cache and that run's controller."""
-    from engine.inference.sampling import (
-        resolve_seed,  # here, not at the top: it loads llama.cpp, and the app imports
-    )
-    # this module's result types in the GUI thread at start-up
+    The engine is left holding the speculative run in its KV cache and that run's controller."""
+    # Here, not at the top: it loads llama.cpp, and the app imports this module's result types in the GUI
+    # thread at start-up.
+    from engine.inference.sampling import resolve_seed
 
     seed = resolve_seed(params.sampling)
     params = replace(params, sampling=replace(params.sampling, seed=seed))
@@ -276,7 +275,7 @@ def iter_ab(
 
 
 def run_ab(
-    engine: Any,
+    engine: ChatEngineAPI,
     messages: Sequence[ChatMessage],
     params: GenerationParams,
     cancel: CancelToken | None = None,
@@ -290,7 +289,7 @@ def run_ab(
 
 
 def _side(
-    engine: Any,
+    engine: ChatEngineAPI,
     tokens: Sequence[int],
     params: GenerationParams,
     side: Side,

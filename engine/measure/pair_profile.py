@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import LoadConfig
+from engine.inference.api import EngineInfo
 from engine.inference.controller import DraftLengthController
 from engine.paths import data_dir
 from engine.stats import GenerationStats
@@ -48,8 +49,7 @@ def _file_id(path: Path | None) -> str:
         return path.name
 
 
-def pair_key(config: LoadConfig, info: Any) -> PairKey:
-    """`info` is the engine's EngineInfo (model path, drafter, device)."""
+def pair_key(config: LoadConfig, info: EngineInfo) -> PairKey:
     drafter = info.drafter or "none"
     drafter_file = config.assistant_path or config.draft_model_path
     device = f"{info.device}:{info.n_gpu_layers}"

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import DecodeError, ModelFileError
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent, TokenSource
+from engine.inference.api import EngineInfo
 from engine.inference.controller import DraftLengthController
-from engine.inference.session import EngineInfo
 from engine.stats import GenerationStats, SpecRecorder
 
 SCRIPT = """Here is a **quick answer** with a few things to render.

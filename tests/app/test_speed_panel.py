@@ -20,7 +20,7 @@ from app.speed_panel import why_not_speculating
 from app.theme import LIGHT
 from app.worker import WorkerClient
 from engine.config import LoadConfig
-from engine.inference.session import EngineInfo
+from engine.inference.api import EngineInfo
 from engine.measure.ab import ABReport
 from engine.measure.pair_profile import ProfileStore
 from engine.stats import GenerationStats, SpecRecorder

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from engine.config import LoadConfig
+from engine.inference.api import EngineInfo
 from engine.inference.controller import DraftLengthController
-from engine.inference.session import EngineInfo
 from engine.measure.pair_profile import EVIDENCE_CAP, PairKey, PairProfile, ProfileStore, pair_key
 from engine.stats import GenerationStats, SpecRecorder
 
