@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import GenerationParams, SamplingParams, SpecParams
-from engine.stats import GenerationStats, SpecStats
+from engine.stats import GenerationStats
 
 STATS_VERSION = 1
 APP_KEY = "app"  # the app's own additions inside a stored stats dict
@@ -77,10 +77,6 @@ class MessageItem:
     ab: dict[str, Any] | None = None
 
 
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def stats_to_dict(item: MessageItem) -> dict[str, Any]:
     """The stored shape: `asdict(GenerationStats)` (what the history store summarises on export) plus, under
     "app", what the footer and the provenance view need to show the reply again."""
@@ -116,12 +112,6 @@ def stats_from_dict(data: Any) -> GenerationStats | None:
     if not isinstance(data, dict):
         return None
     try:
-        spec_data = data.get("spec")
-        spec = None
-        if isinstance(spec_data, dict):
-            names = {f.name for f in dataclasses.fields(SpecStats)}
-            spec = SpecStats(**{k: _tuples(v) for k, v in spec_data.items() if k in names})
-        names = {f.name for f in dataclasses.fields(GenerationStats)} - {"spec"}
-        return GenerationStats(**{k: v for k, v in data.items() if k in names}, spec=spec)
-    except TypeError:  # a field missing: written by an incompatible version
+        return GenerationStats.from_dict(data)
+    except (TypeError, ValueError):  # a field missing or mistyped: written by an incompatible version
         return None

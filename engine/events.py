@@ -17,20 +17,14 @@ class StopReason(str, enum.Enum):
     CONTEXT_FULL = "context_full"
 
 
-class TokenSource(enum.IntEnum):
-    """Where an emitted token came from: the target's own sample, or a drafter token the target accepted."""
-
-    TARGET = 0
-    DRAFT = 1
-
-
 @dataclass(frozen=True, slots=True)
 class TokenEvent:
     token: int
     text: str  # text delta; "" while an incomplete UTF-8 character or a possible stop string is held back
     position: int  # absolute position of this token in the sequence
-    source: TokenSource
-    draft_depth: int  # 1-based position inside the accepted draft when source is DRAFT, else 0
+    # Where it came from: 0 = the target's own sample, d > 0 = a drafter token the target accepted, at
+    # 1-based depth d of the draft.
+    draft_depth: int
     elapsed_s: float  # seconds since the generation started
 
 

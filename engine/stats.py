@@ -1,13 +1,16 @@
 """Generation statistics as dataclasses.
 
-`SpecRecorder` is the mutable sink the speculative loop writes to; `SpecStats` is its frozen snapshot that
-travels in the final event. Derived figures (acceptance rate, mean accepted length) are properties, never
-stored twice.
+`StepResult` is what one speculative step did; `SpecRecorder` is the mutable sink the loop writes them to;
+`SpecStats` is its frozen snapshot that travels in the final event. Derived figures (totals, acceptance
+rate, mean accepted length) are properties, never stored twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +24,25 @@ class Divergence:
 
 
 @dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one step of the generation loop did: the draft it verified, how much of it the target
+    accepted, and what it cost. The controller learns from it and the stats recorder counts it."""
+
+    drafted: int  # draft tokens verified (0: a plain single-token decode)
+    accepted: int  # of those, accepted by the target
+    emitted: tuple[int, ...]  # accepted drafts + the target's own token
+    draft_s: float  # drafting, including the controller's decision
+    verify_s: float  # the target decode of [last, *draft] alone
+    rolled_back: bool  # rejected draft positions were removed from the KV cache
+
+    def depth(self, i: int) -> int:
+        """Provenance of emitted token i: its 1-based depth in the draft if it was accepted, else 0."""
+        return i + 1 if i < self.accepted else 0
+
+
+@dataclass(frozen=True, slots=True)
 class SpecStats:
     drafter: str
-    steps: int  # verify steps with a non-empty draft
-    drafted: int
-    accepted: int
     drafted_by_position: tuple[int, ...]  # index i: drafts that reached depth i+1
     accepted_by_position: tuple[int, ...]  # index i: of those, accepted at depth i+1
     accepted_length_hist: tuple[int, ...]  # index n: steps that accepted exactly n draft tokens
@@ -37,6 +54,26 @@ class SpecStats:
     provenance: tuple[int, ...]  # per generated token: 0 = target's own, d > 0 = accepted draft at depth d
     reasons: tuple[tuple[str, int], ...]  # why speculation did not run, with how many steps each
     n_rollback: int  # KV removals performed
+
+    @property
+    def steps(self) -> int:
+        """Verify steps with a non-empty draft."""
+        return sum(self.accepted_length_hist)
+
+    @property
+    def drafted(self) -> int:
+        return sum(self.drafted_by_position)
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.accepted_by_position)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpecStats:
+        """From `asdict()` after a JSON round trip (lists for tuples). Keys this version does not know are
+        ignored (older files stored the totals too); a missing field raises TypeError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _as_tuple(v) for k, v in data.items() if k in known})
 
     @property
     def acceptance_rate(self) -> float:
@@ -81,15 +118,23 @@ class GenerationStats:
         n = self.n_generated - 1
         return n / self.decode_s if n > 0 and self.decode_s > 0 else 0.0
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GenerationStats:
+        """From `asdict()` after a JSON round trip; unknown keys are ignored, a missing field raises
+        TypeError."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"spec"}
+        spec = data.get("spec")
+        return cls(
+            **{k: v for k, v in data.items() if k in known},
+            spec=SpecStats.from_dict(spec) if isinstance(spec, Mapping) else None,
+        )
+
 
 @dataclass
 class SpecRecorder:
     """Mutable sink for one generation's speculative statistics."""
 
     drafter: str
-    steps: int = 0
-    drafted: int = 0
-    accepted: int = 0
     drafted_by_position: list[int] = field(default_factory=list)
     accepted_by_position: list[int] = field(default_factory=list)
     accepted_length_hist: list[int] = field(default_factory=list)
@@ -103,12 +148,20 @@ class SpecRecorder:
     reason_detail: dict[str, str] = field(default_factory=dict)  # latest wording per reason key
     n_rollback: int = 0
 
+    def record(self, step: StepResult) -> None:
+        """Count one step of the loop: a verified draft, or a plain decode while speculation was off."""
+        self.k_history.append(step.drafted)
+        self.draft_s += step.draft_s
+        if step.drafted:
+            self.record_step(step.drafted, step.accepted)
+            self.n_rollback += step.rolled_back
+            self.verify_s += step.verify_s
+        else:
+            self.plain_s += step.verify_s
+
     def record_step(self, n_drafted: int, n_accepted: int) -> None:
         if n_drafted == 0:
             return
-        self.steps += 1
-        self.drafted += n_drafted
-        self.accepted += n_accepted
         _grow(self.drafted_by_position, n_drafted)
         _grow(self.accepted_by_position, n_drafted)
         _grow(self.accepted_length_hist, n_drafted + 1)
@@ -128,9 +181,6 @@ class SpecRecorder:
     def snapshot(self) -> SpecStats:
         return SpecStats(
             drafter=self.drafter,
-            steps=self.steps,
-            drafted=self.drafted,
-            accepted=self.accepted,
             drafted_by_position=tuple(self.drafted_by_position),
             accepted_by_position=tuple(self.accepted_by_position),
             accepted_length_hist=tuple(self.accepted_length_hist),
@@ -146,6 +196,10 @@ class SpecRecorder:
             ),
             n_rollback=self.n_rollback,
         )
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
 
 
 def _grow(values: list[int], n: int) -> None:

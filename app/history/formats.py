@@ -15,7 +15,7 @@ from typing import Any
 from app.history.errors import ChatImportError
 from app.history.schema import ROLES, STATUSES
 from engine.measure.ab import ABReport
-from engine.stats import GenerationStats, SpecStats
+from engine.stats import GenerationStats
 
 EXPORT_FORMAT = "tandem-chat"
 EXPORT_VERSION = 1  # of the JSON document: bump when a field changes meaning, and keep reading old ones
@@ -51,13 +51,9 @@ def stats_summary(stats: dict[str, Any] | None) -> dict[str, Any]:
     if not stats:
         return {}
     try:
-        raw = dict(stats)
-        raw.pop("app", None)  # the GUI's own additions (provenance text, stop reason): see app/records.py
-        spec_raw = raw.pop("spec", None)
-        spec = None
-        if spec_raw is not None:
-            spec = SpecStats(**{k: _as_tuple(k, v) for k, v in spec_raw.items()})
-        gen = GenerationStats(**raw, spec=spec)
+        # "app" holds the GUI's own additions (provenance text, stop reason): see app/records.py.
+        gen = GenerationStats.from_dict({k: v for k, v in stats.items() if k != "app"})
+        spec = gen.spec
         summary: dict[str, Any] = {
             "decode_tps": gen.decode_tps,
             "prompt_tps": gen.prompt_tps,
@@ -76,13 +72,6 @@ def stats_summary(stats: dict[str, Any] | None) -> dict[str, Any]:
         return summary
     except (TypeError, ValueError, ZeroDivisionError, AttributeError):
         return {}
-
-
-def _as_tuple(key: str, value: Any) -> Any:
-    # JSON turned the dataclass's tuples into lists; `reasons` is a tuple of (reason, count) pairs.
-    if key == "reasons" and isinstance(value, list):
-        return tuple(tuple(pair) for pair in value)
-    return tuple(value) if isinstance(value, list) else value
 
 
 # ---------------------------------------------------------------- import validation

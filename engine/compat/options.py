@@ -32,9 +32,9 @@ from engine.compat.mtp import (
     check_assistant_pair,
     mtp_capability,
 )
+from engine.compat.vocab import MAX_VOCAB_SIZE_DIFF
 from engine.errors import IncompatibleDrafterError
 from engine.gguf.metadata import GGUFInfo
-from engine.inference.drafters.draft_model import MAX_VOCAB_SIZE_DIFF
 from engine.store.catalog import Catalog, ModelEntry
 
 OptionKind = Literal["assistant", "nextn", "draft", "ngram"]

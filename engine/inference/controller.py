@@ -20,6 +20,8 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from engine.stats import StepResult
+
 PRIOR_ACCEPT = 0.5  # before any evidence, at depth 1 (deeper depths inherit the estimate above them)
 PRIOR_WEIGHT = 1.0  # pseudo-observations behind each depth's prior
 DECAY = 0.97  # per recorded step: old evidence fades
@@ -60,6 +62,12 @@ class DraftLengthController:
         self._probe_interval = PROBE_MIN
 
     # --- measurements -------------------------------------------------------------------------------
+    def record_step(self, step: StepResult) -> None:
+        """Learn from one step of the loop: the verify decode's time and, for a draft, its acceptance."""
+        self.record_decode(step.drafted + 1, step.verify_s)
+        if step.drafted:
+            self.record_result(step.drafted, step.accepted)
+
     def record_decode(self, n_tokens: int, seconds: float) -> None:
         window = self._samples.setdefault(n_tokens, collections.deque(maxlen=TIMING_WINDOW))
         window.append(seconds)

@@ -1,6 +1,6 @@
 """One generation as an iterator of immutable events: prompt (with KV reuse), then steps of
-draft -> one batched target decode -> verify -> rollback -> emit. Plain decoding is the same loop with k = 0,
-so both paths share the sampler, the stop rules and the text stream."""
+propose -> one batched target decode -> verify -> rewind -> emit. Plain decoding is the same loop with an
+empty proposal, so both paths share the sampler, the stop rules and the text stream."""
 
 from __future__ import annotations
 
@@ -9,33 +9,24 @@ from collections.abc import Iterator, Sequence
 
 from engine.config import CancelToken, GenerationParams
 from engine.errors import KVRollbackError
-from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
+from engine.events import DoneEvent, Event, StopReason, TokenEvent
 from engine.inference.controller import OFF_REASON, DraftLengthController, ShadowDraft
 from engine.inference.drafters.base import Drafter, draft_k_max
-from engine.inference.llama import Context, Model
+from engine.inference.llama import KVSequence, Model, common_prefix
 from engine.inference.sampling import Sampler, top2_margin
 from engine.inference.textstream import TextStream
 from engine.inference.verify import verify_draft
-from engine.stats import GenerationStats, SpecRecorder
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+from engine.stats import GenerationStats, SpecRecorder, StepResult
 
 
 class GenerationLoop:
-    """Runs one request against a target context whose KV holds exactly the tokens in `kv` (positions
-    0..len-1). `kv` is updated in place so the caller's prompt cache stays true even after a cancel."""
+    """Runs one request against a target whose KV holds exactly `seq.tokens`. The sequence is updated in
+    place, so the caller's prompt cache stays true even after a cancel."""
 
     def __init__(
         self,
         model: Model,
-        ctx: Context,
-        kv: list[int],
+        seq: KVSequence,
         params: GenerationParams,
         *,
         seed: int,
@@ -45,8 +36,8 @@ class GenerationLoop:
         record_margins: bool = False,
     ) -> None:
         self.model = model
-        self.ctx = ctx
-        self.kv = kv
+        self.seq = seq
+        self.ctx = seq.ctx
         self.params = params
         self.sampler = Sampler(params.sampling, seed)
         self.drafter = drafter if params.spec.enabled else None
@@ -71,13 +62,12 @@ class GenerationLoop:
     # --- prompt ---------------------------------------------------------------------------------------
     def _load_prompt(self, prompt: Sequence[int]) -> int:
         """Bring the KV to `prompt` minus its last token's logits; returns how many tokens were reused."""
-        reuse = common_prefix(self.kv, prompt)
+        reuse = common_prefix(self.seq.tokens, prompt)
         if reuse == len(prompt):
             reuse -= 1  # the last prompt token must be evaluated again to get its logits
-        if reuse < len(self.kv):
+        if reuse < len(self.seq):
             try:
-                self.ctx.truncate(reuse)
-                del self.kv[reuse:]
+                self.seq.rewind(reuse)
                 # A sliding-window cache may have dropped positions the reused prefix still needs.
                 stale_window = (
                     self.model.n_swa and reuse and self.ctx.pos_min() > max(0, reuse - self.model.n_swa)
@@ -85,19 +75,18 @@ class GenerationLoop:
             except KVRollbackError:
                 stale_window = True  # recurrent state keeps few snapshots: it cannot go back that far
             if stale_window:
-                self.ctx.clear()
-                self.kv.clear()
+                self.seq.clear()
                 if self.drafter:
                     self.drafter.reset()
                 reuse = 0
-        step = self.ctx.n_batch
-        for start in range(reuse, len(prompt), step):
+        # Chunk by chunk, so a cancel stops a long prompt and drafters that read the target's hidden rows
+        # (MTP) copy each chunk's rows before the next decode reuses the buffer.
+        for start in range(reuse, len(prompt), self.ctx.n_batch):
             if self.cancel.cancelled:
                 self._stop = StopReason.CANCELLED
                 return reuse
-            chunk = prompt[start : start + step]
-            self.ctx.decode(chunk, start, "last")
-            self.kv.extend(chunk)
+            chunk = prompt[start : start + self.ctx.n_batch]
+            self.seq.decode(chunk, "last")
             if self.drafter:
                 self.drafter.observe(chunk, start, len(chunk))
         return reuse
@@ -120,14 +109,7 @@ class GenerationLoop:
             self._stop = StopReason.STOP_STRING
         elif len(self.generated) >= self.params.max_tokens:
             self._stop = StopReason.MAX_TOKENS
-        yield TokenEvent(
-            token=token,
-            text=text,
-            position=position,
-            source=TokenSource.DRAFT if depth else TokenSource.TARGET,
-            draft_depth=depth,
-            elapsed_s=now - self._t0,
-        )
+        yield TokenEvent(token, text, position, depth, elapsed_s=now - self._t0)
 
     def _pick(self, row: int, position: int, draft: Sequence[int]) -> int:
         logits = self.ctx.logits(row)
@@ -152,95 +134,58 @@ class GenerationLoop:
         if self.params.max_tokens <= 0 and self._stop is None:
             self._stop = StopReason.MAX_TOKENS
         if self._stop is None:
-            if self.drafter:
-                self.drafter.begin(prompt)
             yield from self._emit(self._pick(-1, len(prompt), ()), 0)
         while self._stop is None:
             if self.cancel.cancelled:
                 self._stop = StopReason.CANCELLED
                 break
-            if len(self.kv) + 1 >= self.ctx.n_ctx:
+            if len(self.seq) + 1 >= self.ctx.n_ctx:
                 self._stop = StopReason.CONTEXT_FULL
                 break
             yield from self._step()
         self._t_last = self._t_last or time.perf_counter()
         tail = self._stream.finish()
         if tail:
-            yield TokenEvent(
-                self.generated[-1], tail, len(self.tokens) - 1, TokenSource.TARGET, 0, self._t_last - self._t0
-            )
+            yield TokenEvent(self.generated[-1], tail, len(self.tokens) - 1, 0, self._t_last - self._t0)
         yield DoneEvent(
             text=self._stream.text, stop_reason=self._stop, stats=self._stats(len(prompt), reuse, t_prompt)
         )
 
     def _step(self) -> Iterator[TokenEvent]:
         t_step = time.perf_counter()
-        n_past = len(self.kv)
-        last = self.tokens[-1]
+        n_past = len(self.seq)
         # The verify batch [last, *draft] needs logits for every row, so it must fit one decode batch.
         room = min(
             self.params.max_tokens - len(self.generated) - 1,
             self.ctx.n_ctx - n_past - 2,
             self.ctx.n_batch - 1,
         )
-        draft: tuple[int, ...] = ()
-        t_draft = 0.0
-        if self.drafter is None or room <= 0:
-            pass
-        elif getattr(self.drafter, "cheap", False):
-            # Free drafters propose first; the controller then decides how much of it is worth verifying.
-            proposal = self.drafter.draft(self.tokens, min(self.controller.k_max, room))
-            t_draft = time.perf_counter() - t_step
-            if not proposal.tokens:
-                self._note(proposal.reason or "drafter proposed nothing")
-            else:
-                choice = self.controller.choose(available=len(proposal.tokens))
-                draft = proposal.tokens[: choice.k]
-                if choice.reason:
-                    self._note(choice.reason)
-                if not draft:
-                    self._shadow.watch(len(self.tokens), proposal.tokens)
-        else:
-            choice = self.controller.choose()
-            k = max(0, min(choice.k, room))
-            if k > 0:
-                proposal = self.drafter.draft(self.tokens, k)
-                t_draft = time.perf_counter() - t_step
-                draft = proposal.tokens[:k]
-                self.controller.record_draft(len(draft), t_draft)
-                if not draft:
-                    self._note(proposal.reason or "drafter proposed nothing")
-            elif choice.reason:
-                self._note(choice.reason)
+        draft = self._propose(room)
+        t_draft = time.perf_counter() - t_step
 
-        batch = [last, *draft]
+        batch = [self.tokens[-1], *draft]
         t_dec = time.perf_counter()
-        self.ctx.decode(batch, n_past, "all" if draft else "last")
+        self.seq.decode(batch, "all" if draft else "last")
         self.ctx.synchronize()
         t_verify = time.perf_counter() - t_dec  # llama_decode alone: sampling counts as "other"
-        self.kv.extend(batch)
         verdict = verify_draft(draft, lambda i: self._pick(i, n_past + 1 + i, draft))
         n_keep = 1 + verdict.n_accepted
-        if n_keep < len(batch):
-            self.ctx.truncate(n_past + n_keep)
-            del self.kv[n_past + n_keep :]
+        self.seq.rewind(n_past + n_keep)
         if self.drafter:
             self.drafter.observe(batch, n_past, n_keep)
-            if draft:
-                self.drafter.accept(verdict.n_accepted)
-        self.controller.record_decode(len(batch), t_verify)
+        result = StepResult(
+            drafted=len(draft),
+            accepted=verdict.n_accepted,
+            emitted=verdict.emitted,
+            draft_s=t_draft,
+            verify_s=t_verify,
+            rolled_back=n_keep < len(batch),
+        )
+        self.controller.record_step(result)
         if self.rec:
-            self.rec.k_history.append(len(draft))
-            if draft:
-                self.controller.record_result(len(draft), verdict.n_accepted)
-                self.rec.record_step(len(draft), verdict.n_accepted)
-                self.rec.n_rollback += n_keep < len(batch)
-                self.rec.verify_s += t_verify
-            else:
-                self.rec.plain_s += t_verify
-            self.rec.draft_s += t_draft
-        for i, token in enumerate(verdict.emitted):
-            yield from self._emit(token, i + 1 if i < verdict.n_accepted else 0)
+            self.rec.record(result)
+        for i, token in enumerate(result.emitted):
+            yield from self._emit(token, result.depth(i))
             if self._stop is not None:
                 break
         shadow = self._shadow.check(self.tokens)
@@ -248,6 +193,38 @@ class GenerationLoop:
             self.controller.record_result(*shadow)
         if self.rec:
             self.rec.other_s += time.perf_counter() - t_step - t_draft - t_verify
+
+    def _propose(self, room: int) -> tuple[int, ...]:
+        """The draft to verify this step (empty: a plain decode). Free drafters (n-gram) propose first and
+        the controller trims the proposal to what pays; costly ones are asked only for the length the
+        controller chose, and their time per token counts against drafting."""
+        if self.drafter is None or room <= 0:
+            return ()
+        t0 = time.perf_counter()
+        if self.drafter.cheap:
+            proposal = self.drafter.draft(self.tokens, min(self.controller.k_max, room))
+            if not proposal.tokens:
+                self._note(proposal.reason or "drafter proposed nothing")
+                return ()
+            choice = self.controller.choose(available=len(proposal.tokens))
+            if choice.reason:
+                self._note(choice.reason)
+            if choice.k == 0:
+                # Declined proposals are still evidence: the target's own next tokens settle them.
+                self._shadow.watch(len(self.tokens), proposal.tokens)
+            return proposal.tokens[: choice.k]
+        choice = self.controller.choose()
+        k = max(0, min(choice.k, room))
+        if k == 0:
+            if choice.reason:
+                self._note(choice.reason)
+            return ()
+        proposal = self.drafter.draft(self.tokens, k)
+        draft = proposal.tokens[:k]
+        self.controller.record_draft(len(draft), time.perf_counter() - t0)
+        if not draft:
+            self._note(proposal.reason or "drafter proposed nothing")
+        return draft
 
     def _note(self, reason: str) -> None:
         if self.rec:

@@ -2,7 +2,8 @@
 
 Everything that touches llama.cpp pointers lives here (and in the MTP drafter, which needs the experimental
 API). Files are validated from GGUF metadata before llama.cpp sees them, because llama.cpp can abort the
-process on a bad file. KV rollback has exactly one implementation: `Context.truncate`.
+process on a bad file. KV rollback has exactly one implementation: `KVSequence.rewind` (over
+`Context.truncate`), which keeps a context's cache and the list of tokens it holds in step.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class Model:
         self.bos: int = L.llama_vocab_bos(self.vocab)
         self.eos: int = L.llama_vocab_eos(self.vocab)
         self.add_bos: bool = bool(L.llama_vocab_get_add_bos(self.vocab))
+        self.vocab_type: int = L.llama_vocab_type(self.vocab)
         self.size_bytes: int = L.llama_model_size(ptr)
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
@@ -326,3 +328,38 @@ class Context:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class KVSequence:
+    """A context and the tokens its KV cache holds at positions 0..len-1, kept in step: decoding appends,
+    `rewind` drops both the cache positions and the tokens. The one place the engine rolls a cache back."""
+
+    def __init__(self, ctx: Context, tokens: list[int] | None = None) -> None:
+        self.ctx = ctx
+        self.tokens: list[int] = tokens if tokens is not None else []
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def decode(self, tokens: Sequence[int], logits: str = "last") -> None:
+        """Evaluate `tokens` at the next positions (see Context.decode for `logits`)."""
+        self.ctx.decode(tokens, len(self.tokens), logits)
+        self.tokens.extend(tokens)
+
+    def rewind(self, n_keep: int) -> None:
+        """Keep the first n_keep tokens; raises KVRollbackError if llama.cpp cannot go back that far."""
+        if n_keep < len(self.tokens):
+            self.ctx.truncate(n_keep)
+            del self.tokens[n_keep:]
+
+    def clear(self) -> None:
+        self.ctx.clear()
+        self.tokens.clear()

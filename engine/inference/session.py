@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from engine.compat.vocab import check_draft_compatible
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
 from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
 from engine.events import Event, NoticeEvent
@@ -18,11 +19,11 @@ from engine.inference.api import EngineInfo
 from engine.inference.chat_template import ChatTemplate, render_with_fallback
 from engine.inference.controller import DraftLengthController
 from engine.inference.drafters.base import Drafter, draft_k_max
-from engine.inference.drafters.draft_model import DraftModelDrafter, check_draft_compatible
+from engine.inference.drafters.draft_model import DraftModelDrafter
 from engine.inference.drafters.mtp import make_mtp_drafter, mtp_load_settings
 from engine.inference.drafters.ngram import NGramDrafter
 from engine.inference.generate import GenerationLoop
-from engine.inference.llama import Context, Model
+from engine.inference.llama import Context, KVSequence, Model
 from engine.inference.sampling import resolve_seed
 
 log = logging.getLogger("tandem.session")
@@ -50,7 +51,7 @@ class ChatEngine:
             eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
             architecture=model.architecture,
         )
-        self.kv: list[int] = []  # tokens in the target's KV cache, positions 0..len-1
+        self.seq = KVSequence(ctx)  # the target's cache and its tokens: the prompt cache across turns
         self.controller = DraftLengthController(draft_k_max(drafter, SpecParams()))
         self.info = EngineInfo(
             model_name=model.name,
@@ -164,8 +165,7 @@ class ChatEngine:
             self.new_controller(params)
         return GenerationLoop(
             self.model,
-            self.ctx,
-            self.kv,
+            self.seq,
             params,
             seed=seed,
             drafter=self.drafter,
@@ -181,8 +181,7 @@ class ChatEngine:
 
     def reset(self) -> None:
         """Forget the cached conversation (KV cleared)."""
-        self.ctx.clear()
-        self.kv.clear()
+        self.seq.clear()
         if self.drafter:
             self.drafter.reset()
 

@@ -45,6 +45,8 @@ def client(qtbot: object, fake_options: FakeOptions) -> Iterator[WorkerClient]:
     c = WorkerClient(fake_factory(fake_options))
     with qtbot.waitSignal(c.modelLoaded, timeout=5000):  # type: ignore[attr-defined]
         c.load(LoadConfig(model_path=Path("/models/fake-target.gguf")))
+    # "loaded" arrives before the worker says it is free: tests that count queue positions must start idle.
+    qtbot.waitUntil(lambda: not c.busy, timeout=5000)  # type: ignore[attr-defined]
     yield c
     if fake_options.gate is not None:
         fake_options.gate.set()  # a test that failed half-way must not leave the worker blocked

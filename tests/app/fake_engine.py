@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import DecodeError, ModelFileError
-from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent, TokenSource
+from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent
 from engine.inference.api import EngineInfo
 from engine.inference.controller import DraftLengthController
 from engine.stats import GenerationStats, SpecRecorder
@@ -181,13 +181,13 @@ class FakeLoop:
             # One "verify step": with speculation, 0..3 accepted drafts followed by the target's own token.
             k = 3 if spec else 0
             accepted = rng.randint(0, k) if k else 0
-            step = [(d, TokenSource.DRAFT) for d in range(1, accepted + 1)] + [(0, TokenSource.TARGET)]
+            depths = [*range(1, accepted + 1), 0]
             if spec:
                 recorder.record_step(k, accepted)
                 recorder.k_history.append(k)
             # What a CPU target decode of k+1 tokens might cost: the worker learns the pair's profile from it.
             engine.controller.record_decode(k + 1, FAKE_DECODE_S * (1 + 0.2 * k))
-            for depth, source in step:
+            for depth in depths:
                 if i >= len(pieces) or len(emitted) >= params.max_tokens:
                     break
                 if opts.fail_after is not None and len(emitted) >= opts.fail_after:
@@ -204,7 +204,6 @@ class FakeLoop:
                     token=1000 + i,
                     text=pieces[i],
                     position=n_prompt + i,
-                    source=source,
                     draft_depth=depth,
                     elapsed_s=now,
                 )

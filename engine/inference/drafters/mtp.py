@@ -178,6 +178,9 @@ class MTPDrafter:
     before the target context (the MTP context points into it).
     """
 
+    cheap = False  # every drafted token is a decode of the MTP context
+    default_k_max = MODEL_DRAFT_K_MAX
+
     def __init__(
         self,
         target: Model,
@@ -250,9 +253,6 @@ class MTPDrafter:
     def configure(self, spec: SpecParams) -> None:
         self.p_min = self.default_p_min if spec.p_min is None else spec.p_min
 
-    def begin(self, prompt: Sequence[int]) -> None:
-        pass  # the prompt's rows arrived through observe(); nothing else to prepare
-
     def draft(self, context: Sequence[int], k: int) -> Draft:
         if self.max_draft is not None:
             k = min(k, self.max_draft)
@@ -308,9 +308,6 @@ class MTPDrafter:
             del self._rows[pos]
         if not self.shared:
             self._catch_up(batch[:n_kept], pos0, rows)
-
-    def accept(self, n_accepted: int) -> None:
-        pass  # observe() already saw which rows the target kept
 
     def reset(self) -> None:
         self._rows.clear()

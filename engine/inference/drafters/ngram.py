@@ -31,9 +31,6 @@ class NGramDrafter:
         self.n_min, self.n_max = n_min, n_max
         self.reset()  # the index is per size: rebuilt from the context at the next draft
 
-    def begin(self, prompt: Sequence[int]) -> None:
-        self.reset()
-
     def draft(self, context: Sequence[int], k: int) -> Draft:
         self._sync(context)
         for n in range(self.n_max, self.n_min - 1, -1):
@@ -56,10 +53,8 @@ class NGramDrafter:
         return tuple(out)
 
     def observe(self, batch: Sequence[int], pos0: int, n_kept: int) -> None:
-        pass
-
-    def accept(self, n_accepted: int) -> None:
-        pass
+        if pos0 < len(self._tokens):
+            self.reset()  # the target went back (a new prompt, an edit): rebuilt from the next context
 
     def reset(self) -> None:
         self._tokens = []
@@ -69,7 +64,8 @@ class NGramDrafter:
         pass
 
     def _sync(self, context: Sequence[int]) -> None:
-        """Index the n-grams of tokens added since the last call (context only grows within a generation)."""
+        """Index the n-grams of tokens added since the last call. The context only grows between resets:
+        observe() resets whenever the target rewinds past what was indexed."""
         known = len(self._tokens)
         if known > len(context) or (known and context[known - 1] != self._tokens[-1]):
             self.reset()

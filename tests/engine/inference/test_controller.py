@@ -22,7 +22,7 @@ from engine.inference.controller import (
 )
 from engine.inference.drafters.base import draft_k_max
 from engine.inference.drafters.ngram import NGramDrafter
-from engine.inference.drafters.oracle import OracleDrafter
+from tests.fixtures.oracle import OracleDrafter
 
 T1 = 0.010
 

@@ -15,13 +15,13 @@ import llama_cpp as L
 import pytest
 
 from engine.config import CancelToken, GenerationParams, SamplingParams, SpecParams
-from engine.events import DoneEvent, Event, StopReason, TokenEvent, TokenSource
+from engine.events import DoneEvent, Event, StopReason, TokenEvent
 from engine.inference.controller import LEARNING, MEASURING, PRIOR_ACCEPT, SHADOW_K
 from engine.inference.drafters.base import Drafter
 from engine.inference.drafters.ngram import NGramDrafter
-from engine.inference.drafters.oracle import OracleDrafter
 from engine.inference.generate import GenerationLoop
-from engine.inference.llama import Context, Model
+from engine.inference.llama import Context, KVSequence, Model
+from tests.fixtures.oracle import OracleDrafter
 
 SEED = 7
 K = 3
@@ -86,7 +86,7 @@ def run(
     if kv is None:
         ctx.clear()
         kv = []
-    loop = loop_cls(model, ctx, kv, params, seed=SEED, drafter=drafter, cancel=cancel)
+    loop = loop_cls(model, KVSequence(ctx, kv), params, seed=SEED, drafter=drafter, cancel=cancel)
     return Run(loop, list(loop.run(prompt)))
 
 
@@ -164,7 +164,7 @@ def test_same_seed_same_tokens_different_seed_different_tokens(model: Model, ctx
     b = plain(model, ctx, prompt, temperature=1.0)
     assert a.generated == b.generated
     ctx.clear()
-    loop = GenerationLoop(model, ctx, [], make_params(1.0, spec=False), seed=SEED + 1)
+    loop = GenerationLoop(model, KVSequence(ctx), make_params(1.0, spec=False), seed=SEED + 1)
     list(loop.run(prompt))
     assert loop.generated != a.generated
 
@@ -214,7 +214,6 @@ def test_every_generated_token_is_the_targets_pick_for_its_position(
     if spec.done.stats.spec is not None:
         prov = spec.done.stats.spec.provenance
         assert [e.draft_depth for e in spec.tokens[: len(spec.generated)]] == list(prov)
-        assert all((e.source == TokenSource.DRAFT) == (e.draft_depth > 0) for e in spec.tokens)
 
 
 def test_margins_are_recorded_for_every_pick(model: Model, ctx: Context) -> None:
@@ -223,8 +222,7 @@ def test_margins_are_recorded_for_every_pick(model: Model, ctx: Context) -> None
     ctx.clear()
     loop = RecordingLoop(
         model,
-        ctx,
-        [],
+        KVSequence(ctx),
         make_params(max_tokens=30),
         seed=SEED,
         drafter=oracle_for(model, prompt, ref),
@@ -335,14 +333,14 @@ def test_context_full_stops_plain_and_speculative_at_the_same_token(model: Model
 
 def test_prompt_that_fills_the_context_is_refused(model: Model, ctx: Context) -> None:
     prompt = model.tokenize(" the" * ctx.n_ctx, add_special=True)[: ctx.n_ctx]
-    loop = GenerationLoop(model, ctx, [], make_params(), seed=SEED)
+    loop = GenerationLoop(model, KVSequence(ctx), make_params(), seed=SEED)
     with pytest.raises(ValueError, match="context"):
         list(loop.run(prompt))
 
 
 def test_empty_prompt_is_refused_with_a_clear_error(model: Model, ctx: Context) -> None:
     ctx.clear()
-    loop = GenerationLoop(model, ctx, [], make_params(), seed=SEED)
+    loop = GenerationLoop(model, KVSequence(ctx), make_params(), seed=SEED)
     with pytest.raises(ValueError, match="empty"):
         list(loop.run([]))
 
@@ -443,7 +441,7 @@ def test_plain_run_has_no_spec_stats(model: Model, ctx: Context) -> None:
     r = plain(model, ctx, prompt_tokens(model, "chat"), max_tokens=10)
     assert r.done.stats.spec is None
     assert r.done.stats.n_generated == len(r.generated) == 10
-    assert all(e.source == TokenSource.TARGET and e.draft_depth == 0 for e in r.tokens)
+    assert all(e.draft_depth == 0 for e in r.tokens)
     assert "".join(e.text for e in r.tokens) == r.done.text == model.detokenize(r.generated)
 
 

@@ -18,9 +18,9 @@ from engine.events import DoneEvent, TokenEvent
 from engine.gguf.metadata import read_gguf
 from engine.inference.drafters.base import Draft
 from engine.inference.drafters.mtp import MTPDrafter, open_mtp_drafter
-from engine.inference.drafters.oracle import OracleDrafter
 from engine.inference.generate import GenerationLoop
-from engine.inference.llama import Context, Model
+from engine.inference.llama import Context, KVSequence, Model
+from tests.fixtures.oracle import OracleDrafter
 
 PROMPT = (
     "<start_of_turn>user\nHello world, what is the name of the model?<end_of_turn>\n<start_of_turn>model\n"
@@ -71,7 +71,7 @@ def generate(
     params = GenerationParams(
         max_tokens=N_NEW, spec=SpecParams(enabled=drafter is not None, k_max=k, adaptive=False)
     )
-    loop = GenerationLoop(setup.model, ctx, kv if kv is not None else [], params, seed=7, drafter=drafter)
+    loop = GenerationLoop(setup.model, KVSequence(ctx, kv), params, seed=7, drafter=drafter)
     tokens: list[int] = []
     done: DoneEvent | None = None
     for event in loop.run(prompt):

@@ -14,7 +14,7 @@ import pytest
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SamplingParams, SpecParams
 from engine.errors import ContextOverflowError, ModelFileError
 from engine.events import DoneEvent, Event, NoticeEvent, StopReason, TokenEvent
-from engine.inference.generate import common_prefix
+from engine.inference.llama import common_prefix
 from engine.inference.session import ChatEngine
 from tests.fixtures import tiny_llama
 
@@ -54,7 +54,7 @@ def notices(events: list[Event]) -> list[str]:
 
 
 def assert_kv_matches_cache(engine: ChatEngine) -> None:
-    assert int(L.llama_memory_seq_pos_max(engine.ctx.memory, 0)) == len(engine.kv) - 1
+    assert int(L.llama_memory_seq_pos_max(engine.ctx.memory, 0)) == len(engine.seq.tokens) - 1
 
 
 # --- streaming ----------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def test_second_turn_reuses_the_first_turns_tokens(engine: ChatEngine, tiny_llam
     first = done_of(list(engine.chat(HELLO, params())))
     assert first.stats.n_prompt_cached == 0
     prompt1, _ = engine.render(HELLO)
-    kv_before = list(engine.kv)
+    kv_before = list(engine.seq.tokens)
     turn2 = [*HELLO, ChatMessage("assistant", first.text), ChatMessage("user", "Tell me more")]
     prompt2, _ = engine.render(turn2)
     second = done_of(list(engine.chat(turn2, params())))
@@ -106,7 +106,7 @@ def test_second_turn_reuses_the_first_turns_tokens(engine: ChatEngine, tiny_llam
 def test_reset_forgets_the_cache(engine: ChatEngine) -> None:
     list(engine.chat(HELLO, params()))
     engine.reset()
-    assert engine.kv == []
+    assert engine.seq.tokens == []
     again = done_of(list(engine.chat(HELLO, params())))
     assert again.stats.n_prompt_cached == 0
 
@@ -182,7 +182,7 @@ def test_oldest_turns_are_dropped_and_the_system_prompt_is_kept(tiny_llama_path:
         events = list(engine.chat(long_history(12), params(max_tokens=16)))
         done = done_of(events)
         assert any("dropped" in n and "oldest" in n for n in notices(events))
-        prompt_text = engine.model.detokenize(engine.kv[: done.stats.n_prompt])
+        prompt_text = engine.model.detokenize(engine.seq.tokens[: done.stats.n_prompt])
         assert "You are the system prompt." in prompt_text
         assert "final question" in prompt_text
         assert "question 0:" not in prompt_text
@@ -245,7 +245,8 @@ def test_hostile_template_in_the_model_falls_back_to_chatml(tmp_path: Path, temp
         assert any("ChatML" in n for n in notices(events))
         assert done_of(events).stats.n_generated == 8
         chatml = "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
-        assert engine.kv[: done_of(events).stats.n_prompt] == engine.model.tokenize(chatml, add_special=True)
+        n_prompt = done_of(events).stats.n_prompt
+        assert engine.seq.tokens[:n_prompt] == engine.model.tokenize(chatml, add_special=True)
 
 
 def test_model_without_a_template_uses_chatml_silently(tmp_path: Path) -> None:
