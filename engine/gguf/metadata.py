@@ -288,6 +288,11 @@ def validate_model_file(path: str | os.PathLike[str]) -> GGUFInfo:
     this llama.cpp knows (fork-only MTP conversions are refused), its required hyperparameters, and a
     usable tokenizer. Returns the GGUFInfo; raises ModelFileError(path, problem) otherwise."""
     info = read_gguf(path)
+    check_loadable(info)
+    return info
+
+
+def check_loadable(info: GGUFInfo) -> None:
+    """validate_model_file's checks on a GGUFInfo already read (a file's header is read once per load)."""
     _check_architecture(info)
     _check_vocab(info)
-    return info

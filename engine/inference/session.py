@@ -10,11 +10,12 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
+from engine.compat.mtp import MTPPlan
 from engine.compat.vocab import check_draft_compatible
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
 from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
 from engine.events import Event, NoticeEvent
-from engine.gguf.metadata import validate_model_file
+from engine.gguf.metadata import GGUFInfo, read_gguf, validate_model_file
 from engine.inference.api import EngineInfo
 from engine.inference.chat_template import ChatTemplate, render_with_fallback
 from engine.inference.controller import DraftLengthController
@@ -70,9 +71,11 @@ class ChatEngine:
     @classmethod
     def load(cls, config: LoadConfig, progress: Callable[[float], bool] | None = None) -> ChatEngine:
         info = validate_model_file(config.model_path)
+        wants_mtp = config.drafter in ("auto", "mtp") and config.assistant_path is not None
+        assistant = read_gguf(config.assistant_path) if wants_mtp and config.assistant_path else None
         # MTP decides how the target is loaded (its NextN layers, recurrent rollback snapshots) and checks a
         # named assistant against it: all from metadata, before llama.cpp sees any file.
-        mtp = mtp_load_settings(config, info)
+        mtp = mtp_load_settings(config, info, assistant)
         model = Model(
             config.model_path, n_gpu_layers=config.n_gpu_layers, progress=progress, load_mtp=mtp.load_mtp
         )
@@ -82,7 +85,7 @@ class ChatEngine:
             model.close()
             raise
         try:
-            drafter, note, extra = _make_drafter(config, model, ctx)
+            drafter, note, extra = _make_drafter(config, model, ctx, mtp, info, assistant)
         except BaseException:
             ctx.close()
             model.close()
@@ -199,14 +202,21 @@ class ChatEngine:
         self.close()
 
 
-def _make_drafter(config: LoadConfig, model: Model, ctx: Context) -> tuple[Drafter | None, str | None, int]:
+def _make_drafter(
+    config: LoadConfig,
+    model: Model,
+    ctx: Context,
+    mtp: MTPPlan,
+    target_info: GGUFInfo,
+    assistant_info: GGUFInfo | None,
+) -> tuple[Drafter | None, str | None, int]:
     """Pick and build the drafter. A drafter that cannot run is a note, not a failure: plain decoding
     still works. Returns (drafter, note, bytes it adds)."""
     kind = config.drafter
     if kind == "none":
         return None, "no drafter selected", 0
     if kind in ("auto", "mtp"):
-        drafter, note, extra = make_mtp_drafter(config, model, ctx)
+        drafter, note, extra = make_mtp_drafter(config, model, ctx, mtp, target_info, assistant_info)
         if drafter is not None or kind == "mtp":
             return drafter, note, extra
     if kind in ("auto", "draft") and config.draft_model_path is not None:

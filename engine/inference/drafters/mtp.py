@@ -35,7 +35,7 @@ from llama_cpp import llama_cpp_ext as X
 from engine.compat.mtp import MTPPlan, mtp_memory, plan_mtp
 from engine.config import MODEL_DRAFT_K_MAX, LoadConfig, SpecParams
 from engine.errors import DecodeError, ModelLoadError
-from engine.gguf.metadata import GGUFInfo, read_gguf, validate_model_file
+from engine.gguf.metadata import GGUFInfo, check_loadable
 from engine.inference.drafters.base import Draft
 from engine.inference.llama import Context, Model
 
@@ -108,28 +108,31 @@ def _top_prob(logits: npt.NDArray[np.float32]) -> float:
 RS_SNAPSHOTS = MODEL_DRAFT_K_MAX
 
 
-def mtp_load_settings(config: LoadConfig, target_info: GGUFInfo) -> MTPPlan:
+def mtp_load_settings(
+    config: LoadConfig, target_info: GGUFInfo, assistant_info: GGUFInfo | None
+) -> MTPPlan:
     """Before the target is loaded: whether MTP will run and how the target must be loaded for it
-    (`load_mtp`, `n_rs_seq`). A named assistant is checked against the target here, from metadata, so a
-    mismatched pair raises IncompatibleDrafterError (rule named) before llama.cpp sees either file."""
+    (`load_mtp`, `n_rs_seq`). A named assistant (`assistant_info`, read from config.assistant_path) is
+    checked against the target here, from metadata, so a mismatched pair raises IncompatibleDrafterError
+    (rule named) before llama.cpp sees either file."""
     if config.drafter not in ("auto", "mtp"):
         return MTPPlan(None, "MTP not selected")
-    assistant_info = None
-    if config.assistant_path is not None:
-        assistant_info = read_gguf(config.assistant_path)
-        plan = plan_mtp(target_info, assistant_info, RS_SNAPSHOTS)  # pair rules first: they name the problem
-        validate_model_file(config.assistant_path)  # then the generic checks (tokenizer, keys)
-        return plan
-    return plan_mtp(target_info, None, RS_SNAPSHOTS)
+    plan = plan_mtp(target_info, assistant_info, RS_SNAPSHOTS)  # pair rules first: they name the problem
+    if assistant_info is not None:
+        check_loadable(assistant_info)  # then the generic checks (tokenizer, keys)
+    return plan
 
 
 def make_mtp_drafter(
-    config: LoadConfig, model: Model, ctx: Context
+    config: LoadConfig,
+    model: Model,
+    ctx: Context,
+    plan: MTPPlan,
+    target_info: GGUFInfo,
+    assistant_info: GGUFInfo | None,
 ) -> tuple[MTPDrafter | None, str | None, int]:
     """The session's hook (engine.inference.session._make_drafter): (drafter, why not, bytes it adds). The
-    target must have been loaded with `mtp_load_settings(config, info)`'s load_mtp / n_rs_seq."""
-    target_info = read_gguf(config.model_path)
-    plan = mtp_load_settings(config, target_info)
+    target was loaded with `plan` (mtp_load_settings)'s load_mtp / n_rs_seq."""
     if plan.kind == "nextn" and not model.load_mtp:
         return None, "the model was loaded without its MTP layers", 0
     drafter, why = open_mtp_drafter(
@@ -137,7 +140,6 @@ def make_mtp_drafter(
     )
     if drafter is None:
         return None, why, 0
-    assistant_info = read_gguf(config.assistant_path) if config.assistant_path is not None else None
     memory = mtp_memory(target_info, assistant_info, ctx.n_ctx, config.kv_type)
     return drafter, None, memory.total_bytes
 
