@@ -26,10 +26,7 @@ from app.context import AppContext
 from app.conversations import ConversationSidebar
 from app.speed_panel import attach_speed_panel
 from engine.config import LoadConfig
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+from engine.units import format_bytes
 
 
 def describe_model(info: Any) -> str:
@@ -277,11 +274,11 @@ class MainWindow(QMainWindow):
         model = ""
         if info is not None:
             drafter_bytes = getattr(info, "drafter_bytes", 0)
-            model = f"model {_mib(info.model_bytes)}" + (
-                f" + drafter {_mib(drafter_bytes)}" if drafter_bytes else ""
+            model = f"model {format_bytes(info.model_bytes)}" + (
+                f" + drafter {format_bytes(drafter_bytes)}" if drafter_bytes else ""
             )
             model += " · "
-        self.memory_label.setText(f"{model}app memory {_mib(rss)}")
+        self.memory_label.setText(f"{model}app memory {format_bytes(rss)}")
 
     # --- closing --------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override

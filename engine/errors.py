@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.units import format_bytes
+
 
 class TandemError(Exception):
     """Base class for every error the engine raises on purpose."""
@@ -48,15 +50,6 @@ class TemplateError(TandemError):
     """The model's chat template failed to render (bad syntax, or it tried to escape the sandbox)."""
 
 
-def human_bytes(n: float) -> str:
-    """1234567 -> "1.2 MB" (decimal units, as disk sizes are sold and as the hub shows them)."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 class StoreError(TandemError):
     """The model store cannot do what was asked (unknown or ambiguous name, name clash, bad path)."""
 
@@ -81,8 +74,8 @@ class InsufficientDiskError(TandemError):
         self.needed = needed
         self.free = free
         super().__init__(
-            f"not enough free disk space in {self.path}: need {human_bytes(needed)}, "
-            f"{human_bytes(free)} free; free some space or move the data dir with TANDEM_DATA_DIR"
+            f"not enough free disk space in {self.path}: need {format_bytes(needed)}, "
+            f"{format_bytes(free)} free; free some space or move the data dir with TANDEM_DATA_DIR"
         )
 
 

@@ -23,10 +23,10 @@ from app.models.fit_badge import BadgeLabel, set_item_badge
 from app.models.pairing import DrafterList
 from app.models.state import ManagerState, split_view
 from engine.compat.options import DrafterOption, catalog_drafter_options
-from engine.errors import human_bytes
 from engine.fit.badges import PairFit, QuantFit, catalog_fits, pair_fit, with_drafter
 from engine.fit.pair_plan import FileRef, load_config, locate, missing, pair_files, pair_option
 from engine.store.catalog import Pair
+from engine.units import format_bytes
 
 PAIR_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 QUANT_ROLE = int(Qt.ItemDataRole.UserRole) + 2
@@ -42,7 +42,7 @@ DRAFTER_TEXT = {
 
 
 def _size(n: int | None) -> str:
-    return f"≈ {human_bytes(n)}" if n else "size unknown"
+    return f"≈ {format_bytes(n)}" if n else "size unknown"
 
 
 class CatalogTab(QWidget):

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.download_jobs import DownloadJob, DownloadQueue, JobState
-from engine.errors import human_bytes
+from engine.units import format_bytes
 
 EMPTY_TEXT = (
     "No downloads yet. Pick a pair in the Catalog tab and press “Download pair”, "
@@ -46,10 +46,10 @@ def job_status(job: DownloadJob) -> str:
         ]
         return f"{state} — {which}"
     pct = 100 * p.bytes_done / p.bytes_total if p.bytes_total else 100.0
-    text = f"{which} — {human_bytes(p.bytes_done)} of {human_bytes(p.bytes_total)} ({pct:.0f}%)"
+    text = f"{which} — {format_bytes(p.bytes_done)} of {format_bytes(p.bytes_total)} ({pct:.0f}%)"
     if job.state is JobState.PAUSED:
         return f"Paused — {text}; Resume continues where it stopped"
-    text += f" · {human_bytes(p.rate_bps)}/s"
+    text += f" · {format_bytes(p.rate_bps)}/s"
     if p.eta_s is not None and p.bytes_done < p.bytes_total:
         text += f" · {duration(p.eta_s)} left"
     return text

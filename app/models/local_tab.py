@@ -26,7 +26,7 @@ from app.models.fit_badge import BadgeLabel, set_item_badge
 from app.models.pairing import DrafterList
 from app.models.state import ManagerState, split_view
 from engine.compat.options import DrafterOption, local_drafter_options
-from engine.errors import TandemError, human_bytes
+from engine.errors import TandemError
 from engine.fit.badges import FitBadge, file_badge
 from engine.fit.hardware import HardwareInfo
 from engine.fit.pair_plan import load_config
@@ -34,6 +34,7 @@ from engine.fit.planner import FitResult
 from engine.gguf.metadata import GGUFInfo, read_gguf
 from engine.store.default_model import default_model_path
 from engine.store.model_store import KIND_LABELS, ModelStore
+from engine.units import format_bytes
 
 ROW_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 COL_NAME, COL_KIND, COL_SIZE, COL_SOURCE, COL_FIT = range(5)
@@ -177,7 +178,7 @@ class LocalTab(QWidget):
         self._items = {}
         for m in result.models:
             kind = KIND_LABELS.get(m.kind, m.kind)  # type: ignore[call-overload]
-            item = QTreeWidgetItem([m.path.name, kind, human_bytes(m.size), m.source, ""])
+            item = QTreeWidgetItem([m.path.name, kind, format_bytes(m.size), m.source, ""])
             item.setToolTip(COL_NAME, m.name)
             item.setToolTip(COL_SOURCE, m.name.rsplit("/", 1)[0] if m.source == "hub" else m.source)
             item.setData(COL_NAME, ROW_ROLE, m)
@@ -197,8 +198,8 @@ class LocalTab(QWidget):
         self._group("Not registered (use Import GGUF…)", [(p, p.stat().st_size) for p in result.untracked])
         total = sum(m.size for m in result.models)
         self.usage.setText(
-            f"{len(result.models)} model(s), {human_bytes(total)} in {result.models_dir} · "
-            f"{human_bytes(result.free_bytes)} free on that disk"
+            f"{len(result.models)} model(s), {format_bytes(total)} in {result.models_dir} · "
+            f"{format_bytes(result.free_bytes)} free on that disk"
         )
         if current in self._items:
             self.tree.setCurrentItem(self._items[current])
@@ -213,7 +214,7 @@ class LocalTab(QWidget):
         group = QTreeWidgetItem([title])
         group.setFirstColumnSpanned(True)
         for path, size in files:
-            group.addChild(QTreeWidgetItem([path.name, "", human_bytes(size), str(path.parent.name), ""]))
+            group.addChild(QTreeWidgetItem([path.name, "", format_bytes(size), str(path.parent.name), ""]))
         self.tree.addTopLevelItem(group)
         group.setExpanded(True)
 
@@ -313,7 +314,7 @@ class LocalTab(QWidget):
         if m is None or not m.removable:
             return
         answer = QMessageBox.question(
-            self, "Remove model", f"Delete {m.name} ({human_bytes(m.size)}) from disk?"
+            self, "Remove model", f"Delete {m.name} ({format_bytes(m.size)}) from disk?"
         )
         if answer != QMessageBox.StandardButton.Yes:
             return
@@ -322,7 +323,7 @@ class LocalTab(QWidget):
         except TandemError as exc:
             self.status.setText(str(exc))
             return
-        self.status.setText(f"Removed {m.name}; freed {human_bytes(freed)}.")
+        self.status.setText(f"Removed {m.name}; freed {format_bytes(freed)}.")
         self.refresh()
 
     def import_file(self) -> None:

@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.state import ManagerState, split_view
-from engine.errors import human_bytes
 from engine.fit.pair_plan import FileRef
 from engine.store.hub import RemoteFile, RepoHit, drafter_files, model_files, repo_files, search, split_shards
+from engine.units import format_bytes
 
 HIT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 FILE_ROLE = int(Qt.ItemDataRole.UserRole) + 2
@@ -145,7 +145,7 @@ class SearchTab(QWidget):
             shards = split_shards(names, name) if name not in drafters else (name,)
             size = sum(by_name[s].size for s in shards if s in by_name)
             kind = "MTP drafter" if name in drafters else ("split model" if len(shards) > 1 else "model")
-            item = QTreeWidgetItem([name, human_bytes(size), kind])
+            item = QTreeWidgetItem([name, format_bytes(size), kind])
             item.setData(0, FILE_ROLE, name)
             self.file_list.addTopLevelItem(item)
         self.with_drafter.setEnabled(bool(drafters))

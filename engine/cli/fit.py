@@ -14,9 +14,10 @@ from dataclasses import asdict
 from typing import Any
 
 from engine.errors import CatalogError
-from engine.fit.hardware import GIB, HardwareInfo, detect, fake_hardware
+from engine.fit.hardware import HardwareInfo, detect, fake_hardware
 from engine.fit.planner import FitResult, ModelRef, QuantChoice, fit, pick_quant
 from engine.store.catalog import Catalog, ModelEntry, Pair, load_catalog
+from engine.units import GIB
 
 
 def add_fit_parser(models_subparsers: Any) -> None:

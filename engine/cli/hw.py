@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from engine.fit.hardware import GIB, HardwareInfo, detect
+from engine.fit.hardware import HardwareInfo, detect
+from engine.units import GIB
 
 
 def register(subparsers: Any) -> None:

@@ -10,10 +10,10 @@ import sys
 import time
 from typing import Any
 
-from engine.errors import human_bytes
 from engine.store.download import DownloadProgress, download
 from engine.store.hub import choose_gguf, drafter_files, repo_files, search, split_shards
 from engine.store.model_store import ModelStore
+from engine.units import format_bytes
 
 
 def register(subparsers: Any) -> None:
@@ -78,13 +78,13 @@ def _list(args: argparse.Namespace) -> int:
         width = max(len(e.name) for e in entries)
         print(f"{'NAME':<{width}}  {'SIZE':>9}  {'KIND':<13}  SOURCE")
         for e in entries:
-            print(f"{e.name:<{width}}  {human_bytes(e.size):>9}  {e.kind_label:<13}  {e.source}")
-        print(f"{len(entries)} model(s), {human_bytes(sum(e.size for e in entries))} in {store.models_dir}")
+            print(f"{e.name:<{width}}  {format_bytes(e.size):>9}  {e.kind_label:<13}  {e.source}")
+        print(f"{len(entries)} model(s), {format_bytes(sum(e.size for e in entries))} in {store.models_dir}")
     partials = store.partials()
     if partials:
         print("unfinished downloads (the same `tandem models pull` resumes them; deleting them is safe):")
         for path, size in partials:
-            print(f"  {path} ({human_bytes(size)})")
+            print(f"  {path} ({format_bytes(size)})")
     untracked = store.untracked()
     if untracked:
         print("not registered (add with `tandem models import PATH`):")
@@ -149,7 +149,7 @@ def _pull(args: argparse.Namespace) -> int:
             return 130
         printer.end()
         entry = store.get(repo, filename)
-        how = f" ({entry.source}, {entry.kind_label}, {human_bytes(entry.size)})" if entry else ""
+        how = f" ({entry.source}, {entry.kind_label}, {format_bytes(entry.size)})" if entry else ""
         print(f"{repo}/{filename}{how}: {path}")
     if drafters and not args.with_drafter:
         print(f"this repo has an MTP drafter ({', '.join(drafters)}); add --with-drafter to pull it too")
@@ -163,13 +163,13 @@ def _rm(args: argparse.Namespace) -> int:
     note = ""
     if freed == 0 and entry.size:
         note = " (its data is still held by another link to the same file, e.g. the Hugging Face cache)"
-    print(f"removed {entry.name}; freed {human_bytes(freed)}{note}")
+    print(f"removed {entry.name}; freed {format_bytes(freed)}{note}")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
     entry = ModelStore().import_file(args.path)
-    print(f"imported {entry.name} ({entry.kind_label}, {human_bytes(entry.size)}): {entry.path}")
+    print(f"imported {entry.name} ({entry.kind_label}, {format_bytes(entry.size)}): {entry.path}")
     return 0
 
 
@@ -185,8 +185,8 @@ class _ProgressPrinter:
         pct = 100 * p.bytes_done / p.bytes_total if p.bytes_total else 100.0
         eta = f"  ETA {_duration(p.eta_s)}" if p.eta_s is not None and p.bytes_done < p.bytes_total else ""
         line = (
-            f"{p.file}  {human_bytes(p.bytes_done)} / {human_bytes(p.bytes_total)} ({pct:.0f}%)"
-            f"  {human_bytes(p.rate_bps)}/s{eta}"
+            f"{p.file}  {format_bytes(p.bytes_done)} / {format_bytes(p.bytes_total)} ({pct:.0f}%)"
+            f"  {format_bytes(p.rate_bps)}/s{eta}"
         )
         if self._tty:
             sys.stderr.write(f"\r\x1b[K{line}")

@@ -14,9 +14,10 @@ from typing import Literal
 from engine.compat.options import DrafterOption
 from engine.errors import TandemError
 from engine.fit.hardware import HardwareInfo
-from engine.fit.memory import CPU, GIB, DrafterKind
+from engine.fit.memory import CPU, DrafterKind
 from engine.fit.planner import FitResult, Verdict, fit, memory_parts, pick_quant
 from engine.store.catalog import Catalog, Pair
+from engine.units import format_bytes
 
 BadgeLevel = Literal["gpu", "partial", "cpu", "too_large", "unknown"]
 
@@ -58,18 +59,14 @@ class FitBadge:
         return self.level in ("too_large", "unknown")
 
 
-def _gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB" if n >= GIB // 10 else f"{n / 2**20:.0f} MiB"
-
-
 def hardware_summary(hw: HardwareInfo) -> str:
     """'NVIDIA RTX 4090 (CUDA0): 22.1 GiB free · RAM 28.3 GiB free' (or 'no GPU offload')."""
     gpus = [
-        f"{d.description or d.name} ({d.name}): {d.free_bytes / GIB:.1f} GiB free" for d in hw.offload_devices
+        f"{d.description or d.name} ({d.name}): {format_bytes(d.free_bytes)} free" for d in hw.offload_devices
     ]
     gpu_text = " · ".join(gpus) if gpus else "no GPU offload"
     simulated = " (simulated)" if hw.fake else ""
-    return f"{gpu_text} · RAM {hw.ram_available_bytes / GIB:.1f} GiB free{simulated}"
+    return f"{gpu_text} · RAM {format_bytes(hw.ram_available_bytes)} free{simulated}"
 
 
 def _caveat(result: FitResult, has_drafter: bool) -> str | None:
@@ -94,13 +91,13 @@ def _breakdown(result: FitResult, hw: HardwareInfo) -> list[str]:
         f"{result.total_layers} layers on the GPU:"
     ]
     for dev in e.devices:
-        parts = memory_parts(e, dev, _gib)
+        parts = memory_parts(e, dev)
         if parts is None:
             continue
         where = "RAM" if dev == CPU else dev
         lines.append(
-            f"  {where}: needs {_gib(e.device_total(dev))} of {_gib(free.get(dev, 0))} free "
-            f"({_gib(result.budget.get(dev, 0))} usable after headroom)"
+            f"  {where}: needs {format_bytes(e.device_total(dev))} of {format_bytes(free.get(dev, 0))} free "
+            f"({format_bytes(result.budget.get(dev, 0))} usable after headroom)"
         )
         lines.append(f"    {', '.join(parts)}")
     return lines

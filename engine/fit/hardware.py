@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-GIB = 1024**3
+from engine.units import GIB
 
 
 class DeviceType(enum.IntEnum):

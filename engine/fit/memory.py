@@ -29,8 +29,6 @@ from engine.config import MODEL_DRAFT_K_MAX
 from engine.fit.model_spec import LayerSpec, ModelSpec
 
 CPU = "CPU"
-MIB = 1024**2
-GIB = 1024**3
 
 # ggml type sizes of the KV cache: (bytes per block, elements per block)
 KV_TYPE_SIZES: dict[str, tuple[int, int]] = {

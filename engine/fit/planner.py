@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from engine.fit.hardware import HardwareInfo
-from engine.fit.memory import CPU, GIB, MIB, ContextSettings, DrafterKind, MemoryEstimate, estimate_specs
+from engine.fit.memory import CPU, ContextSettings, DrafterKind, MemoryEstimate, estimate_specs
 from engine.fit.model_spec import ModelSpec, spec_from_catalog, spec_from_gguf
 from engine.store.catalog import ModelEntry, Pair, Quant
+from engine.units import GIB, MIB, format_bytes
 
 DEFAULT_CTX = 8192  # context asked for when the caller names none (capped at the model's training context)
 MIN_USEFUL_CTX = 2048  # below this, shrinking the context to keep a drafter is not worth offering
@@ -75,32 +76,29 @@ class FitResult:
         e = self.estimate
         lines = [f"context {self.n_ctx} tokens, KV {e.settings.kv_type}, n_gpu_layers {self.n_gpu_layers}"]
         for dev in e.devices:
-            parts = memory_parts(e, dev, _gib)
+            parts = memory_parts(e, dev)
             if parts is None:
                 continue
             lines.append(
-                f"{dev}: {_gib(e.device_total(dev))} of {_gib(self.budget.get(dev, 0))} usable "
+                f"{dev}: {format_bytes(e.device_total(dev))} of "
+                f"{format_bytes(self.budget.get(dev, 0))} usable "
                 f"({', '.join(parts)})"
             )
         return lines + list(self.notes)
 
 
-def _gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB"
-
-
-def memory_parts(e: MemoryEstimate, dev: str, size: Callable[[int], str]) -> list[str] | None:
+def memory_parts(e: MemoryEstimate, dev: str) -> list[str] | None:
     """What the pair needs on one device, part by part ("weights 1.60 GiB", "KV ...", "drafter ...");
     None when nothing of it lands there."""
     t, d = e.target.on(dev), e.drafter.on(dev) if e.drafter else None
     if t.total == 0 and (d is None or d.total == 0):
         return None
-    parts = [f"weights {size(t.weights)}", f"KV {size(t.kv)}"]
+    parts = [f"weights {format_bytes(t.weights)}", f"KV {format_bytes(t.kv)}"]
     if t.state:
-        parts.append(f"recurrent state {size(t.state)}")
-    parts.append(f"compute {size(t.compute + t.output)}")
+        parts.append(f"recurrent state {format_bytes(t.state)}")
+    parts.append(f"compute {format_bytes(t.compute + t.output)}")
     if d is not None and d.total:
-        parts.append(f"drafter {size(d.total)}")
+        parts.append(f"drafter {format_bytes(d.total)}")
     return parts
 
 
@@ -377,7 +375,9 @@ def fit(
         0,
         None,
         p.budget,
-        explanation=f"Too large: needs at least {_gib(need)} of RAM, {_gib(p.budget[CPU])} usable.",
+        explanation=(
+            f"Too large: needs at least {format_bytes(need)} of RAM, {format_bytes(p.budget[CPU])} usable."
+        ),
         notes=tuple(notes),
     )
 
@@ -397,8 +397,9 @@ def _swa_full_note(p: _Planner, e: MemoryEstimate, n_ctx: int, ngl: int, placeme
     if full_kv - capped_kv < 64 * MIB:
         return None
     return (
-        f"KV cache {_gib(full_kv)} with full-size sliding-window caches (llama.cpp's default, swa_full); "
-        f"{_gib(capped_kv)} with swa_full off (window {p.target.n_swa} + n_ubatch cells)"
+        f"KV cache {format_bytes(full_kv)} with full-size sliding-window caches "
+        "(llama.cpp's default, swa_full); "
+        f"{format_bytes(capped_kv)} with swa_full off (window {p.target.n_swa} + n_ubatch cells)"
     )
 
 

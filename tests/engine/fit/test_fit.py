@@ -19,10 +19,11 @@ import pytest
 
 from engine.errors import ModelFileError
 from engine.fit.hardware import fake_hardware
-from engine.fit.memory import MIB, ContextSettings, estimate_specs, layer_devices
+from engine.fit.memory import ContextSettings, estimate_specs, layer_devices
 from engine.fit.model_spec import spec_from_catalog, spec_from_gguf
 from engine.fit.planner import Verdict, budgets, estimate, fit, pick_quant
 from engine.store.catalog import load_catalog
+from engine.units import MIB
 from tests import REPO_ROOT
 from tests.engine.model_files import model_file, tiny_mtp_fixtures
 

@@ -57,7 +57,7 @@ def test_tooltip_breaks_the_memory_down_against_free_memory():
     text = badge.tooltip
     for word in ("weights", "KV", "compute", "drafter", "8192 tokens"):
         assert word in text, word
-    assert "CUDA0: needs" in text and "of 96.00 GiB free" in text and "RAM 128.0 GiB free" in text
+    assert "CUDA0: needs" in text and "of 96.0 GiB free" in text and "RAM 128 GiB free" in text
 
 
 def test_caveats_when_the_plan_gives_something_up():

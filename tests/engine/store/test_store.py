@@ -217,9 +217,9 @@ def test_cli_import_list_rm(store: ModelStore, model: Path, capsys: pytest.Captu
     assert "imported local/tiny.gguf (plain" in capsys.readouterr().out
     assert _run(["models", "list"]) == 0
     out = capsys.readouterr().out
-    from engine.errors import human_bytes
+    from engine.units import format_bytes
 
-    size = human_bytes(model.stat().st_size)
+    size = format_bytes(model.stat().st_size)
     assert "local/tiny.gguf" in out and "plain" in out and "import" in out and size in out
     assert _run(["models", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["name"] == "local/tiny.gguf"
