@@ -8,20 +8,30 @@ on the chat's last message, so it survives restarts and is exported with the cha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from app.worker import Request
+from app.history.store import HistoryStore
+from app.records import ChatSettings, MessageItem
+from app.worker import Request, WorkerClient
 from engine.config import ChatMessage
 from engine.errors import TandemError
 from engine.events import TokenEvent
 from engine.measure.ab import ABReport, ABResult, ABStep
 
-if TYPE_CHECKING:
-    from app.chat_session import ChatSession
-
 PROGRESS_INTERVAL_MS = 200
+
+
+class ABChat(Protocol):
+    """What an A/B run reads of its chat (app.chat_session.ChatSession owns the runner)."""
+
+    client: WorkerClient
+    store: HistoryStore
+    settings: ChatSettings
+    messages: list[MessageItem]
+
+    def prompt(self) -> list[ChatMessage]: ...
 
 
 class ABRunner(QObject):
@@ -30,8 +40,8 @@ class ABRunner(QObject):
     finished = Signal(object)  # ABReport, or None when cancelled or failed
     error = Signal(str)
 
-    def __init__(self, session: ChatSession) -> None:
-        super().__init__(session)
+    def __init__(self, session: ABChat, parent: QObject | None = None) -> None:
+        super().__init__(parent)
         self.session = session
         self.state = "idle"
         self._request: Request | None = None

@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.ab_runner import ABRunner
+from app.history.store import HistoryStore, suggest_title  # the history module owns the titling rule
 from app.records import ChatSettings, MessageItem, apply_stats_dict, stats_to_dict
 from app.worker import Request, RequestState, WorkerClient
 from engine.config import ChatMessage
@@ -37,7 +38,9 @@ class ChatSession(QObject):
     titleChanged = Signal(str)
     settingsChanged = Signal(object)  # ChatSettings
 
-    def __init__(self, store: Any, client: WorkerClient, chat_id: int, parent: QObject | None = None) -> None:
+    def __init__(
+        self, store: HistoryStore, client: WorkerClient, chat_id: int, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.store = store
         self.client = client
@@ -52,7 +55,7 @@ class ChatSession(QObject):
         self._paint = _timer(self, PAINT_INTERVAL_MS, self._flush_text, single=True)
         self._stats = _timer(self, STATS_INTERVAL_MS, self._emit_stats)
         self._checkpoint = _timer(self, CHECKPOINT_INTERVAL_MS, self._save_checkpoint)
-        self.ab = ABRunner(self)  # the chat's A/B run: its last prompt, plain then speculative
+        self.ab = ABRunner(self, parent=self)  # the chat's A/B run: its last prompt, plain then speculative
         self.reload()
 
     # --- reading --------------------------------------------------------------------------------------
@@ -231,8 +234,6 @@ class ChatSession(QObject):
         return self._live.figures()
 
     def _retitle(self, text: str) -> None:
-        from app.history.store import suggest_title  # the history module owns the titling rule
-
         title = suggest_title(text)
         self.store.rename_chat(self.chat_id, title)
         self.titleChanged.emit(title)

@@ -376,3 +376,17 @@ def add_chat_actions(window: QWidget, panel: ChatPanel) -> dict[str, QAction]:
     escape.triggered.connect(panel.stop)
     panel.composer.addAction(escape)
     return actions
+
+
+def open_chat_window(context: AppContext, chat_id: int) -> ChatWindow:
+    """Show the chat in its own window (raising the one that already shows it)."""
+    for handle in context.windows:
+        if isinstance(handle, ChatWindow) and handle.chat_id == chat_id:
+            handle.raise_()
+            handle.activateWindow()
+            return handle
+    window = ChatWindow(context, chat_id)
+    context.windows.append(window)
+    window.closed.connect(lambda: context.windows.remove(window) if window in context.windows else None)
+    window.show()
+    return window

@@ -3,17 +3,24 @@ the colours, the open chat sessions and the separate chat windows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from PySide6.QtCore import QObject, Signal
 
 from app.chat_session import ChatSession
+from app.history.store import HistoryStore
 from app.records import ChatSettings
 from app.theme import Colors
 from app.worker import WorkerClient
 
-if TYPE_CHECKING:
-    from app.chat_window import ChatWindow
+
+class ChatWindowHandle(Protocol):
+    """What the context needs of a separate chat window (app.chat_window.open_chat_window makes them)."""
+
+    @property
+    def chat_id(self) -> int | None: ...
+
+    def close(self) -> bool: ...
 
 
 class AppContext(QObject):
@@ -22,7 +29,7 @@ class AppContext(QObject):
     colorsChanged = Signal(object)  # Colors: the theme changed (the system's, or the user's choice)
 
     def __init__(
-        self, store: Any, client: WorkerClient, colors: Colors, parent: QObject | None = None
+        self, store: HistoryStore, client: WorkerClient, colors: Colors, parent: QObject | None = None
     ) -> None:
         super().__init__(parent)
         self.store = store
@@ -30,7 +37,7 @@ class AppContext(QObject):
         self.colors = colors
         self.default_settings = ChatSettings()
         self.sessions: dict[int, ChatSession] = {}
-        self.windows: list[ChatWindow] = []
+        self.windows: list[ChatWindowHandle] = []  # the separate chat windows, in opening order
 
     def set_colors(self, colors: Colors) -> None:
         if colors != self.colors:
@@ -66,21 +73,6 @@ class AppContext(QObject):
     def restore_chat(self, chat_id: int) -> None:
         self.store.restore_chat(chat_id)
         self.chatsChanged.emit()
-
-    def open_window(self, chat_id: int) -> ChatWindow:
-        """Show the chat in its own window (raising the one that already shows it)."""
-        from app.chat_window import ChatWindow
-
-        for window in self.windows:
-            if window.chat_id == chat_id:
-                window.raise_()
-                window.activateWindow()
-                return window
-        window = ChatWindow(self, chat_id)
-        self.windows.append(window)
-        window.closed.connect(lambda: self.windows.remove(window) if window in self.windows else None)
-        window.show()
-        return window
 
     def busy_sessions(self) -> list[ChatSession]:
         return [s for s in self.sessions.values() if s.busy]

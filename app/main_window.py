@@ -21,25 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.chat_window import ChatPanel, add_chat_actions
+from app.chat_window import ChatPanel, add_chat_actions, open_chat_window
 from app.context import AppContext
 from app.conversations import ConversationSidebar
+from app.labels import describe_model
 from app.speed_panel import attach_speed_panel
 from engine.config import LoadConfig
 from engine.units import format_bytes
-
-
-def describe_model(info: Any) -> str:
-    """'SmolLM2 · drafter: n-gram · CPU' for the status bar."""
-    if info.drafter:
-        drafter = f"drafter: {info.drafter}"
-    else:
-        drafter = f"no drafter ({info.drafter_note})" if info.drafter_note else "no drafter"
-    parts = [info.model_name, drafter, info.device]
-    if info.n_gpu_layers:
-        parts.append(f"{info.n_gpu_layers} layers on GPU")
-    parts.append(f"context {info.n_ctx}")
-    return " · ".join(p for p in parts if p)
 
 
 class MainWindow(QMainWindow):
@@ -58,7 +46,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self.speed = attach_speed_panel(self, self.panel, context)
         self.sidebar.chatSelected.connect(self.show_chat)
-        self.sidebar.openInWindow.connect(context.open_window)
+        self.sidebar.openInWindow.connect(lambda chat_id: open_chat_window(context, chat_id))
         self._build_menus()
         self._build_status_bar()
         self._restore_geometry()
@@ -180,11 +168,11 @@ class MainWindow(QMainWindow):
         self.panel.composer.setFocus()
 
     def new_window(self) -> None:
-        self.context.open_window(self.context.new_chat())
+        open_chat_window(self.context, self.context.new_chat())
 
     def open_current_in_window(self) -> None:
         if self.panel.chat_id is not None:
-            self.context.open_window(self.panel.chat_id)
+            open_chat_window(self.context, self.panel.chat_id)
 
     def _focus_search(self) -> None:
         self.sidebar.search.setFocus()

@@ -34,6 +34,7 @@ from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from app import theme  # noqa: E402
+from app.chat_window import open_chat_window  # noqa: E402
 from app.context import AppContext  # noqa: E402
 from app.history.store import HistoryStore  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
@@ -132,7 +133,7 @@ def chat_scene(window: MainWindow, context: AppContext, suffix: str) -> None:
 
     # A second window asks while the first is still generating: it waits in the queue.
     second_id = context.new_chat()
-    second = context.open_window(second_id)
+    second = open_chat_window(context, second_id)
     second.resize(720, 700)
     second.move(window.x() + 560, window.y() + 120)
     second.panel.composer.setPlainText("Meanwhile: what is speculative decoding?")

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.context import AppContext
+from app.labels import describe_model
 from app.models.catalog_tab import CatalogTab
 from app.models.download_jobs import DownloadJob, JobState
 from app.models.downloads_tab import DownloadsTab
@@ -35,6 +36,7 @@ from engine.config import LoadConfig
 from engine.fit.badges import CONTEXT_STEPS, hardware_summary
 from engine.fit.hardware import HardwareInfo, detect
 from engine.fit.planner import DEFAULT_CTX
+from engine.inference.api import EngineInfo
 from engine.store.catalog import Catalog, load_catalog
 from engine.store.model_store import ModelStore
 
@@ -175,9 +177,7 @@ class ModelManager(QWidget):
         self.load_progress.show()
         self.chat_button.hide()
 
-    def _on_loaded(self, info: object) -> None:
-        from app.main_window import describe_model
-
+    def _on_loaded(self, info: EngineInfo) -> None:
         self._loading_title = None
         self.load_progress.hide()
         self.load_status.setText(f"Loaded: {describe_model(info)}")

@@ -4,7 +4,7 @@ metadata alone (engine.gguf.metadata), before llama.cpp sees either file.
 This check is what keeps the app alive: llama.cpp 0.3.36 does not validate an assistant against its target.
 It casts the target's KV cache to the Gemma 4 layout and views the target's K/V tensors with the assistant's
 head sizes, so a wrong pair segfaults in `llama_init_from_model` or aborts in the first decode (facts in
-/work/shared/notes/mtp-in-llama-cpp-python.md; vendor/llama.cpp/src/llama-model.cpp `create_memory`,
+docs/llama-cpp-mtp.md; llama.cpp `src/llama-model.cpp` `create_memory`,
 src/models/gemma4-assistant.cpp). Every rule below names one such precondition.
 """
 

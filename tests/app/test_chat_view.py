@@ -8,6 +8,7 @@ import time
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication
 
+from app.chat_window import open_chat_window
 from app.message_widget import MessageBrowser
 from app.records import ChatSettings
 from tests.app.fake_engine import SCRIPT, split_tokens
@@ -17,7 +18,7 @@ def open_window(qtbot, context, settings=None):
     chat_id = context.new_chat()
     if settings is not None:
         context.session(chat_id).set_settings(settings)
-    window = context.open_window(chat_id)
+    window = open_chat_window(context, chat_id)
     qtbot.addWidget(window)
     qtbot.waitExposed(window)
     return window

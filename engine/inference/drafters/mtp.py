@@ -1,6 +1,6 @@
 """MTP drafter: multi-token-prediction heads that read the target's hidden state.
 
-Two flavours share one class (call sequence: /work/shared/notes/mtp-in-llama-cpp-python.md,
+Two flavours share one class (call sequence: docs/llama-cpp-mtp.md,
 scripts/mtp_raw_sequence.py proves it standalone):
 
 - Gemma 4 assistant (separate `gemma4-assistant` file): its MTP context is created with `ctx_other=<target
