@@ -50,8 +50,8 @@ class ABView(QFrame):
         grid.setVerticalSpacing(2)
         self.cells: dict[tuple[str, str], QLabel] = {}
         rows = ("decode speed", "first token", "tokens written")
-        for c, head in enumerate(("", "plain", "speculative"), 0):
-            label = QLabel(head)
+        for c, title in enumerate(("", "plain", "speculative"), 0):
+            label = QLabel(title)
             label.setStyleSheet("font-weight: bold")
             grid.addWidget(label, 0, c)
         tips = {

@@ -152,7 +152,7 @@ class ChatSession(QObject):
         reply.id = self.store.begin_reply(self.chat_id, settings=self.settings.to_dict())
         reply.status = "streaming"
         info = self.client.info
-        reply.drafter = getattr(info, "drafter", None) if self.settings.speculative else None
+        reply.drafter = info.drafter if info is not None and self.settings.speculative else None
         self._live.start = time.perf_counter()
         self._stats.start()
         self._checkpoint.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QPoint, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QPoint, Qt, QUrl, Signal, SignalInstance, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextDocument
 from PySide6.QtWidgets import QFrame, QLabel, QMessageBox, QScrollArea, QVBoxLayout, QWidget
 
@@ -64,7 +64,7 @@ class ChatView(QScrollArea):
                 signal.connect(slot)
         self._rebuild()
 
-    def _connections(self) -> list[tuple[object, object]]:
+    def _connections(self) -> list[tuple[SignalInstance, Callable[..., object]]]:
         s = self.session
         assert s is not None
         return [

@@ -3,6 +3,8 @@ own. The main window embeds a ChatPanel too and switches its chat."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
@@ -24,6 +26,7 @@ from app.chat_view import ChatView
 from app.context import AppContext
 from app.settings_dialog import ChatSettingsDialog
 from app.speed_panel import attach_speed_panel
+from engine.inference.api import EngineInfo
 
 
 class Composer(QPlainTextEdit):
@@ -45,9 +48,9 @@ class Composer(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
-def spec_label(info: object) -> str:
+def spec_label(info: EngineInfo | None) -> str:
     """What the speculation toggle names: MTP (the default pairing) unless the loaded drafter is another."""
-    drafter = getattr(info, "drafter", None)
+    drafter = info.drafter if info is not None else None
     if not drafter or "MTP" in drafter:
         return "MTP"
     return drafter
@@ -155,7 +158,7 @@ class ChatPanel(QWidget):
         self.ab_button.clicked.connect(self.abRequested)
         self.provenance_toggle = QCheckBox("Token provenance")
         self.provenance_toggle.setToolTip("Colour each token: accepted draft (by depth) or the target's own")
-        self.provenance_toggle.toggled.connect(lambda on: self.view.set_provenance(on))
+        self.provenance_toggle.toggled.connect(self._on_provenance_toggled)
         settings_button = QPushButton("Settings…")
         settings_button.clicked.connect(self.open_settings)
         top.addWidget(self.title, 1)
@@ -241,6 +244,9 @@ class ChatPanel(QWidget):
         self.spec_toggle.setChecked(bool(getattr(settings, "speculative", True)))
         self.spec_toggle.blockSignals(False)
 
+    def _on_provenance_toggled(self, on: bool) -> None:
+        self.view.set_provenance(on)
+
     def _on_spec_toggled(self, on: bool) -> None:
         if self.session is not None:
             from dataclasses import replace
@@ -297,9 +303,9 @@ class ChatPanel(QWidget):
         self._update_prediction(info)
         self.ab_button.setEnabled(self.session is not None and self.session.ab.can_run())
 
-    def _update_prediction(self, info: object) -> None:
+    def _update_prediction(self, info: EngineInfo | None) -> None:
         prediction = self.context.client.prediction
-        self.prediction_label.setVisible(info is not None and bool(getattr(info, "drafter", None)))
+        self.prediction_label.setVisible(info is not None and bool(info.drafter))
         self.prediction_label.setStyleSheet(f"color: {self.context.colors.muted}; padding-left: 4px")
         if prediction is None:
             self.prediction_label.setText("no estimate yet")
@@ -356,7 +362,7 @@ class ChatWindow(QMainWindow):
 
 def add_chat_actions(window: QWidget, panel: ChatPanel) -> dict[str, QAction]:
     """The chat shortcuts, shared by the main window and chat windows."""
-    specs = {
+    specs: dict[str, tuple[str, QKeySequence | QKeySequence.StandardKey, Callable[[], object]]] = {
         "stop": ("Stop generating", QKeySequence("Ctrl+."), panel.stop),
         "regenerate": ("Regenerate last reply", QKeySequence("Ctrl+R"), panel.regenerate),
         "find": ("Find in chat", QKeySequence.StandardKey.Find, panel.find_bar.open),

@@ -15,8 +15,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from app import render, theme
 from app.context import AppContext
 from app.main_window import MainWindow
-from app.worker import EngineFactory, WorkerClient
+from app.worker import WorkerClient
 from engine.config import DrafterKind, LoadConfig
+from engine.inference.api import EngineFactory
 from engine.measure.pair_profile import ProfileStore
 
 ORGANISATION = "Tandem"

@@ -27,6 +27,7 @@ from app.conversations import ConversationSidebar
 from app.labels import describe_model
 from app.speed_panel import attach_speed_panel
 from engine.config import LoadConfig
+from engine.inference.api import EngineInfo
 from engine.units import format_bytes
 
 
@@ -234,7 +235,7 @@ class MainWindow(QMainWindow):
         self.load_progress.show()
         self.load_cancel.show()
 
-    def _on_loaded(self, info: Any) -> None:
+    def _on_loaded(self, info: EngineInfo) -> None:
         self.load_progress.hide()
         self.load_cancel.hide()
         self.model_label.setText(describe_model(info))
@@ -261,9 +262,8 @@ class MainWindow(QMainWindow):
         info = self.context.client.info
         model = ""
         if info is not None:
-            drafter_bytes = getattr(info, "drafter_bytes", 0)
             model = f"model {format_bytes(info.model_bytes)}" + (
-                f" + drafter {format_bytes(drafter_bytes)}" if drafter_bytes else ""
+                f" + drafter {format_bytes(info.drafter_bytes)}" if info.drafter_bytes else ""
             )
             model += " · "
         self.memory_label.setText(f"{model}app memory {format_bytes(rss)}")

@@ -52,7 +52,7 @@ class MessageBrowser(QTextBrowser):
         self.document().setDocumentMargin(2)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
 
-    def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 - Qt override
+    def loadResource(self, kind: int, url: QUrl | str) -> object:  # noqa: N802 - Qt override
         return None  # never fetch anything a model wrote (remote images, local files)
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802
@@ -163,8 +163,8 @@ class MessageWidget(QFrame):
 
     def browsers(self) -> list[MessageBrowser]:
         """Every browser showing part of the body, in order (several only while streaming)."""
-        widgets = (self.body_box.itemAt(i).widget() for i in range(self.body_box.count()))
-        return [w for w in widgets if isinstance(w, MessageBrowser)]
+        items = (self.body_box.itemAt(i) for i in range(self.body_box.count()))
+        return [w for item in items if item is not None and isinstance(w := item.widget(), MessageBrowser)]
 
     # --- full rendering -------------------------------------------------------------------------------
     def refresh(self) -> None:

@@ -171,11 +171,12 @@ class SpeedChart(_ChartView):
         chart = self.chart()
         chart.addSeries(self.spec)
         chart.addSeries(self.plain)
-        self.x = self._axis("reply or A/B run", Qt.AlignmentFlag.AlignBottom)
-        self.y = self._axis("", Qt.AlignmentFlag.AlignLeft)  # the unit is in the title: room for the plot
+        self.x_axis = self._axis("reply or A/B run", Qt.AlignmentFlag.AlignBottom)
+        # The unit is in the title: room for the plot.
+        self.y_axis = self._axis("", Qt.AlignmentFlag.AlignLeft)
         for series in (self.spec, self.plain):
-            series.attachAxis(self.x)
-            series.attachAxis(self.y)
+            series.attachAxis(self.x_axis)
+            series.attachAxis(self.y_axis)
         self.set_colors(colors)
         self.show_points(SpeedPoints((), (), 0))
 
@@ -189,8 +190,9 @@ class SpeedChart(_ChartView):
         self.spec.replace([QPointF(x, y) for x, y in points.speculative])
         self.plain.replace([QPointF(x, y) for x, y in points.plain])
         top = max((y for _, y in points.speculative + points.plain), default=0.0)
-        set_ticks(self.x, max(points.n_runs, 1) + 1, max_ticks=8)  # a run's point never sits on the frame
-        set_ticks(self.y, max(top * 1.1, 10.0), max_ticks=4)
+        # One more tick than runs: a run's point never sits on the frame.
+        set_ticks(self.x_axis, max(points.n_runs, 1) + 1, max_ticks=8)
+        set_ticks(self.y_axis, max(top * 1.1, 10.0), max_ticks=4)
 
 
 class StepChart(_ChartView):
@@ -205,12 +207,12 @@ class StepChart(_ChartView):
         chart = self.chart()
         chart.addSeries(self.k)
         chart.addSeries(self.rate)
-        self.x = self._axis("verify step", Qt.AlignmentFlag.AlignBottom)
-        self.y = self._axis("k", Qt.AlignmentFlag.AlignLeft)
+        self.x_axis = self._axis("verify step", Qt.AlignmentFlag.AlignBottom)
+        self.y_axis = self._axis("k", Qt.AlignmentFlag.AlignLeft)
         self.y_rate = self._axis("%", Qt.AlignmentFlag.AlignRight)
-        self.k.attachAxis(self.x)
-        self.k.attachAxis(self.y)
-        self.rate.attachAxis(self.x)
+        self.k.attachAxis(self.x_axis)
+        self.k.attachAxis(self.y_axis)
+        self.rate.attachAxis(self.x_axis)
         self.rate.attachAxis(self.y_rate)
         self.set_colors(colors)
         self.show_spec(None)
@@ -229,8 +231,8 @@ class StepChart(_ChartView):
         self.rate.replace([QPointF(x, y) for x, y in rate])
         n = len(k_points)
         k_max = max((k for _, k in k_points), default=3)
-        set_ticks(self.x, max(n, 10) + 0.5, max_ticks=6)
-        set_ticks(self.y, max(k_max, 1) + 0.5, max_ticks=6)
+        set_ticks(self.x_axis, max(n, 10) + 0.5, max_ticks=6)
+        set_ticks(self.y_axis, max(k_max, 1) + 0.5, max_ticks=6)
         set_ticks(self.y_rate, 100, max_ticks=4)
 
 
@@ -247,12 +249,12 @@ class HistogramChart(_ChartView):
         chart = self.chart()
         chart.addSeries(self.series)
         chart.legend().setVisible(False)
-        self.x = QBarCategoryAxis()
-        self.x.setTitleText("draft tokens accepted in the step")
-        chart.addAxis(self.x, Qt.AlignmentFlag.AlignBottom)
-        self.series.attachAxis(self.x)
-        self.y = self._axis("steps", Qt.AlignmentFlag.AlignLeft)
-        self.series.attachAxis(self.y)
+        self.x_axis = QBarCategoryAxis()
+        self.x_axis.setTitleText("draft tokens accepted in the step")
+        chart.addAxis(self.x_axis, Qt.AlignmentFlag.AlignBottom)
+        self.series.attachAxis(self.x_axis)
+        self.y_axis = self._axis("steps", Qt.AlignmentFlag.AlignLeft)
+        self.series.attachAxis(self.y_axis)
         self.set_colors(colors)
         self.show_hist(())
 
@@ -265,5 +267,5 @@ class HistogramChart(_ChartView):
         values = list(hist) or [0, 0, 0, 0]
         self.bars.remove(0, self.bars.count())
         self.bars.append([float(v) for v in values])
-        self.x.setCategories([str(i) for i in range(len(values))])
-        set_ticks(self.y, max(max(values) * 1.15, 4.0), max_ticks=4)
+        self.x_axis.setCategories([str(i) for i in range(len(values))])
+        set_ticks(self.y_axis, max(max(values) * 1.15, 4.0), max_ticks=4)

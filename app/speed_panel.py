@@ -26,15 +26,19 @@ from PySide6.QtWidgets import (
 
 from app.ab_view import WARN_COLOR, ABView
 from app.chat_session import ChatSession
+from app.context import AppContext
 from app.records import ChatSettings, MessageItem
 from app.speed_charts import HistogramChart, SpeedChart, StepChart, speed_points
 from app.theme import Colors
+from engine.inference.api import EngineInfo
 from engine.stats import GenerationStats, SpecStats
 
 REFRESH_DELAY_MS = 100
 
 
-def why_not_speculating(settings: ChatSettings | None, info: Any, spec: SpecStats | None) -> str | None:
+def why_not_speculating(
+    settings: ChatSettings | None, info: EngineInfo | None, spec: SpecStats | None
+) -> str | None:
     """Why the chat is not speculating right now, in words; None when it is (or may be)."""
     if info is None:
         return "Not speculating: no model is loaded."
@@ -54,7 +58,7 @@ def last_reply_stats(messages: list[MessageItem]) -> GenerationStats | None:
 
 
 class SpeedPanel(QDockWidget):
-    def __init__(self, context: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, context: AppContext, parent: QWidget | None = None) -> None:
         super().__init__("Speed", parent)
         self.setObjectName("speed_panel")  # QMainWindow.saveState() remembers docks by name
         self.setAllowedAreas(Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea)
@@ -208,7 +212,7 @@ class SpeedPanel(QDockWidget):
         if s is None or not self.isVisible():
             return
         _, tps, _ = s.live_figures()
-        live = (s.settings.speculative and bool(getattr(s.client.info, "drafter", None)), tps)
+        live = (s.settings.speculative and s.client.info is not None and bool(s.client.info.drafter), tps)
         done = [m for m in s.messages if m is not item]
         self.speed_chart.show_points(speed_points(done, live))
 
@@ -245,7 +249,7 @@ class SpeedPanel(QDockWidget):
         self.why_label.setText(why or "")
         self.why_label.setStyleSheet(f"color: {WARN_COLOR[1] if colors.dark else WARN_COLOR[0]}")
 
-        if spec is not None and spec.steps:
+        if stats is not None and spec is not None and spec.steps:
             self.figures_label.setText(
                 f"Last reply: <b>{spec.acceptance_rate:.0%}</b> of drafted tokens accepted · mean accepted "
                 f"length <b>{spec.mean_accepted_length:.2f}</b> · draft length now <b>{spec.current_k}</b> · "

@@ -41,6 +41,14 @@ DRAFTER_TEXT = {
 }
 
 
+def _top_items(tree: QTreeWidget) -> list[QTreeWidgetItem]:
+    return [item for i in range(tree.topLevelItemCount()) if (item := tree.topLevelItem(i)) is not None]
+
+
+def _children(item: QTreeWidgetItem) -> list[QTreeWidgetItem]:
+    return [child for j in range(item.childCount()) if (child := item.child(j)) is not None]
+
+
 def _size(n: int | None) -> str:
     return f"≈ {format_bytes(n)}" if n else "size unknown"
 
@@ -132,7 +140,7 @@ class CatalogTab(QWidget):
         state.downloads.modelsChanged.connect(self.refresh_files)
         self.refresh_fits()
         default = next(i for i in range(self.tree.topLevelItemCount()) if state.catalog.pairs[i].default)
-        self.tree.setCurrentItem(self.tree.topLevelItem(default))
+        self.tree.setCurrentItem(_top_items(self.tree)[default])
 
     # --- fits -----------------------------------------------------------------------------------------------
     def refresh_fits(self) -> None:
@@ -148,16 +156,14 @@ class CatalogTab(QWidget):
     def _on_fits(self, fits: tuple[PairFit, ...]) -> None:
         self.fits = {f.pair_id: f for f in fits}
         colors = self.state.colors
-        for i in range(self.tree.topLevelItemCount()):
-            item = self.tree.topLevelItem(i)
+        for item in _top_items(self.tree):
             fit = self.fits[item.data(COL_NAME, PAIR_ROLE)]
             set_item_badge(item, COL_FIT, fit.badge, colors)
             pair = self.state.catalog.pair(fit.pair_id)
             refs = pair_files(self.state.catalog, pair, fit.best, pair_option(self.state.catalog, pair))
             on_disk = not missing(refs, self.state.store)
             item.setText(COL_SIZE, "✓ on this computer" if on_disk else _size(_total(refs)))
-            for j in range(item.childCount()):
-                child = item.child(j)
+            for child in _children(item):
                 quant = fit.quant(child.data(COL_NAME, QUANT_ROLE))
                 child.setText(COL_NAME, quant.quant + (BEST_MARK if quant.quant == fit.best else ""))
                 set_item_badge(child, COL_FIT, quant.badge, colors)
@@ -219,13 +225,12 @@ class CatalogTab(QWidget):
             self._show_detail()
 
     def select_pair(self, pair_id: str, quant: str | None = None) -> None:
-        for i in range(self.tree.topLevelItemCount()):
-            item = self.tree.topLevelItem(i)
+        for item in _top_items(self.tree):
             if item.data(COL_NAME, PAIR_ROLE) == pair_id:
                 target = item
-                for j in range(item.childCount()):
-                    if item.child(j).data(COL_NAME, QUANT_ROLE) == quant:
-                        target = item.child(j)
+                for child in _children(item):
+                    if child.data(COL_NAME, QUANT_ROLE) == quant:
+                        target = child
                 self.tree.setCurrentItem(target)
 
     # --- details --------------------------------------------------------------------------------------------

@@ -68,7 +68,9 @@ class LocalScan:
 def scan(store: ModelStore) -> LocalScan:
     """Everything on disk, with each model's GGUF metadata (runs off the GUI thread)."""
     rows: list[LocalModel] = []
-    entries = [(e.name, e.path, e.size, e.kind, e.source, True) for e in store.list()]
+    entries: list[tuple[str, Path, int, str, str, bool]] = [
+        (e.name, e.path, e.size, e.kind, e.source, True) for e in store.list()
+    ]
     bundled = default_model_path()
     if bundled is not None:
         entries.append((bundled.name, bundled, bundled.stat().st_size, "plain", "bundled", False))

@@ -1,15 +1,14 @@
-"""`tandem models list | search QUERY | pull REPO[:FILE] | rm NAME | import PATH` (and `fit`, when the
-hardware-fit module is installed)."""
+"""`tandem models list | search QUERY | pull REPO[:FILE] | rm NAME | import PATH | fit PAIR`."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
 from typing import Any
 
+from engine.cli.fit import add_fit_parser
 from engine.store.download import DownloadProgress, download
 from engine.store.hub import choose_gguf, drafter_files, repo_files, search, split_shards
 from engine.store.model_store import ModelStore
@@ -55,15 +54,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("path")
     p.set_defaults(func=_import)
 
-    _add_fit_parser(sub)
-
-
-def _add_fit_parser(sub: Any) -> None:
-    try:
-        fit = importlib.import_module("engine.cli.fit")
-    except ImportError:
-        return  # hardware-fit estimator not available in this build
-    fit.add_fit_parser(sub)
+    add_fit_parser(sub)
 
 
 def _list(args: argparse.Namespace) -> int:

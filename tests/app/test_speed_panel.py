@@ -22,7 +22,7 @@ from app.worker import WorkerClient
 from engine.config import LoadConfig
 from engine.inference.api import EngineInfo
 from engine.measure.ab import ABReport
-from engine.measure.pair_profile import ProfileStore
+from engine.measure.pair_profile import ProfileStore, pair_key
 from engine.stats import GenerationStats, SpecRecorder
 from tests.app.fake_engine import FakeOptions, fake_factory
 
@@ -82,8 +82,14 @@ def test_ab_on_the_tiny_model_shows_both_series_and_identical(qtbot, tiny_contex
     json.dumps(doc)  # the report is plain JSON
     panel.session.reload()
     qtbot.waitUntil(lambda: speed.ab_view.report == report, timeout=2000)
-    # The pair's profile learned from the reply and both A/B sides (acceptance may be thin on random weights).
-    assert (tmp_path / "profiles.json").exists()
+    # The pair's profile learned from the reply and both A/B sides (acceptance may be thin on random weights),
+    # and kept the A/B's measured speedup: read back from the file, as the next start would.
+    info = tiny_context.client.info
+    key = pair_key(LoadConfig(model_path=info.model_path), info)
+    profile = ProfileStore(tmp_path / "profiles.json").get(key)
+    assert profile is not None and profile.generations == 3
+    assert profile.last_ab == pytest.approx(report.spec_tps / report.plain_tps)
+    assert dict(profile.decode_s).get(1, 0.0) > 0.0  # the plain decode time was measured
 
 
 def test_ab_never_blocks_the_gui_thread(qtbot, context, fake_options):

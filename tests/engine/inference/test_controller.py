@@ -76,8 +76,7 @@ def test_shadow_draft_settles_on_the_first_mismatch_or_the_last_token() -> None:
 
 def test_no_proposal_and_disabled() -> None:
     c = DraftLengthController(4)
-    assert c.choose(available=0) == c.choose(available=0)
-    assert c.choose(available=0).k == 0 and c.choose(available=0).reason is None
+    assert c.choose(available=0) == Choice(0)  # nothing proposed: no draft, and nothing to explain
     off = DraftLengthController(0).choose()
     assert off.k == 0 and off.reason is not None and "disabled" in off.reason
 
@@ -151,7 +150,15 @@ def test_switched_off_controller_probes_with_growing_intervals() -> None:
     ]
     assert {ch.k for ch in choices if ch.probe} == {PROBE_K}  # short: a failed probe costs little
     assert {ch.reason for ch in choices if not ch.probe} == {OFF_REASON}
-    assert PROBE_MAX >= 4 * PROBE_MIN
+    # Failed probes keep doubling the wait, up to PROBE_MAX steps between probes.
+    later = []
+    for i in range(12 * PROBE_MAX):
+        if c.choose().probe:
+            later.append(i)
+            c.record_result(PROBE_K, 0)
+        c.record_decode(1, T1)  # the plain step the loop decodes (or the probe's, as cheap as one here)
+    gaps = [b - a for a, b in zip(later, later[1:], strict=False)]
+    assert gaps == sorted(gaps) and max(gaps) == PROBE_MAX and gaps.count(PROBE_MAX) >= 3
 
 
 def test_plain_speed_is_remeasured_when_it_goes_stale() -> None:

@@ -7,8 +7,6 @@ import argparse
 import errno
 import json
 import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -235,12 +233,11 @@ def test_cli_errors_are_typed(store: ModelStore, tmp_path: Path) -> None:
         _run(["models", "import", str(tmp_path / "nope.gguf")])
 
 
-def test_fit_subcommand_is_added_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = types.ModuleType("engine.cli.fit")
-
-    def add_fit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-        sub.add_parser("fit").set_defaults(func=lambda _a: 7)
-
-    fake.add_fit_parser = add_fit_parser  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "engine.cli.fit", fake)
-    assert _run(["models", "fit"]) == 7
+def test_fit_subcommand_judges_a_catalog_pair(capsys: pytest.CaptureFixture[str]) -> None:
+    # A simulated 24 GiB GPU: E2B with its assistant fits there; with no GPU and 2 GiB of RAM it cannot.
+    assert _run(["models", "fit", "gemma4-e2b-mtp", "--vram-gb", "24", "--ram-gb", "32", "--json"]) == 0
+    roomy = json.loads(capsys.readouterr().out)
+    assert _run(["models", "fit", "gemma4-e2b-mtp", "--vram-gb", "0", "--ram-gb", "2", "--json"]) == 0
+    tight = json.loads(capsys.readouterr().out)
+    assert roomy["verdict"] == "fits_gpu" and roomy["hardware"]["fake"] is True
+    assert tight["verdict"] == "too_large"
