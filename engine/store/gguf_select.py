@@ -53,8 +53,8 @@ def split_info(path: str) -> SplitInfo | None:
 
 
 def quant_bits(path: str) -> int:
-    """`extract_quant_bits`: the first number in the file's tag (Q4_0 -> 4, F16 -> 16, UD-Q2_K_XL -> 2), 0 when
-    the tag has none."""
+    """`extract_quant_bits`: the first number in the file's tag (Q4_0 -> 4, F16 -> 16, UD-Q2_K_XL -> 2),
+    0 when the tag has none."""
     info = split_info(path)
     return _first_number(info.tag) if info else 0
 
@@ -115,10 +115,12 @@ def split_files(paths: Iterable[str], first: str) -> tuple[str, ...]:
     return tuple(p for _, p in sorted(shards))
 
 
-def find_best_sibling(paths: Sequence[str], model: str, keyword: str = MTP_KEYWORD, tag: str | None = None) -> str | None:
-    """`find_best_sibling`: among the `.gguf` paths containing `keyword`, those in the model's folder or one of
-    its ancestors (never a sub-folder), ranked by the deepest shared folder, then an exact `-TAG.` match, then
-    the closest bit width (to the tag's, or else to the model's). Ties keep the earlier path. None if none."""
+def find_best_sibling(
+    paths: Sequence[str], model: str, keyword: str = MTP_KEYWORD, tag: str | None = None
+) -> str | None:
+    """`find_best_sibling`: among the `.gguf` paths containing `keyword`, those in the model's folder or one
+    of its ancestors (never a sub-folder), ranked by the deepest shared folder, then an exact `-TAG.` match,
+    then the closest bit width (to the tag's, or else to the model's). Ties keep the earlier path."""
     tag_upper = (tag or "").upper()
     model_bits = _first_number(tag_upper) if tag_upper else quant_bits(model)
     model_dirs = model.split("/")[:-1]

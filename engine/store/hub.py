@@ -89,7 +89,7 @@ class RepoListing:
     def best_drafter(self, model: str | None, tag: str | None = None) -> str | None:
         """The MTP drafter llama.cpp's `-hf` would pair with `model` (find_best_sibling); with no model, the
         one it would pair with the repo's default file."""
-        target = model or find_best_model(self.paths, None)
+        target = model or find_best_model(model_files(self.paths), None)
         return find_best_sibling(self.paths, target or "x.gguf", MTP_KEYWORD, tag)
 
 
@@ -122,7 +122,8 @@ def choose_gguf(repo: str, filenames: Iterable[str], spec: str | None) -> str:
     names = tuple(filenames)
     if spec is not None and spec in names:
         return spec
-    found = find_best_model(names, spec)
+    # model_files, not every name: llama.cpp's rule alone would take an assistant kept in MTP/ for a model
+    found = find_best_model(model_files(names), spec)
     if found is not None:
         return found
     wanted = f"file or tag {spec!r}" if spec else "a GGUF model file"
@@ -197,7 +198,7 @@ def list_repo(
     with hub_errors(repo, has_token=token is not None, endpoint=endpoint, during="reading repo info"):
         info = api.model_info(repo, revision=revision)
         commit = info.sha or revision
-        files = []
+        files: list[RemoteFile] = []
         for entry in api.list_repo_tree(repo, revision=commit, recursive=True):
             if not isinstance(entry, RepoFile):
                 continue  # folders
@@ -264,7 +265,7 @@ def search(
         names = tuple(str(s["rfilename"]) for s in item.get("siblings") or ())
         ggufs = tuple(n for n in names if n.lower().endswith(".gguf"))
         drafters = drafter_files(ggufs)
-        best = find_best_model(ggufs, None)
+        best = find_best_model(model_files(ggufs), None)
         drafter = find_best_sibling(ggufs, best, MTP_KEYWORD) if best else None
         hits.append(
             RepoHit(
