@@ -277,7 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
                 sub = prefix + "/".join(rest[:depth])
                 if sub not in folders and (recursive or depth == 1):
                     folders.add(sub)
-                    entries.append({"type": "directory", "oid": secrets.token_hex(20), "size": 0, "path": sub})
+                    tree_id = secrets.token_hex(20)
+                    entries.append({"type": "directory", "oid": tree_id, "size": 0, "path": sub})
             if len(rest) > 1 and not recursive:
                 continue
             entry: dict[str, object] = {
@@ -287,7 +288,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "path": name,
             }
             if repo.lfs:
-                entry["lfs"] = {"oid": repo.sha256(name), "size": repo.size(name), "pointerSize": _POINTER_SIZE}
+                lfs = {"oid": repo.sha256(name), "size": repo.size(name), "pointerSize": _POINTER_SIZE}
+                entry["lfs"] = lfs
             entries.append(entry)
         if folder and not entries:
             return self._error(404, "EntryNotFound", f"{folder} does not exist on {revision}", repo)
