@@ -319,7 +319,9 @@ class CatalogTab(QWidget):
         if job is not None:
             self.download_button.setText(_job_text(job))
         elif todo:
-            self.download_button.setText(f"Download pair ({_size(_total(todo))})")
+            total = _total(todo)
+            exact = total is not None and all(r.verified for r in todo)  # sizes from the hub's listing
+            self.download_button.setText(f"Download pair ({human_bytes(total) if exact else _size(total)})")
         else:
             self.download_button.setText("Downloaded ✓")
         self.load_button.setEnabled(not todo and chosen is not None)

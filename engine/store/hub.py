@@ -1,5 +1,6 @@
-"""Talking to the Hugging Face Hub through `huggingface_hub`: endpoint and token, repo file metadata,
-GGUF search, MTP drafter detection, and the translation of hub errors into Tandem's typed errors."""
+"""Talking to the Hugging Face Hub through `huggingface_hub`: endpoint and token, a repository's file listing
+(recursive tree at one commit, with sizes and sha256), GGUF search, the MTP drafter llama.cpp's `-hf` would
+pair with a file (engine.store.gguf_select), and the translation of hub errors into Tandem's typed errors."""
 
 from __future__ import annotations
 
