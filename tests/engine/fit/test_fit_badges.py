@@ -173,3 +173,14 @@ def test_discard_partials(tmp_path: Path):
     assert store.discard_partials("acme/x-GGUF", "sub/m.gguf") == 23
     assert keep.exists() and not any(p.exists() for p in mine)
     assert store.discard_partials("acme/none-GGUF", "m.gguf") == 0
+
+
+def test_offload_counts_leave_the_nextn_block_out():
+    """Qwen3.6 27B MTP: 65 blocks = 64 trunk + 1 NextN. llama.cpp's n_gpu_layers counts all 66 (with the
+    output layer) and offloads from the end, NextN block first; people are shown the 64 + output."""
+    fit = pair_fit(load_catalog().pair("qwen3.6-27b-nextn"), fake_hardware((8,), ram_gb=64), 8192)
+    result = fit.quant(fit.best).result if fit.best else None
+    assert result is not None and result.verdict == Verdict.PARTIAL
+    assert result.total_layers == 66 and result.shown_layers == 65
+    assert result.shown_gpu_layers == result.n_gpu_layers - 1  # the NextN block is among the offloaded ones
+    assert fit.badge.text == f"Partial offload ({result.shown_gpu_layers} of 65 layers)"
