@@ -41,6 +41,7 @@ from engine.fit.pair_plan import (
     resolve_pair_files,
 )
 from engine.store.catalog import Pair
+from engine.store.hub import offline_mode
 
 PAIR_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 QUANT_ROLE = int(Qt.ItemDataRole.UserRole) + 2
@@ -358,8 +359,8 @@ class CatalogTab(QWidget):
         if not missing(self.refs(), self.state.store):
             self.status.setText("Already on this computer.")
             return
-        if self.resolved is None and not all(r.pypi for r in self.refs()):
-            self._resolve(then_download=True)
+        if self.resolved is None and not offline_mode() and not all(r.pypi for r in self.refs()):
+            self._resolve(then_download=True)  # offline, the download takes the Hugging Face cache's copy
             return
         self._enqueue()
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from engine.compat.discover import drafter_offer
 from engine.errors import human_bytes
-from engine.fit.pair_plan import FileRef, pair_option, resolve_pair_files
+from engine.fit.pair_plan import FileRef, pair_files, pair_option, resolve_pair_files
 from engine.store.catalog import load_catalog
 from engine.store.download import DownloadProgress, download
 from engine.store.gguf_select import split_info
-from engine.store.hub import choose_gguf, list_repo, search, split_shards
+from engine.store.hub import choose_gguf, list_repo, offline_mode, search, split_shards
 from engine.store.model_store import ModelStore
 
 
@@ -167,6 +167,8 @@ def _pull(args: argparse.Namespace) -> int:
 def _pull_pair(args: argparse.Namespace, pair_id: str, quant: str | None) -> int:
     catalog = load_catalog()
     pair = catalog.pair(pair_id)
+    if offline_mode():  # no listing to read: the files as the catalog names them, from the HF cache
+        return _download_all(list(pair_files(catalog, pair, quant, pair_option(catalog, pair))), args)
     resolved = resolve_pair_files(catalog, pair, quant, pair_option(catalog, pair), list_repo)
     for note in resolved.notes:
         print(f"note: {note}")

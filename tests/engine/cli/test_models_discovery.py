@@ -92,3 +92,12 @@ def test_import_explains_a_drafter_that_does_not_fit(
     out = capsys.readouterr().out
     assert "found mtp-tiny-gemma4.gguf beside this model, but it cannot draft for it (kv-heads)" in out
     assert [e.filename for e in ModelStore().list()] == ["tiny-gemma4.gguf"]
+
+
+def test_pull_pair_offline_uses_the_catalog_names(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No listing can be read offline: the catalog's names are looked up in the Hugging Face cache."""
+    from engine.errors import HubOfflineError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubOfflineError, match="gemma-4-E2B-it-qat-UD-Q4_K_XL.gguf is neither in the store"):
+        run(["models", "pull", "gemma4-e2b-mtp"])
