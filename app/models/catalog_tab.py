@@ -124,6 +124,7 @@ class CatalogTab(QWidget):
         self.load_button.clicked.connect(self.load)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # file names and hub messages are not markup
 
         form = QFormLayout()
         form.addRow("Quantization", self.quant_box)

@@ -144,6 +144,7 @@ class LocalTab(QWidget):
         self.remove_button.clicked.connect(self.remove)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # file names and hub messages are not markup
         details = QWidget()
         d = QVBoxLayout(details)
         d.addWidget(self.title)

@@ -74,6 +74,7 @@ class SearchTab(QWidget):
         self.with_drafter = QCheckBox("Also download its MTP drafter")
         self.drafter_label = QLabel()
         self.drafter_label.setWordWrap(True)
+        self.drafter_label.setTextFormat(Qt.TextFormat.PlainText)  # hub file names are not markup
         self.download_button = QPushButton("Download")
         self.download_button.setEnabled(False)
         self.download_button.clicked.connect(self.download)
