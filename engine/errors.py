@@ -118,6 +118,22 @@ class RemoteFileNotFoundError(DownloadError):
         super().__init__(f"repo {repo} has no file {filename!r}{listing}")
 
 
+class QuantNotFoundError(RemoteFileNotFoundError):
+    """A catalog quantization's file is not in its repository (renamed away, removed, or never there), and no
+    other file carries its tag; the message names what the repository has instead."""
+
+    def __init__(self, repo: str, tag: str, expected: str, instead: tuple[str, ...]) -> None:
+        self.tag = tag
+        self.expected = expected
+        self.instead = instead
+        has = "; ".join(instead) if instead else "no GGUF model files"
+        DownloadError.__init__(
+            self,
+            f"{repo} has no {tag} file (the catalog expected {expected}); the repository has instead: {has}",
+        )
+        self.repo, self.filename, self.available = repo, expected, instead
+
+
 class GatedRepoAccessError(DownloadError):
     """A gated repo refused access: either no token was found or the token's account has no access yet."""
 

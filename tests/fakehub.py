@@ -3,6 +3,9 @@
 It speaks what huggingface_hub 2.4's client expects from the real hub (read from its source):
 - `GET /api/models/{repo}[/revision/{rev}]` -> model info JSON; `?blobs=true` adds size, blobId and
   `lfs: {size, sha256, pointerSize}` to each sibling. Public for gated repos, as on the real hub.
+- `GET /api/models/{repo}/tree/{rev}[/{folder}]?recursive=true` -> the tree listing llama.cpp's `-hf` and
+  `HfApi.list_repo_tree` read: `{type, path, oid, size, lfs: {oid, size, pointerSize}}` per file (and a
+  `directory` entry per folder), paged with a `Link: <...>; rel="next"` header (`tree_page_size`).
 - `GET /api/models?search=&filter=gguf&expand=...&limit=` -> search results (expanded fields only).
 - `HEAD|GET /{repo}/resolve/{rev}/{file}` -> for LFS files a 302 to the "CDN" (a second server, so a different
   origin, like cdn-lfs / cas-bridge) with `X-Repo-Commit`, `X-Linked-Etag` (the sha256), `X-Linked-Size`,
@@ -47,9 +50,13 @@ class FakeRepo:
     lfs: bool = True
     commit: str = field(default_factory=lambda: secrets.token_hex(20))
     declared_sha256: dict[str, str] = field(default_factory=dict)  # lie about a file's sha256
+    declared_size: dict[str, int] = field(default_factory=dict)  # lie about a file's size (listings only)
 
     def sha256(self, name: str) -> str:
         return self.declared_sha256.get(name) or hashlib.sha256(self.files[name]).hexdigest()
+
+    def size(self, name: str) -> int:
+        return self.declared_size.get(name, len(self.files[name]))
 
     def git_oid(self, name: str) -> str:
         data = self.files[name]
@@ -78,6 +85,7 @@ class FakeHub:
         # token -> gated repos it may read; any token in here is a valid login
         self.grants = grants if grants is not None else {}
         self.cut_after: dict[str, int] = {}
+        self.tree_page_size = 1000  # the hub's page size for tree listings without expand
         self.slow: tuple[int, float] | None = None
         self._log: list[Request] = []
         self._lock = threading.Lock()
@@ -177,6 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, None, "Not found")
         if parts[:2] == ["api", "models"] and len(parts) == 2:
             return self._search(query)
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "tree":
+            return self._tree("/".join(parts[2:4]), parts[5], "/".join(parts[6:]), query)
         if parts[:2] == ["api", "models"] and len(parts) in (4, 6):
             repo_id = "/".join(parts[2:4])
             revision = parts[5] if len(parts) == 6 and parts[4] == "revision" else "main"
@@ -248,6 +258,49 @@ class _Handler(BaseHTTPRequestHandler):
                 "lastModified": "2026-01-01T00:00:00.000Z",
             },
         )
+
+    def _tree(self, repo_id: str, revision: str, folder: str, query: dict[str, list[str]]) -> None:
+        repo = self.server.hub.repos.get(repo_id)
+        if repo is None:
+            return self._error(401, "RepoNotFound", "Repository not found")
+        if revision not in ("main", repo.commit):
+            return self._error(404, "RevisionNotFound", "Invalid rev id: " + revision, repo)
+        recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
+        prefix = f"{folder}/" if folder else ""
+        entries: list[dict[str, object]] = []
+        folders: set[str] = set()
+        for name in repo.files:
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix) :].split("/")
+            for depth in range(1, len(rest)):
+                sub = prefix + "/".join(rest[:depth])
+                if sub not in folders and (recursive or depth == 1):
+                    folders.add(sub)
+                    tree_id = secrets.token_hex(20)
+                    entries.append({"type": "directory", "oid": tree_id, "size": 0, "path": sub})
+            if len(rest) > 1 and not recursive:
+                continue
+            entry: dict[str, object] = {
+                "type": "file",
+                "oid": repo.git_oid(name),
+                "size": repo.size(name) if repo.lfs else len(repo.files[name]),
+                "path": name,
+            }
+            if repo.lfs:
+                lfs = {"oid": repo.sha256(name), "size": repo.size(name), "pointerSize": _POINTER_SIZE}
+                entry["lfs"] = lfs
+            entries.append(entry)
+        if folder and not entries:
+            return self._error(404, "EntryNotFound", f"{folder} does not exist on {revision}", repo)
+        start = int(query.get("cursor", ["0"])[0])
+        page = entries[start : start + self.server.hub.tree_page_size]
+        headers = {}
+        if start + len(page) < len(entries):
+            url = f"{self.server.hub.endpoint}{urlsplit(self.path).path}"
+            rec = "true" if recursive else "false"
+            headers["Link"] = f'<{url}?recursive={rec}&cursor={start + len(page)}>; rel="next"'
+        self._json(200, page, headers)
 
     def _resolve(self, repo_id: str, revision: str, name: str) -> None:
         hub = self.server.hub

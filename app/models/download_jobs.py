@@ -86,7 +86,14 @@ class _DownloadWorker(QObject):
                     def report(p: DownloadProgress, index: int = index) -> None:
                         self.progress.emit(order.job_id, index, p)
 
-                    path = download(ref.repo, ref.filename, store=store, progress=report, cancel=order.cancel)
+                    path = download(  # at the commit the hub listing was read at, when resolved
+                        ref.repo,
+                        ref.filename,
+                        revision=ref.revision or "main",
+                        store=store,
+                        progress=report,
+                        cancel=order.cancel,
+                    )
                 self.fileDone.emit(order.job_id, index, path)
         except DownloadCancelledError:
             self.finished.emit(order.job_id, "stopped", "")

@@ -1,6 +1,7 @@
 """On this computer: the downloaded, imported and bundled models with their kind, disk usage and fit badge,
 unfinished downloads and unregistered files; pick a target's drafter among the local files (the usable
-ones selectable, the others greyed with the failed rule), load, import or remove."""
+ones selectable, the others greyed with the failed rule), load, import or remove. Importing a model offers
+the MTP drafter found beside it (engine.compat.discover), after checking it fits the model."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 from app.models.fit_badge import BadgeLabel, set_item_badge
 from app.models.pairing import DrafterList
 from app.models.state import ManagerState, split_view
+from engine.compat.discover import DrafterOffer, drafter_offer
 from engine.compat.options import DrafterOption, local_drafter_options
 from engine.errors import TandemError
 from engine.fit.badges import FitBadge, file_badge
@@ -33,7 +35,7 @@ from engine.fit.pair_plan import load_config
 from engine.fit.planner import FitResult
 from engine.gguf.metadata import GGUFInfo, read_gguf
 from engine.store.default_model import default_model_path
-from engine.store.model_store import KIND_LABELS, ModelStore
+from engine.store.model_store import KIND_LABELS, ModelEntry, ModelStore
 from engine.units import format_bytes
 
 ROW_ROLE = int(Qt.ItemDataRole.UserRole) + 1
@@ -99,6 +101,9 @@ class LocalTab(QWidget):
         self.option: DrafterOption | None = None
         self.result: FitResult | None = None
         self._items: dict[Path, QTreeWidgetItem] = {}
+        self._drafter_of: dict[Path, Path] = {}  # target -> the drafter imported with it (preselected)
+        self._select_after_scan: Path | None = None  # a model just imported
+        self._import_note: str | None = None  # what the import did, shown once it is selected
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Kind", "Size", "Source", "Fit on this computer"])
@@ -142,6 +147,7 @@ class LocalTab(QWidget):
         self.remove_button.clicked.connect(self.remove)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # file names and hub messages are not markup
         details = QWidget()
         d = QVBoxLayout(details)
         d.addWidget(self.title)
@@ -203,8 +209,14 @@ class LocalTab(QWidget):
             f"{len(result.models)} model(s), {format_bytes(total)} in {result.models_dir} · "
             f"{format_bytes(result.free_bytes)} free on that disk"
         )
+        wanted, self._select_after_scan = self._select_after_scan, None
+        if wanted in self._items:
+            current = wanted
         if current in self._items:
             self.tree.setCurrentItem(self._items[current])
+        if self._import_note is not None:
+            self.status.setText(self._import_note)
+            self._import_note = None
         else:
             self.model = None
             self._show_detail()
@@ -250,7 +262,8 @@ class LocalTab(QWidget):
             assert self.model.info is not None
             infos = [m.info for m in self.scan.models if m.info is not None]
             options = local_drafter_options(self.model.info, infos)
-            self.drafters.set_options(options, None)
+            preferred = self._drafter_of.get(self.model.path)
+            self.drafters.set_options(options, f"assistant:{preferred}" if preferred else None)
             self.option = self.drafters.selected
         else:
             self.drafters.set_options((), None)
@@ -334,11 +347,41 @@ class LocalTab(QWidget):
             self.import_path(Path(path))
 
     def import_path(self, path: Path) -> None:
+        """Import `path`; when an MTP drafter lies beside it, offer to import that too as its drafter."""
         store = self.state.store
         self.status.setText(f"Importing {path.name} (checking and hashing the file)…")
 
-        def done(entry: object) -> None:
-            self.status.setText(f"Imported {path.name}.")
+        def work() -> tuple[ModelEntry, DrafterOffer | None]:
+            entry = store.import_file(path)
+            return entry, (drafter_offer(path) if entry.kind != "mtp-assistant" else None)
+
+        self.state.runner.run(work, lambda r: self._on_imported(path, *r), self._on_error)
+
+    def _on_imported(self, path: Path, entry: ModelEntry, offer: DrafterOffer | None) -> None:
+        self._import_note = f"Imported {path.name}."
+        self._select_after_scan = entry.path
+        if offer is not None and not offer.usable:
+            self._import_note = f"Imported {path.name}; {offer.refusal}."
+        elif offer is not None:
+            answer = QMessageBox.question(
+                self,
+                "MTP drafter found",
+                f"{offer.question[0].upper()}{offer.question[1:]}\n\n{offer.path} "
+                f"({format_bytes(offer.size)}) is a Gemma 4 MTP assistant that fits this model: it drafts "
+                "tokens the model then checks, so replies come faster and stay exactly the model's.",
+            )
+            if answer == QMessageBox.StandardButton.Yes:
+                self._import_drafter(entry, offer)
+                return
+        self.refresh()
+
+    def _import_drafter(self, target: ModelEntry, offer: DrafterOffer) -> None:
+        store = self.state.store
+        self.status.setText(f"Importing the drafter {offer.path.name}…")
+
+        def done(drafter: ModelEntry) -> None:
+            self._drafter_of[target.path] = drafter.path
+            self._import_note = f"Imported {target.path.name} with its drafter {drafter.path.name}."
             self.refresh()
 
-        self.state.runner.run(lambda: store.import_file(path), done, self._on_error)
+        self.state.runner.run(lambda: store.import_file(offer.path), done, self._on_error)

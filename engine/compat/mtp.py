@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from engine.errors import IncompatibleDrafterError
+from engine.gguf.metadata import CENTROID_HEAD_REASON
 
 GEMMA4 = "gemma4"
 GEMMA4_ASSISTANT = "gemma4-assistant"
@@ -54,6 +55,7 @@ RULE_VOCAB = "vocab-size"
 RULE_HEAD_DIM = "head-dim"
 RULE_HEAD_DIM_SWA = "head-dim-swa"
 RULE_KV_HEADS = "kv-heads"
+RULE_CENTROID_HEAD = "centroid-head"
 
 
 class ModelMeta(Protocol):
@@ -83,6 +85,8 @@ class ModelMeta(Protocol):
     def value_length_swa(self) -> int | None: ...
     @property
     def name(self) -> str | None: ...
+    @property
+    def has_centroid_head(self) -> bool: ...
 
     def arch_get(self, suffix: str, default: object = None) -> object: ...
 
@@ -116,7 +120,9 @@ def mtp_capability(info: ModelMeta) -> MTPCapability:
         )
     if info.kind == "gemma4-assistant":
         n = info.nextn_predict_layers or (info.block_count or 0)
-        return MTPCapability("gemma4-assistant", None, n_mtp_layers=n)
+        centroids = info.has_centroid_head
+        reason = f"this assistant cannot be loaded: {CENTROID_HEAD_REASON}" if centroids else None
+        return MTPCapability("gemma4-assistant", reason, n_mtp_layers=n)
     if info.kind == "nextn":
         n = info.nextn_predict_layers
         if arch not in NEXTN_ARCHITECTURES:
@@ -184,6 +190,8 @@ def check_assistant_pair(target: ModelMeta, assistant: ModelMeta) -> None:
             RULE_NOT_ASSISTANT,
             f"{a_name} is a '{assistant.architecture}' model, not a Gemma 4 -assistant drafter",
         )
+    if assistant.has_centroid_head:
+        raise _refuse(RULE_CENTROID_HEAD, f"{a_name}: {CENTROID_HEAD_REASON}")
     if target.architecture != GEMMA4:
         raise _refuse(
             RULE_TARGET_ARCH,

@@ -87,8 +87,8 @@ def _breakdown(result: FitResult, hw: HardwareInfo) -> list[str]:
     free = {d.name: d.free_bytes for d in hw.offload_devices}
     free[CPU] = hw.ram_available_bytes
     lines = [
-        f"At {result.n_ctx} tokens of context (KV {e.settings.kv_type}), {result.n_gpu_layers} of "
-        f"{result.total_layers} layers on the GPU:"
+        f"At {result.n_ctx} tokens of context (KV {e.settings.kv_type}), {result.shown_gpu_layers} of "
+        f"{result.shown_layers} layers on the GPU:"
     ]
     for dev in e.devices:
         parts = memory_parts(e, dev)
@@ -107,7 +107,7 @@ def badge_for(result: FitResult, hw: HardwareInfo, *, has_drafter: bool) -> FitB
     """The badge of a fit() result on `hw`; `has_drafter`: the pair asked for a drafter model or head."""
     text = VERDICT_TEXT[result.verdict]
     if result.verdict == Verdict.PARTIAL:
-        text += f" ({result.n_gpu_layers} of {result.total_layers} layers)"
+        text += f" ({result.shown_gpu_layers} of {result.shown_layers} layers)"
     breakdown = _breakdown(result, hw)
     lines = [f"{text}: {result.explanation}", f"This computer: {hardware_summary(hw)}", *breakdown]
     lines += [f"• {n}" for n in result.notes]

@@ -12,8 +12,12 @@ Mirrors the pinned llama.cpp (vendor/llama.cpp/src):
 - compute buffer (sched_reserve): the worst-case graph of n_ubatch tokens. Measured on CPU (see
   tests/engine/test_fit.py) it is the larger of the output phase, n_outputs x n_vocab f32 logits +
   2 x n_ubatch x n_embd f32, and the layer phase: the attention masks (n_kv x n_ubatch, f16 with flash
-  attention, f32 without) plus n_ubatch x (3 n_ff + 4 n_embd) f32 of FFN temporaries, or without flash
-  attention the n_head x n_kv x n_ubatch f32 score matrix when larger.
+  attention, f32 without) plus the larger of n_ubatch x (3 n_ff + 4 n_embd) f32 of FFN temporaries and the
+  attention's: n_ubatch x (2 n_head x head_k + 4 n_embd) f32 (Q and the attention output; Gemma 4 heads are
+  512 wide, so this wins on its assistants), and without flash attention the n_head x n_kv x n_ubatch f32
+  score matrix too. ggml's allocator fragments its arena differently at each context, so llama.cpp's own
+  figure moves non-monotonically around this (within -12 % .. +6 % on the catalog models at full size,
+  docs/fit-real-shapes.md).
 GPU-side splits (host compute buffer, weight copies for CPU layers under partial offload) follow the source
 but could not be measured here (no GPU): treat them as estimates.
 """
@@ -213,9 +217,10 @@ def _compute_bytes(
     mask_bytes = sum(c * t * (2 if s.flash_attn else 4) for c in caches)
     ffn = t * 4 * (3 * spec.n_ff + 4 * spec.n_embd)
     attn = 0
-    if not s.flash_attn and attn_layers:
+    if attn_layers:
         head_k = max(layer.head_k for layer in attn_layers)
-        attn = t * 4 * (spec.n_head * n_kv + 4 * spec.n_embd + 2 * spec.n_head * head_k)
+        scores = 0 if s.flash_attn else spec.n_head * n_kv
+        attn = t * 4 * (scores + 4 * spec.n_embd + 2 * spec.n_head * head_k)
     return max(mask_bytes + max(ffn, attn), out_phase)
 
 

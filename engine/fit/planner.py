@@ -68,6 +68,20 @@ class FitResult:
     choice: DrafterChoice = "keep"
     explanation: str = ""
     notes: tuple[str, ...] = field(default=())
+    n_nextn: int = 0  # embedded NextN blocks: counted by llama.cpp's n_gpu_layers, not shown to people
+
+    @property
+    def shown_layers(self) -> int:
+        """The layers a person counts: the trunk (block_count - nextn_predict_layers) plus the output layer,
+        as llama.cpp logs "offloaded N/M layers" for a model without NextN blocks."""
+        return self.total_layers - self.n_nextn
+
+    @property
+    def shown_gpu_layers(self) -> int:
+        """Of `shown_layers`, those on the GPU. llama.cpp offloads from the end: the output layer first,
+        then the NextN blocks (stored last), then the trunk from its last block down."""
+        on_gpu = min(self.n_gpu_layers, self.total_layers)
+        return on_gpu - min(self.n_nextn, max(on_gpu - 1, 0))
 
     def breakdown(self) -> list[str]:
         """Lines for a tooltip: what goes where."""
@@ -85,6 +99,12 @@ class FitResult:
                 f"({', '.join(parts)})"
             )
         return lines + list(self.notes)
+
+
+def _shown(ngl: int, p: _Planner) -> int:
+    """n_gpu_layers in the layers a person counts (FitResult.shown_gpu_layers)."""
+    on_gpu = min(ngl, p.full)
+    return on_gpu - min(p.target.n_nextn, max(on_gpu - 1, 0))
 
 
 def memory_parts(e: MemoryEstimate, dev: str) -> list[str] | None:
@@ -299,6 +319,7 @@ def fit(
             choice,
             explanation,
             tuple(dict.fromkeys(notes + list(e.notes))),
+            p.target.n_nextn,
         )
 
     d_on: Placement = "gpu" if has_drafter else "none"
@@ -334,7 +355,8 @@ def fit(
                 Verdict.PARTIAL,
                 ngl,
                 placement,
-                f"{ngl} of {p.full} layers fit on the GPU; the rest runs on the CPU"
+                f"{_shown(ngl, p)} of {p.full - p.target.n_nextn} layers fit on the GPU; "
+                "the rest runs on the CPU"
                 + (f" (drafter on the {placement.upper()})" if has_drafter else "")
                 + ".",
             )

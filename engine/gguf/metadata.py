@@ -37,6 +37,19 @@ KNOWN_VOCAB_MODELS = (
 )
 VOCAB_MODELS_WITH_MERGES = frozenset({"gpt2", "hybriddna", "whitespace", "gemma4"})
 
+# Gemma 4 E2B/E4B assistants converted from Google's checkpoints with their centroid ("ordered embedding")
+# LM head keep these tensors. The pinned llama.cpp asks for them with an empty shape
+# (src/models/gemma4-assistant.cpp) and its loader fails on any real one ("vector::_M_range_check"); its own
+# converter drops them (conversion/gemma.py, Gemma4AssistantModel.filter_tensors) and drafts with the dense
+# tied head. Measured with tests/fixtures/published_shapes.py.
+CENTROID_HEAD_TENSORS = ("masked_embd_centroids.weight", "masked_embd_ordering")
+CENTROID_HEAD_REASON = (
+    "it carries a centroid ('ordered embedding') LM head (masked_embd_centroids / masked_embd_ordering), "
+    "which the bundled llama.cpp cannot load; use the GGUF converted by upstream llama.cpp (its "
+    "convert_hf_to_gguf.py drops those tensors and drafts with the dense head), e.g. the mtp-*.gguf of "
+    "the model's GGUF repository"
+)
+
 __all__ = ["GGUFInfo", "ModelKind", "TensorInfo", "read_gguf", "validate_model_file"]
 
 
@@ -102,6 +115,22 @@ class GGUFInfo:
 
     def tensor(self, name: str) -> TensorInfo | None:
         return next((t for t in self.tensors if t.name == name), None)
+
+    @property
+    def has_centroid_head(self) -> bool:
+        """A centroid LM head the pinned llama.cpp refuses (see CENTROID_HEAD_TENSORS); a one-element
+        placeholder is what its loader expects, so only real ones count."""
+        return any(t.name in CENTROID_HEAD_TENSORS and t.n_elements > 1 for t in self.tensors)
+
+    @property
+    def n_trunk_layers(self) -> int | None:
+        """The blocks a plain forward pass runs: block_count less the embedded NextN (MTP) blocks, which
+        llama.cpp stores last and loads only for an MTP context. An assistant's blocks are all MTP blocks."""
+        if self.block_count is None:
+            return None
+        if self.kind == "gemma4-assistant":
+            return self.block_count
+        return max(self.block_count - self.nextn_predict_layers, 0)
 
 
 def _read_array_from(path: Path, ref: ArrayRef) -> tuple[object, ...]:
@@ -250,6 +279,8 @@ def _check_architecture(info: GGUFInfo) -> None:
         )
     if arch not in LLAMA_CPP_ARCHITECTURES:
         raise ModelFileError(info.path, f"architecture '{arch}' is not supported by the bundled llama.cpp")
+    if info.has_centroid_head:
+        raise ModelFileError(info.path, f"this Gemma 4 assistant cannot be used: {CENTROID_HEAD_REASON}")
     for suffix in ("context_length", "embedding_length", "block_count"):
         if _int_or_none(info.arch_get(suffix)) is None:
             raise ModelFileError(info.path, f"required key '{arch}.{suffix}' is missing or not a number")

@@ -1,8 +1,10 @@
 """The curated pair catalog (resources/catalog.json), loaded and validated into plain dataclasses.
 
 Other modules (model store, GUI model manager, fit estimator) read pairs from here. Numbers that could not be
-verified offline stay None: file sizes and sha256 are resolved from the hub at download time; `approx_bytes`
-gives a planning estimate (parameters x typical bits per weight) clearly marked as such.
+verified offline stay None: file sizes and sha256 are resolved from the hub's listing at download time
+(engine.store.resolve); `approx_bytes` gives a planning estimate (parameters x typical bits per weight)
+clearly marked as such. A quantization may live in another repository than its model's (`Quant.repo`), and
+names where its file name came from (`Quant.source`, a key of the catalog's `sources`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ TYPICAL_BPW: dict[str, float] = {
     "F32": 32.0, "F16": 16.0, "BF16": 16.0, "MTP": 16.0,
     "Q8_0": 8.5, "Q6_K": 6.56, "Q5_K_M": 5.69, "Q5_K_S": 5.54, "Q5_1": 6.0, "Q5_0": 5.5,
     "Q4_K_M": 4.89, "Q4_K_S": 4.58, "Q4_1": 5.0, "Q4_0": 4.55, "IQ4_XS": 4.25, "IQ4_NL": 4.5,
-    "UD-Q4_K_XL": 5.0, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "Q2_K": 3.0,
+    "UD-Q4_K_XL": 5.0, "UD-Q2_K_XL": 3.2, "Q3_K_M": 3.91, "Q3_K_S": 3.5, "Q2_K": 3.0,
 }  # fmt: skip
 
 ARCH_INT_FIELDS = (
@@ -80,13 +82,14 @@ class ArchNumbers:
 
 @dataclass(frozen=True, slots=True)
 class Quant:
-    name: str  # "Q4_K_M", "UD-Q4_K_XL", "MTP"...
-    file: str  # path inside the repository
+    name: str  # "Q4_K_M", "UD-Q4_K_XL", "MTP"...: also the tag the file is looked up by in a listing
+    file: str  # path inside the repository, as the catalog expects it
     size_bytes: int | None  # exact, when verified; else resolved at download time
     sha256: str | None
-    verified: bool  # the file name (and size/sha, when given) was checked against the real file
-    alt_files: tuple[str, ...] = ()
+    verified: bool  # name, size and sha256 were read from the real file or a real listing
     approx_bytes: int | None = None  # planning estimate when size_bytes is None
+    repo: str | None = None  # the repository holding this file, when not the model's
+    source: str | None = None  # where the file name came from (the text of a catalog `sources` entry)
 
     @property
     def bits_per_weight(self) -> float | None:
@@ -108,6 +111,10 @@ class ModelEntry:
     arch: ArchNumbers
     quants: tuple[Quant, ...]
     pypi: Mapping[str, str] | None = None  # {"package", "version", "member"} for models shipped in a wheel
+
+    def repo_of(self, quant: Quant) -> str | None:
+        """The repository `quant`'s file is downloaded from."""
+        return quant.repo or self.repo
 
     def quant(self, name: str) -> Quant:
         for q in self.quants:
@@ -216,7 +223,12 @@ def _arch(raw: Mapping[str, Any], where: str) -> ArchNumbers:
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _quant(raw: Mapping[str, Any], where: str, params_b: float | None) -> Quant:
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _quant(
+    raw: Mapping[str, Any], where: str, params_b: float | None, sources: Mapping[str, str]
+) -> Quant:
     name = _need(raw, "name", str, where)
     where = f"{where}[{name}]"
     size = _positive(_opt(raw, "size_bytes", int, where), "size_bytes", where)
@@ -231,19 +243,30 @@ def _quant(raw: Mapping[str, Any], where: str, params_b: float | None) -> Quant:
         approx = int(params_b * 1e9 * bpw / 8)
     else:
         approx = None
-    alt = _opt(raw, "alt_files", list, where) or []
+    repo = _opt(raw, "repo", str, where)
+    if repo is not None and not _REPO_ID.match(repo):
+        raise CatalogError(f"{where}: 'repo' must be owner/name, not {repo!r}")
+    source_key = _opt(raw, "source", str, where)
+    if source_key is not None and source_key not in sources:
+        raise CatalogError(f"{where}: source '{source_key}' is not in the catalog's sources")
+    unknown = set(raw) - {
+        "name", "file", "size_bytes", "sha256", "verified", "approx_size_gb", "repo", "source"
+    }  # fmt: skip
+    if unknown:
+        raise CatalogError(f"{where}: unknown keys {sorted(unknown)}")
     return Quant(
         name=name,
         file=_need(raw, "file", str, where),
         size_bytes=size,
         sha256=sha,
         verified=bool(_need(raw, "verified", bool, where)),
-        alt_files=tuple(str(a) for a in alt),
         approx_bytes=approx,
+        repo=repo,
+        source=sources[source_key] if source_key is not None else None,
     )
 
 
-def _model(model_id: str, raw: Mapping[str, Any]) -> ModelEntry:
+def _model(model_id: str, raw: Mapping[str, Any], sources: Mapping[str, str]) -> ModelEntry:
     where = f"models.{model_id}"
     role = _need(raw, "role", str, where)
     if role not in ROLES:
@@ -252,7 +275,7 @@ def _model(model_id: str, raw: Mapping[str, Any]) -> ModelEntry:
     quants_raw = _need(raw, "quants", list, where)
     if not quants_raw:
         raise CatalogError(f"{where}: needs at least one quantization")
-    quants = tuple(_quant(q, f"{where}.quants", params_b) for q in quants_raw)
+    quants = tuple(_quant(q, f"{where}.quants", params_b, sources) for q in quants_raw)
     if len({q.name.lower() for q in quants}) != len(quants):
         raise CatalogError(f"{where}: duplicate quantization names")
     arch = _arch(_need(raw, "arch", dict, where), where)
@@ -321,8 +344,10 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
     """Validate the decoded JSON; every problem is a CatalogError naming the entry and the key."""
     if data.get("schema") != 1:
         raise CatalogError(f"unsupported catalog schema {data.get('schema')!r} (expected 1)")
+    sources_raw = _opt(data, "sources", dict, "catalog") or {}
+    sources = {str(k): _need(sources_raw, k, str, "sources") for k in sources_raw}
     models_raw = _need(data, "models", dict, "catalog")
-    models = {mid: _model(mid, _need(models_raw, mid, dict, "models")) for mid in models_raw}
+    models = {mid: _model(mid, _need(models_raw, mid, dict, "models"), sources) for mid in models_raw}
     pairs = tuple(_pair(p, models) for p in _need(data, "pairs", list, "catalog"))
     ids = [p.id for p in pairs]
     if len(set(ids)) != len(ids):

@@ -1,6 +1,7 @@
 """Downloading model files from the Hugging Face Hub into the store.
 
-Everything on the wire goes through `huggingface_hub`: `HfApi.model_info` for the file's size and LFS sha256,
+Everything on the wire goes through `huggingface_hub`: the repository's tree listing at its current commit
+(engine.store.hub.list_repo, as llama.cpp's `-hf` reads it) for the file's size and LFS sha256,
 `get_hf_file_metadata` for the HEAD of `/resolve` (redirect to the CDN, auth), and `file_download.http_get`
 for the bytes (Range resume, retries on a dropped connection). `hf_hub_download` itself is not used:
 since huggingface_hub 1.x it writes every attempt to a process-unique temp file and deletes it on failure,

@@ -1,17 +1,16 @@
-"""Talking to the Hugging Face Hub through `huggingface_hub`: endpoint and token, repo file metadata,
-GGUF search, MTP drafter detection, and the translation of hub errors into Tandem's typed errors."""
+"""Talking to the Hugging Face Hub through `huggingface_hub`: endpoint and token, a repository's file listing
+(recursive tree at one commit, with sizes and sha256), GGUF search, the MTP drafter llama.cpp's `-hf` would
+pair with a file (engine.store.gguf_select), and the translation of hub errors into Tandem's typed errors."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 import httpx2
-from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub import HfApi, RepoFile, constants, get_token
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -33,14 +32,22 @@ from engine.errors import (
     RemoteFileNotFoundError,
     RepoNotFoundError,
 )
+from engine.store.gguf_select import (
+    DEFAULT_TAGS,
+    MTP_KEYWORD,
+    drafter_files,
+    find_best_model,
+    find_best_sibling,
+    is_drafter_file,
+    model_files,
+    split_files,
+)
 
-# llama.cpp's `-hf` convention: a repo's MTP drafter is an `mtp-*.gguf` at its root; some repos keep drafters
-# in an `MTP/` folder instead.
-_DRAFTER_DIR = "MTP"
-_DRAFTER_PREFIX = "mtp-"
+__all__ = ["drafter_files", "model_files"]  # re-exported for callers that list a repo's files
+
 SEARCH_TIMEOUT_S = 15.0
-DEFAULT_QUANT = "Q4_K_M"  # what llama.cpp's `-hf repo` picks when no tag is given
-_SPLIT_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+MAX_LISTED_FILES = 20_000  # a listing is paged by the hub; stop following pages past this many files
+DEFAULT_QUANT = DEFAULT_TAGS[0]  # what llama.cpp's `-hf repo` tries first when no tag is given
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,66 +68,67 @@ class RemoteFile:
 
 
 @dataclass(frozen=True, slots=True)
+class RepoListing:
+    """Every file of a repository at one commit, as the hub's recursive tree listing gives them."""
+
+    repo: str
+    revision: str  # the commit the listing was taken at
+    files: tuple[RemoteFile, ...]
+    gated: bool = False
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(f.filename for f in self.files)
+
+    def file(self, path: str) -> RemoteFile | None:
+        return next((f for f in self.files if f.filename == path), None)
+
+    def size_of(self, paths: Iterable[str]) -> int:
+        by_name = {f.filename: f.size for f in self.files}
+        return sum(by_name.get(p, 0) for p in paths)
+
+    def best_drafter(self, model: str | None, tag: str | None = None) -> str | None:
+        """The MTP drafter llama.cpp's `-hf` would pair with `model` (find_best_sibling); with no model, the
+        one it would pair with the repo's default file."""
+        target = model or find_best_model(model_files(self.paths), None)
+        return find_best_sibling(self.paths, target or "x.gguf", MTP_KEYWORD, tag)
+
+
+@dataclass(frozen=True, slots=True)
 class RepoHit:
     repo: str
     downloads: int
     likes: int
     gguf_files: tuple[str, ...]  # every .gguf in the repo, drafters included
-    has_mtp_drafter: bool
+    has_mtp_drafter: bool  # llama.cpp's -hf would find a drafter for the repo's default model
     gated: bool
-    drafter_files: tuple[str, ...] = ()
+    drafter_files: tuple[str, ...] = ()  # every drafter-looking file (mtp-*, MTP/)
+    drafter: str | None = None  # the one find_best_sibling picks for the default model
 
 
 def is_mtp_drafter(filename: str) -> bool:
-    path = PurePosixPath(filename)
-    if path.suffix.lower() != ".gguf":
-        return False
-    at_root = len(path.parts) == 1 and path.name.lower().startswith(_DRAFTER_PREFIX)
-    return at_root or (len(path.parts) == 2 and path.parts[0] == _DRAFTER_DIR)
-
-
-def drafter_files(filenames: Iterable[str]) -> tuple[str, ...]:
-    return tuple(f for f in filenames if is_mtp_drafter(f))
-
-
-def model_files(filenames: Iterable[str]) -> tuple[str, ...]:
-    """GGUF files that are models to chat with (not drafters, not the 2nd.. shards of a split model)."""
-    out = []
-    for f in filenames:
-        shard = _SPLIT_SHARD.search(f)
-        if f.lower().endswith(".gguf") and not is_mtp_drafter(f) and (shard is None or shard[1] == "00001"):
-            out.append(f)
-    return tuple(out)
+    return is_drafter_file(filename)
 
 
 def split_shards(filenames: Iterable[str], first: str) -> tuple[str, ...]:
     """All shards of a split GGUF (`x-00001-of-00003.gguf` ...) in order, given the first one; llama.cpp
     loads the first and needs the others beside it. A file that is not split gives just itself."""
-    match = _SPLIT_SHARD.search(first)
-    if match is None:
-        return (first,)
-    stem, count = first[: match.start()], match[2]
-    pattern = re.compile(rf"{re.escape(stem)}-\d{{5}}-of-{count}\.gguf", re.IGNORECASE)
-    return tuple(sorted(f for f in filenames if pattern.fullmatch(f)))
+    return split_files(filenames, first)
 
 
 def choose_gguf(repo: str, filenames: Iterable[str], spec: str | None) -> str:
     """Which file `tandem models pull REPO[:SPEC]` means. SPEC is a file name or, as with llama.cpp's
-    `-hf repo:TAG`, a quantisation tag (Q4_K_M, Q8_0, ...). Without SPEC: the only model file, else Q4_K_M."""
+    `-hf repo:TAG`, a quantisation tag (Q4_K_M, Q8_0, UD-Q4_K_XL ...) picked by llama.cpp's own rule
+    (find_best_model); without SPEC: Q4_K_M, else Q8_0, else the first model file."""
     names = tuple(filenames)
-    candidates = model_files(names)
     if spec is not None and spec in names:
         return spec
-    tag = (spec or DEFAULT_QUANT).lower()
-    if spec is None and len(candidates) == 1:
-        return candidates[0]
-    tagged = [f for f in candidates if re.search(rf"[-._]{re.escape(tag)}[-._]", f.lower())]
-    if len(tagged) == 1:
-        return tagged[0]
-    wanted = f"file or tag {spec!r}" if spec else f"a single GGUF (and no {DEFAULT_QUANT} file)"
-    if len(tagged) > 1:
-        raise DownloadError(f"repo {repo}: several files match {wanted}: {', '.join(tagged)}; name one")
-    raise RemoteFileNotFoundError(repo, spec or wanted, candidates)
+    # model_files, not every name: llama.cpp's rule alone would take an assistant kept in MTP/ for a model
+    found = find_best_model(model_files(names), spec)
+    if found is not None:
+        return found
+    wanted = f"file or tag {spec!r}" if spec else "a GGUF model file"
+    raise RemoteFileNotFoundError(repo, wanted, model_files(names))
 
 
 def hub_endpoint() -> str:
@@ -178,41 +186,55 @@ def hub_errors(
         ) from exc
 
 
-def repo_files(
+def list_repo(
     repo: str, *, revision: str = "main", token: str | None = None, endpoint: str | None = None
-) -> tuple[tuple[RemoteFile, ...], bool]:
-    """Every file of `repo` at `revision` with size and hashes, and whether the repo is gated."""
+) -> RepoListing:
+    """The repository's files at `revision`, as llama.cpp's `-hf` reads them (`common/hf-cache.cpp`
+    `get_repo_files`): the commit the revision points to, then the recursive tree listing at that commit,
+    whose `lfs.oid` is each file's sha256 and `size` its bytes (`expand` is not needed for either, and
+    would cut the pages from 1000 entries to 50)."""
     endpoint = endpoint or hub_endpoint()
     token = resolve_token(token)
     api = HfApi(endpoint=endpoint, token=token or False)
     with hub_errors(repo, has_token=token is not None, endpoint=endpoint, during="reading repo info"):
-        info = api.model_info(repo, revision=revision, files_metadata=True)
-    commit = info.sha or revision
-    files = []
-    for sib in info.siblings or ():
-        lfs = sib.lfs
-        size = lfs.size if lfs is not None else sib.size
-        files.append(
-            RemoteFile(
-                repo=repo,
-                filename=sib.rfilename,
-                revision=commit,
-                size=size if size is not None else 0,
-                sha256=lfs.sha256 if lfs is not None else None,
-                git_oid=sib.blob_id,
+        info = api.model_info(repo, revision=revision)
+        commit = info.sha or revision
+        files: list[RemoteFile] = []
+        for entry in api.list_repo_tree(repo, revision=commit, recursive=True):
+            if not isinstance(entry, RepoFile):
+                continue  # folders
+            if len(files) >= MAX_LISTED_FILES:
+                raise DownloadError(f"repo {repo} lists more than {MAX_LISTED_FILES} files; name the file")
+            lfs = entry.lfs
+            files.append(
+                RemoteFile(
+                    repo=repo,
+                    filename=entry.path,
+                    revision=commit,
+                    size=int(lfs.size if lfs is not None else entry.size),
+                    sha256=lfs.sha256 if lfs is not None else None,
+                    git_oid=entry.blob_id,
+                )
             )
-        )
-    return tuple(files), bool(info.gated)
+    return RepoListing(repo, commit, tuple(files), bool(info.gated))
+
+
+def repo_files(
+    repo: str, *, revision: str = "main", token: str | None = None, endpoint: str | None = None
+) -> tuple[tuple[RemoteFile, ...], bool]:
+    """Every file of `repo` at `revision` with size and hashes, and whether the repo is gated."""
+    listing = list_repo(repo, revision=revision, token=token, endpoint=endpoint)
+    return listing.files, listing.gated
 
 
 def remote_file(
     repo: str, filename: str, *, revision: str = "main", token: str | None = None, endpoint: str | None = None
 ) -> RemoteFile:
-    files, _ = repo_files(repo, revision=revision, token=token, endpoint=endpoint)
-    for f in files:
-        if f.filename == filename:
-            return f
-    raise RemoteFileNotFoundError(repo, filename, model_files(f.filename for f in files))
+    listing = list_repo(repo, revision=revision, token=token, endpoint=endpoint)
+    found = listing.file(filename)
+    if found is None:
+        raise RemoteFileNotFoundError(repo, filename, model_files(listing.paths))
+    return found
 
 
 def search(
@@ -244,15 +266,18 @@ def search(
         names = tuple(str(s["rfilename"]) for s in item.get("siblings") or ())
         ggufs = tuple(n for n in names if n.lower().endswith(".gguf"))
         drafters = drafter_files(ggufs)
+        best = find_best_model(model_files(ggufs), None)
+        drafter = find_best_sibling(ggufs, best, MTP_KEYWORD) if best else None
         hits.append(
             RepoHit(
                 repo=str(item["id"]),
                 downloads=int(item.get("downloads") or 0),
                 likes=int(item.get("likes") or 0),
                 gguf_files=ggufs,
-                has_mtp_drafter=bool(drafters),
+                has_mtp_drafter=drafter is not None,
                 gated=bool(item.get("gated")),
                 drafter_files=drafters,
+                drafter=drafter,
             )
         )
     return hits

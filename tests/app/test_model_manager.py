@@ -90,10 +90,11 @@ def test_fit_badges_for_fake_devices(open_manager, hardware, level, text):
         result = fit.quant(fit.best).result
         assert f"({result.n_gpu_layers} of {result.total_layers} layers)" in got_text
     big_level, big_text, _ = badge(manager, "gemma4-31b-mtp")
-    expected = {"huge": ("gpu", "Fits on GPU"), "cpu": ("too_large", "Too large")}
+    # 16 GB of RAM holds the 31B at UD-Q2_K_XL (about 12 GB) on the CPU, at a smaller context, no drafter
+    expected = {"huge": ("gpu", "Fits on GPU"), "cpu": ("cpu", "CPU only · context")}
     kind = "huge" if hardware is HUGE_GPU else "cpu" if hardware is CPU_ONLY else None
     if kind is not None:
-        assert (big_level, big_text) == expected[kind]
+        assert big_level == expected[kind][0] and big_text.startswith(expected[kind][1])
     # every quantization row has its own badge
     item = pair_item(manager, "llama3.1-8b+3.2-1b")
     assert item.childCount() == 4 and all(item.child(i).data(COL_FIT, BADGE_ROLE) for i in range(4))
@@ -173,8 +174,10 @@ def start_e2b_download(qtbot, manager):
     qtbot.waitUntil(lambda: tab.quant is not None and tab.quant.quant == "UD-Q4_K_XL")
     assert tab.download_button.isEnabled() and "Download pair" in tab.download_button.text()
     qtbot.mouseClick(tab.download_button, Qt.MouseButton.LeftButton)
+    # the files are looked up in the hub's listing first, then queued with the listing's sizes
+    qtbot.waitUntil(lambda: len(manager.state.downloads.jobs) == 1, timeout=10_000)
     (job,) = manager.state.downloads.jobs
-    assert [f.filename for f in job.files] == [E2B_FILE, E2B_MTP]
+    assert [f.filename for f in job.files] == [E2B_FILE, E2B_MTP] and all(f.verified for f in job.files)
     return job, manager.downloads_tab.rows[job.id]
 
 
@@ -221,7 +224,7 @@ def test_download_pause_resume_then_load_the_pair(qtbot, open_manager, hub, mode
 def test_too_large_pair_asks_before_loading_anyway(
     qtbot, open_manager, model_store, context, monkeypatch, tmp_path
 ):
-    manager = open_manager(CPU_ONLY)
+    manager = open_manager(fake_hardware((), ram_gb=8))
     pair = load_catalog().pair("gemma4-31b-mtp")
     tiny = write_tiny_gguf(tmp_path / "x.gguf")
     for model in (pair.target, pair.drafter):

@@ -2,8 +2,12 @@
 collect from its log the KV cache size (`llama_kv_cache: size = ...`), the compute buffer sizes
 (`... compute buffer size = ...`), the output buffer and the recurrent state (`... RS buffer size`), plus
 llama_model_size. Runs in a child process (`python -m tests.engine.alloc_probe MODEL SETTINGS_JSON
-[ASSISTANT]`): the
-log callback is process-wide, and llama.cpp may abort on a bad model.
+[ASSISTANT] [--no-alloc]`): the log callback is process-wide, and llama.cpp may abort on a bad model.
+
+`--no-alloc` loads with `no_alloc` and `LLAMA_LOAD_MODE_NONE`, llama.cpp's own dry run (what its
+`common_fit_params` uses): no weight is read or allocated, so a skeleton GGUF (tests/fixtures/skeletons.py)
+of a model far larger than this machine's memory can be measured. Its KV buffers are then dummies, so the
+KV size comes from the cache's own accounting line (`llama_kv_cache: size = ...`).
 
 Prints one JSON object: {"model_size": int, "runs": [{"settings": {...}, "kv_mib": float, ...}]}.
 """
@@ -24,7 +28,14 @@ def _sum(pattern: str, text: str) -> float:
     return sum(float(x) for x in re.findall(pattern, text))
 
 
-def _measure(text: str) -> dict[str, float]:
+def _measure(text: str, no_alloc: bool = False) -> dict[str, float]:
+    if no_alloc:
+        return {
+            "kv_mib": _sum(r"llama_kv_cache: size = +" + _MIB, text),
+            "compute_mib": _sum(r"compute buffer size = +" + _MIB, text),
+            "output_mib": _sum(r"output buffer size = +" + _MIB, text),
+            "state_mib": _sum(r"RS buffer size = +" + _MIB, text),
+        }
     return {
         # the allocated buffers: `llama_kv_cache: size = ...` also counts layers that only view another
         # context's cache (a Gemma 4 assistant), which allocate nothing
@@ -36,7 +47,7 @@ def _measure(text: str) -> dict[str, float]:
 
 
 def probe(
-    model_path: str, settings: list[dict[str, Any]], assistant_path: str | None = None
+    model_path: str, settings: list[dict[str, Any]], assistant_path: str | None = None, no_alloc: bool = False
 ) -> dict[str, Any]:
     """`settings` entries: n_ctx, n_batch, n_ubatch, kv_type, flash_attn, swa_full, n_outputs_max, n_rs_seq,
     and "mtp": {"n_outputs_max": N} to also create an MTP context on the assistant (when given) or on the
@@ -60,6 +71,9 @@ def probe(
     mparams = llama_cpp.llama_model_default_params()
     mparams.n_gpu_layers = 0
     mparams.load_mtp = any("mtp" in s for s in settings)
+    if no_alloc:
+        mparams.no_alloc = True
+        mparams.load_mode = 0  # LLAMA_LOAD_MODE_NONE: no mmap, nothing read
 
     def load(path: str) -> Any:
         model = llama_cpp.llama_model_load_from_file(path.encode(), mparams)
@@ -88,7 +102,11 @@ def probe(
         text = "".join(lines)
         if not ctx:
             raise SystemExit(f"llama.cpp could not create a context for {s}:\n{text[-2000:]}")
-        run: dict[str, Any] = {"settings": s, "n_ctx": int(llama_cpp.llama_n_ctx(ctx)), **_measure(text)}
+        run: dict[str, Any] = {
+            "settings": s,
+            "n_ctx": int(llama_cpp.llama_n_ctx(ctx)),
+            **_measure(text, no_alloc),
+        }
         draft_ctx = None
         if "mtp" in s:
             cparams.ctx_type = llama_cpp.LLAMA_CONTEXT_TYPE_MTP
@@ -100,7 +118,7 @@ def probe(
             text = "".join(lines)
             if not draft_ctx:
                 raise SystemExit(f"llama.cpp could not create the MTP context for {s}:\n{text[-2000:]}")
-            run["mtp"] = _measure(text)
+            run["mtp"] = _measure(text, no_alloc)
         out["runs"].append(run)
         if draft_ctx:
             llama_cpp.llama_free(draft_ctx)  # before the target context it points into
@@ -112,4 +130,6 @@ def probe(
 
 
 if __name__ == "__main__":
-    print(json.dumps(probe(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)))
+    argv = [a for a in sys.argv[1:] if a != "--no-alloc"]
+    assistant = argv[2] if len(argv) > 2 else None
+    print(json.dumps(probe(argv[0], json.loads(argv[1]), assistant, no_alloc="--no-alloc" in sys.argv)))

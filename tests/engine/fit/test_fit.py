@@ -91,14 +91,19 @@ def settings_of(s: dict[str, Any]) -> ContextSettings:
     )
 
 
-def assert_close(what: str, estimated_bytes: int, actual_mib: float) -> None:
+def assert_close(what: str, estimated_bytes: int, actual_mib: float, tolerance: float = TOLERANCE) -> None:
     est = estimated_bytes / MIB
-    assert abs(est - actual_mib) <= max(TOLERANCE * actual_mib, ROUNDING_MIB), (
+    assert abs(est - actual_mib) <= max(tolerance * actual_mib, ROUNDING_MIB), (
         f"{what}: estimated {est:.2f} MiB, llama.cpp allocated {actual_mib:.2f} MiB"
     )
 
 
-def check_model(path: Path, grid: list[dict[str, Any]], assistant: Path | None = None) -> None:
+def check_model(
+    path: Path,
+    grid: list[dict[str, Any]],
+    assistant: Path | None = None,
+    compute_tolerance: float = TOLERANCE,
+) -> None:
     measured = probe(path, grid, assistant)
     spec = spec_from_gguf(path)
     drafter = spec_from_gguf(assistant) if assistant else None
@@ -114,7 +119,7 @@ def check_model(path: Path, grid: list[dict[str, Any]], assistant: Path | None =
         t = e.target.on("CPU")
         label = f"{path.name} {s}"
         assert_close(f"{label} KV", t.kv, run["kv_mib"])
-        assert_close(f"{label} compute", t.compute, run["compute_mib"])
+        assert_close(f"{label} compute", t.compute, run["compute_mib"], compute_tolerance)
         assert_close(f"{label} recurrent state", t.state, run["state_mib"])
         if "mtp" not in s:  # with MTP the estimate adds the NextN embeddings the engine turns on later
             assert_close(f"{label} output", t.output, run["output_mib"])
@@ -122,7 +127,7 @@ def check_model(path: Path, grid: list[dict[str, Any]], assistant: Path | None =
             assert e.drafter is not None
             d = e.drafter.on("CPU")
             assert_close(f"{label} MTP KV", d.kv, run["mtp"]["kv_mib"])
-            assert_close(f"{label} MTP compute", d.compute, run["mtp"]["compute_mib"])
+            assert_close(f"{label} MTP compute", d.compute, run["mtp"]["compute_mib"], compute_tolerance)
 
 
 @pytest.mark.real_model
@@ -153,6 +158,23 @@ def test_gemma4_assistant_shares_target_kv(tmp_path_factory: pytest.TempPathFact
 def test_nextn_head_and_recurrent_state(tmp_path_factory: pytest.TempPathFactory) -> None:
     paths = tiny_mtp_fixtures(tmp_path_factory.mktemp("mtp"))
     check_model(paths["nextn"], TINY_NEXTN_GRID)
+
+
+SHAPED_GRID = [
+    {"n_ctx": 4096, "mtp": {"n_outputs_max": 1}},
+    {"n_ctx": 32768, "swa_full": False, "mtp": {"n_outputs_max": 1}},
+]
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("family", ["e2b", "12b", "26b-a4b"])
+def test_published_shapes_match_llama_cpp(
+    family: str, published_shape_paths: dict[str, tuple[Path, Path]]
+) -> None:
+    """Per-layer KV head arrays, K = V layers, KV sharing, per-layer inputs, experts: weights and KV exact;
+    compute within 10 % (ggml's allocator packs these few-KB temporaries differently at each size)."""
+    target, assistant = published_shape_paths[family]
+    check_model(target, SHAPED_GRID, assistant, compute_tolerance=0.10)
 
 
 # --- the memory model's rules, without llama.cpp ------------------------------------------------------------

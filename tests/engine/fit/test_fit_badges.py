@@ -30,7 +30,7 @@ def test_verdicts_for_three_machines():
     assert tiny.badge.text == f"Partial offload ({result.n_gpu_layers} of {result.total_layers} layers)"
     assert 0 < result.n_gpu_layers < result.total_layers
     assert cpu.badge.text == "CPU only" and not cpu.badge.needs_confirmation
-    big = pair_fit(catalog.pair("gemma4-31b-mtp"), CPU_ONLY, 8192)
+    big = pair_fit(catalog.pair("gemma4-31b-mtp"), fake_hardware((), ram_gb=8), 8192)
     assert big.best is None and big.badge.text == "Too large" and big.badge.needs_confirmation
     assert "needs at least" in big.badge.tooltip
 
@@ -98,10 +98,10 @@ def test_pair_files_follow_the_chosen_drafter():
     pair = catalog.pair("gemma4-e2b-mtp")
     option = pair_option(catalog, pair)
     assert option.kind == "assistant" and option.model_id == "gemma-4-e2b-it-assistant"
-    target, drafter = pair_files(catalog, pair, "Q8_0", option)
+    target, drafter = pair_files(catalog, pair, "UD-Q2_K_XL", option)
     assert (target.repo, target.filename, target.role) == (
         "unsloth/gemma-4-E2B-it-qat-GGUF",
-        "gemma-4-E2B-it-qat-Q8_0.gguf",
+        "gemma-4-E2B-it-qat-UD-Q2_K_XL.gguf",
         "target",
     )
     assert drafter.filename == "mtp-gemma-4-E2B-it.gguf" and drafter.role == "drafter"
@@ -173,3 +173,14 @@ def test_discard_partials(tmp_path: Path):
     assert store.discard_partials("acme/x-GGUF", "sub/m.gguf") == 23
     assert keep.exists() and not any(p.exists() for p in mine)
     assert store.discard_partials("acme/none-GGUF", "m.gguf") == 0
+
+
+def test_offload_counts_leave_the_nextn_block_out():
+    """Qwen3.6 27B MTP: 65 blocks = 64 trunk + 1 NextN. llama.cpp's n_gpu_layers counts all 66 (with the
+    output layer) and offloads from the end, NextN block first; people are shown the 64 + output."""
+    fit = pair_fit(load_catalog().pair("qwen3.6-27b-nextn"), fake_hardware((8,), ram_gb=64), 8192)
+    result = fit.quant(fit.best).result if fit.best else None
+    assert result is not None and result.verdict == Verdict.PARTIAL
+    assert result.total_layers == 66 and result.shown_layers == 65
+    assert result.shown_gpu_layers == result.n_gpu_layers - 1  # the NextN block is among the offloaded ones
+    assert fit.badge.text == f"Partial offload ({result.shown_gpu_layers} of 65 layers)"

@@ -102,6 +102,12 @@ def test_fork_converted_drafter_is_refused(raw: dict[str, Any]) -> None:
         (lambda d: d.update(schema=2), "schema"),
         (lambda d: d["pairs"].append(dict(d["pairs"][1], default=False)), "duplicate pair ids"),
         (lambda d: d["models"]["qwen3.6-27b"]["arch"].update(nextn_layers=0), "no embedded NextN"),
+        (lambda d: d["models"]["qwen3-8b"]["quants"][0].update(alt_files=["MTP/"]), "unknown keys"),
+        (
+            lambda d: d["models"]["qwen3-8b"]["quants"][0].update(source="nowhere"),
+            "not in the catalog's sources",
+        ),
+        (lambda d: d["models"]["qwen3-8b"]["quants"][0].update(repo="no-slash"), "owner/name"),
     ],
 )
 def test_malformed_catalogs_are_refused(raw: dict[str, Any], mutate: Any, message: str) -> None:
@@ -121,3 +127,26 @@ def test_lookup_errors_name_what_exists(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(CatalogError, match="not valid JSON"):
         load_catalog(broken)
+
+
+def test_corrected_entries_point_at_the_published_repositories() -> None:
+    """The six entries a check of the published repositories found wrong, as corrected."""
+    cat = load_catalog()
+    for size in ("e2b", "e4b", "12b", "31b"):
+        model = cat.model(f"gemma-4-{size}-it")
+        names = [q.name for q in model.quants]
+        assert names[:2] == ["UD-Q4_K_XL", "UD-Q2_K_XL"] and all(
+            "qat" in model.repo_of(q) for q in model.quants[:2]
+        )
+        assert all(not q.verified and q.source for q in model.quants)
+        q8 = [q for q in model.quants if q.name == "Q8_0"]
+        if size == "e2b":
+            assert not q8  # no 8-bit E2B was reported anywhere
+        else:
+            assert model.repo_of(q8[0]) == f"ggml-org/gemma-4-{size.upper()}-it-GGUF"
+    qwen = cat.model("qwen3.6-27b")
+    assert (
+        qwen.repo == "unsloth/Qwen3.6-27B-MTP-GGUF"
+        and qwen.arch.nextn_layers == 1
+        and qwen.arch.n_layer == 64
+    )

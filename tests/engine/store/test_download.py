@@ -370,7 +370,11 @@ def test_search_marks_drafters_and_gated_repos(hub: FakeHub) -> None:
     assert hits[GATED].gated and not hits[GATED].has_mtp_drafter
     assert hits[REPO].has_mtp_drafter and hits[REPO].drafter_files == ("mtp-tiny.gguf",)
     assert set(hits[REPO].gguf_files) == {MODEL, "tiny-Q8_0.gguf", "mtp-tiny.gguf"}
-    assert hits["acme/drafter-folder-GGUF"].drafter_files == ("MTP/m-assistant.gguf",)
+    assert hits[REPO].drafter == "mtp-tiny.gguf"
+    # a file in an MTP/ folder is labelled a drafter, but llama.cpp never pairs a sub-folder's file with a
+    # model at the root (find_best_sibling), so the repo is not advertised as having one
+    folder = hits["acme/drafter-folder-GGUF"]
+    assert folder.drafter_files == ("MTP/m-assistant.gguf",) and not folder.has_mtp_drafter
     assert not hits["acme/corrupt-GGUF"].has_mtp_drafter
     assert [h.repo for h in search("tiny", limit=1)] == [REPO]
 
@@ -388,8 +392,9 @@ def test_choose_gguf_follows_llama_cpp_hf_conventions() -> None:
     assert split_shards(files, "m-Q8_0.gguf") == ("m-Q8_0.gguf",)
     with pytest.raises(RemoteFileNotFoundError):
         choose_gguf("r", files, "Q2_K")
-    with pytest.raises(RemoteFileNotFoundError):
-        choose_gguf("r", ["a-Q8_0.gguf", "b-Q6_K.gguf"], None)
+    # no tag: Q4_K_M, else Q8_0, else the first model file (llama.cpp's find_best_model)
+    assert choose_gguf("r", ["b-Q6_K.gguf", "a-Q8_0.gguf"], None) == "a-Q8_0.gguf"
+    assert choose_gguf("r", ["b-Q6_K.gguf", "a-Q5_K_M.gguf", "mtp-b.gguf"], None) == "b-Q6_K.gguf"
 
 
 def test_bad_requests_fail_before_any_network(hub: FakeHub, store: ModelStore) -> None:
