@@ -1,4 +1,5 @@
-"""Entry point of the desktop app: `python -m app [--model PATH [--draft-model PATH | --assistant PATH]]`."""
+"""Entry point of the desktop app: `python -m app`, `tandem app` or `tandem`, with the options of
+engine.cli.app (`--model PATH --assistant PATH --ctx N ...`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from app import render, theme
 from app.context import AppContext
 from app.main_window import MainWindow
 from app.worker import WorkerClient
-from engine.config import DrafterKind, LoadConfig
+from engine.cli.app import add_app_args
+from engine.cli.common import config_from_args
+from engine.config import LoadConfig
+from engine.errors import TandemError
 from engine.inference.api import EngineFactory
 from engine.measure.pair_profile import ProfileStore
 
@@ -33,16 +37,8 @@ NO_MODEL_TEXT = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tandem-app", description="Tandem desktop app")
-    parser.add_argument("--model", type=Path, help="target model (GGUF); default: the installed SmolLM2")
-    drafter = parser.add_mutually_exclusive_group()
-    drafter.add_argument("--draft-model", type=Path, help="a small draft model of the same family")
-    drafter.add_argument("--assistant", type=Path, help="a Gemma 4 -assistant MTP file for the target")
-    parser.add_argument("--no-speculation", action="store_true", help="load without any drafter")
-    parser.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default 4096)")
-    parser.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
-    parser.add_argument("--history", type=Path, help="chat history database (default: user data folder)")
-    parser.add_argument("--theme", choices=theme.MODES, help="colour theme (default: the last one chosen)")
+    parser = argparse.ArgumentParser(prog="tandem app", description="Tandem desktop app")
+    add_app_args(parser)
     return parser
 
 
@@ -70,15 +66,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig | None:
         model = default_model_path()
         if model is None:
             return None
-    drafter: DrafterKind = "none" if args.no_speculation else "auto"
-    return LoadConfig(
-        model_path=model,
-        drafter=drafter,
-        draft_model_path=args.draft_model,
-        assistant_path=args.assistant,
-        n_ctx=args.n_ctx,
-        n_gpu_layers=args.gpu_layers,
-    )
+    return config_from_args(args, model)
 
 
 def open_store(path: Path | None) -> Any:
@@ -93,7 +81,12 @@ def main(
     store: Any = None,
 ) -> int:
     """Run the app until its last window closes. Tests pass a fake engine factory and a store."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        config = load_config(args)
+    except TandemError as exc:
+        parser.error(str(exc))
     problem = qt_binding_problem()
     if problem is not None:
         print(f"tandem-app: {problem}", file=sys.stderr)
@@ -117,7 +110,6 @@ def main(
     theme.follow_system(app, context.set_colors)
     window = MainWindow(context)
     window.show()
-    config = load_config(args)
     if config is None:
         QMessageBox.information(window, "No model installed", NO_MODEL_TEXT)
     else:

@@ -10,6 +10,8 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
+from engine.cli.app import THEMES
+
 
 @dataclass(frozen=True, slots=True)
 class Colors:
@@ -116,7 +118,7 @@ def apply(app: QApplication, mode: str = "system") -> Colors:
     return colors
 
 
-MODES = ("system", "light", "dark")
+MODES = THEMES  # what --theme accepts, and the View menu offers
 SETTINGS_KEY = "theme"
 
 

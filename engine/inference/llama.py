@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import DecodeError, KVRollbackError, ModelLoadError
+from engine.threads import recommended_threads
 
 log = logging.getLogger("tandem.llama")
 
@@ -72,14 +72,8 @@ def _failure_reason() -> str:
 
 
 def default_threads() -> int:
-    """Physical cores: llama.cpp decode is memory-bound and hyper-threads slow it down."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except Exception:  # noqa: BLE001 - psutil may be missing or fail in a sandbox
-        n = None
-    return max(1, n or os.cpu_count() or 1)
+    """Physical cores (one fewer while other programs keep the CPU busy): engine.threads."""
+    return recommended_threads()
 
 
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}

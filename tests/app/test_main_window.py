@@ -211,10 +211,11 @@ def test_main_loads_the_given_model(qtbot, monkeypatch, tmp_path):
         windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
         return any(w.model_label.text().startswith("m · no drafter") for w in windows)
 
-    argv = ["--model", str(tmp_path / "m.gguf"), "--no-speculation"]
+    argv = ["--model", str(tmp_path / "m.gguf"), "--drafter", "none", "--ctx", "2048"]
     shown = run_main(monkeypatch, argv, factory, tmp_path, until=loaded, qtbot=qtbot)
     assert shown == []
     assert len(seen) == 1 and seen[0].model_path == tmp_path / "m.gguf" and seen[0].drafter == "none"
+    assert seen[0].n_ctx == 2048
 
 
 def test_theme_switch_rerenders_open_chats(qtbot, window, context):
