@@ -92,15 +92,17 @@ class ConversationSidebar(QWidget):
         self._quiet = False  # set while the list is rebuilt: re-selecting is not the user's choice
         self.list.selectionModel().currentChanged.connect(self._on_current)
         layout.addWidget(self.list, 1)
+        self.list_actions: list[QAction] = []  # shown with their keys in the list's context menu
         for text, keys, slot in (
-            ("Rename chat", QKeySequence(Qt.Key.Key_F2), self.rename_current),
-            ("Delete chat", QKeySequence.StandardKey.Delete, self.delete_current),
+            ("Rename…", QKeySequence(Qt.Key.Key_F2), self.rename_current),
+            ("Delete", QKeySequence.StandardKey.Delete, self.delete_current),
         ):
             action = QAction(text, self.list)
             action.setShortcut(keys)
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
             action.triggered.connect(slot)
             self.list.addAction(action)
+            self.list_actions.append(action)
 
         self.undo_bar = QWidget()
         undo_layout = QHBoxLayout(self.undo_bar)
@@ -212,6 +214,5 @@ class ConversationSidebar(QWidget):
         self.list.setCurrentIndex(index)
         menu = QMenu(self)
         menu.addAction("Open in new window", lambda: self.openInWindow.emit(chat_id))
-        menu.addAction("Rename…", self.rename_current)
-        menu.addAction("Delete", lambda: self.delete(chat_id))
+        menu.addActions(self.list_actions)  # rename and delete the current chat: the one clicked
         menu.exec(self.list.viewport().mapToGlobal(pos))

@@ -162,7 +162,8 @@ class MainWindow(QMainWindow):
     def show_chat(self, chat_id: int) -> None:
         if chat_id != self.panel.chat_id:
             self.panel.set_chat(chat_id if chat_id >= 0 else None)
-        self.panel.composer.setFocus()
+        if not self.sidebar.list.hasFocus():  # a chat picked in the list keeps the focus there: Delete, F2
+            self.panel.composer.setFocus()
 
     def new_chat(self) -> None:
         self.sidebar.new_chat()

@@ -325,3 +325,28 @@ def test_quitting_mid_stream_keeps_the_partial_reply(qtbot, monkeypatch, tmp_pat
         assert reply.stats["app"]["stop_reason"] == "cancelled"
     finally:
         store.close()
+
+
+def test_delete_and_f2_work_on_a_clicked_chat(qtbot, window, context, store, monkeypatch):
+    """Issue 16: clicking a chat moved the focus to the composer, so Delete and F2 never reached the list."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QInputDialog
+
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=2000)
+    first = window.panel.chat_id
+    window.new_chat()
+    second = window.panel.chat_id
+    listing = window.sidebar.list
+    row = window.sidebar.model.row_of(first)
+    center = listing.visualRect(window.sidebar.model.index(row)).center()
+    qtbot.mouseClick(listing.viewport(), Qt.MouseButton.LeftButton, pos=center)
+    assert window.panel.chat_id == first
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Renamed by F2", True))
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_F2)
+    assert "Renamed by F2" in titles(window)
+
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Delete)
+    assert [c.id for c in store.list_chats()] == [second]
+    assert window.sidebar.undo_bar.isVisible()
