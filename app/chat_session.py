@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.ab_runner import ABRunner
 from app.history.store import HistoryStore, suggest_title  # the history module owns the titling rule
-from app.records import ChatSettings, MessageItem, apply_stats_dict, stats_to_dict
+from app.records import ChatSettings, MessageItem, apply_stats_dict, mark_model_switches, stats_to_dict
 from app.worker import Request, RequestState, WorkerClient
 from engine.config import ChatMessage
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent
@@ -64,7 +64,11 @@ class ChatSession(QObject):
         for stored in self.store.messages(self.chat_id):
             item = MessageItem(stored.id, stored.role, stored.content, stored.status, ab=stored.ab)
             apply_stats_dict(item, stored.stats)
+            item.model = stored.model
+            item.drafter = stored.drafter or item.drafter
+            item.version, item.n_versions = stored.version, stored.n_versions
             self.messages.append(item)
+        mark_model_switches(self.messages)
         self.messagesReset.emit()
 
     @property
@@ -93,26 +97,46 @@ class ChatSession(QObject):
             self._request.cancel()
 
     def regenerate(self) -> bool:
+        """Write the last reply again. The new reply is another version of it: ‹ › switches back."""
         last = self.last_assistant()
         if self.busy or last is None or last.id is None or self.messages[-1] is not last:
             return False
-        self.store.truncate_after(self.chat_id, last.id, inclusive=True)
-        self.messages.pop()
+        self.messages.pop()  # stays in the history; shown again if this request never starts
         self.messagesReset.emit()
         self._start_reply()
         return True
 
     def edit_and_rerun(self, message_id: int, text: str) -> bool:
+        """Send an edited version of a message of the user's; the old one and what followed it are kept
+        as the earlier version of that turn."""
         index = next((i for i, m in enumerate(self.messages) if m.id == message_id), None)
         text = text.strip()
         if self.busy or index is None or self.messages[index].role != "user" or not text:
             return False
-        self.store.update_message_content(message_id, text)
-        self.store.truncate_after(self.chat_id, message_id, inclusive=False)
-        self.messages[index].content = text
+        if text == self.messages[index].content and index + 1 < len(self.messages):
+            return self._rerun_from(index)
+        self.store.add_version(message_id, text)
+        self.reload()
+        self._start_reply()
+        return True
+
+    def _rerun_from(self, index: int) -> bool:
+        """The same message again: a new version of the reply that followed it."""
         del self.messages[index + 1 :]
         self.messagesReset.emit()
         self._start_reply()
+        return True
+
+    def show_version(self, item: MessageItem, step: int) -> bool:
+        """Show the previous (step -1) or next (+1) version of `item`'s turn, with the replies under it."""
+        if self.busy or item.id is None or item not in self.messages:
+            return False
+        versions = self.store.versions(item.id)
+        index = versions.index(item.id) + step
+        if not 0 <= index < len(versions):
+            return False
+        self.store.show_version(versions[index])
+        self.reload()
         return True
 
     def set_settings(self, settings: ChatSettings) -> None:
@@ -149,10 +173,21 @@ class ChatSession(QObject):
     def _on_started(self) -> None:
         reply = self._reply
         assert reply is not None
-        reply.id = self.store.begin_reply(self.chat_id, settings=self.settings.to_dict())
-        reply.status = "streaming"
         info = self.client.info
+        reply.model = info.model_name if info is not None else None
         reply.drafter = info.drafter if info is not None and self.settings.speculative else None
+        before = [m.id for m in self.messages if m is not reply and m.id is not None]
+        reply.id = self.store.begin_reply(
+            self.chat_id,
+            settings=self.settings.to_dict(),
+            after=before[-1] if before else None,
+            model=reply.model,
+            drafter=reply.drafter,
+        )
+        versions = self.store.versions(reply.id)
+        reply.version = reply.n_versions = len(versions)
+        mark_model_switches(self.messages)
+        reply.status = "streaming"
         self._live.start = time.perf_counter()
         self._stats.start()
         self._checkpoint.start()
@@ -193,9 +228,8 @@ class ChatSession(QObject):
         self._stats.stop()
         self._checkpoint.stop()
         if request.state is RequestState.CANCELLED:  # never reached the model: nothing to keep
-            self.messages.remove(reply)
-            self.messagesReset.emit()
             self._set_state("idle")
+            self.reload()  # the chat as stored: a reply that was to be regenerated is still there
             return
         self._flush_text(emit=False)
         done = request.done_event
@@ -208,7 +242,9 @@ class ChatSession(QObject):
         if done is not None:
             reply.content = done.text  # the engine's authoritative text (held-back stop strings resolved)
         if reply.id is not None:
-            self.store.finish_reply(reply.id, reply.content, stats_to_dict(reply), status=reply.status)
+            self.store.finish_reply(
+                reply.id, reply.content, stats_to_dict(reply), status=reply.status, drafter=reply.drafter
+            )
         self.replyFinished.emit(reply)
         self._set_state("idle")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
-    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
 from app.chat_session import ChatSession
 from app.chat_view import ChatView
 from app.context import AppContext
+from app.elided import ElidedLabel, FitLabel
 from app.settings_dialog import ChatSettingsDialog
 from app.speed_panel import attach_speed_panel
 from engine.inference.api import EngineInfo
@@ -54,44 +54,6 @@ def spec_label(info: EngineInfo | None) -> str:
     if not drafter or "MTP" in drafter:
         return "MTP"
     return drafter
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that shrinks with an ellipsis instead of forcing its window wider."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(40)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def text(self) -> str:
-        return self._full
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        elided = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
-        super().setText(elided)
-
-
-class FitLabel(ElidedLabel):
-    """An ElidedLabel that asks for its whole text's width and is elided only when the row runs short."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(24)
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(self.fontMetrics().horizontalAdvance(self.text()) + 4, super().sizeHint().height())
 
 
 class FindBar(QWidget):
@@ -174,6 +136,7 @@ class ChatPanel(QWidget):
 
         self.view = ChatView(context.colors)
         self.view.statusMessage.connect(context.statusMessage)
+        self.view.modelsRequested.connect(context.modelsRequested)
         context.colorsChanged.connect(self.view.set_colors)
         self.find_bar = FindBar(self.view)
         layout.addWidget(self.view, 1)

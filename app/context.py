@@ -27,6 +27,7 @@ class AppContext(QObject):
     chatsChanged = Signal()  # a chat was created, renamed, deleted, restored or got new messages
     statusMessage = Signal(str)
     colorsChanged = Signal(object)  # Colors: the theme changed (the system's, or the user's choice)
+    modelsRequested = Signal()  # any window asks for the model manager (the main window owns it)
 
     def __init__(
         self, store: HistoryStore, client: WorkerClient, colors: Colors, parent: QObject | None = None

@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
         self.speed = attach_speed_panel(self, self.panel, context)
         self.sidebar.chatSelected.connect(self.show_chat)
         self.sidebar.openInWindow.connect(lambda chat_id: open_chat_window(context, chat_id))
+        context.modelsRequested.connect(self.open_models)
         self._build_menus()
         self._build_status_bar()
         self._restore_geometry()

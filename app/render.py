@@ -264,6 +264,13 @@ _STOP_WORDS = {
 }
 
 
+def model_words(model: str | None, drafter: str | None) -> str:
+    """Who wrote a reply, for its header: 'SmolLM2 135M Instruct + MTP (Gemma 4 assistant)'."""
+    if not model:
+        return ""
+    return f"{model} + {drafter}" if drafter else model
+
+
 def footer_text(item: MessageItem) -> str:
     """The statistics line under a finished reply."""
     parts: list[str] = []

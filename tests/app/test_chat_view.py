@@ -151,6 +151,14 @@ def test_regenerate_and_edit_buttons(qtbot, context, fake_options):
     user.editRequested.emit(user.item, user.editor.toPlainText())
     qtbot.waitUntil(lambda: window.panel.session.state == "idle", timeout=10_000)
     assert [m.content.split("\n")[0] for m in window.panel.session.messages] == ["edited", "You said: edited"]
+    user = [w for w in window.panel.view.widgets.values() if w.item.role == "user"][0]
+    assert user.versions.isVisible() and user.versions.label.text() == "2/2"
+    user.versions.previous.click()  # back to the original question and the newest of its replies
+    messages = window.panel.session.messages
+    assert [m.content.split("\n")[0] for m in messages] == ["original", "You said: original"]
+    reply = assistant_widget(window)
+    assert reply.versions.label.text() == "2/2" and not reply.versions.next.isEnabled()
+    assert "fake-target" in reply.model_label.text()
 
 
 def test_provenance_view_shades_draft_tokens(qtbot, context):
