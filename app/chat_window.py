@@ -3,10 +3,8 @@ own. The main window embeds a ChatPanel too and switches its chat."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -26,6 +24,8 @@ from app.context import AppContext
 from app.elided import ElidedLabel, FitLabel
 from app.settings_dialog import ChatSettingsDialog
 from app.speed_panel import attach_speed_panel
+from app.status_bar import ModelStatus
+from app.window_menus import build_menus
 from engine.inference.api import EngineInfo
 
 
@@ -228,6 +228,12 @@ class ChatPanel(QWidget):
         if self.session is not None:
             self.session.stop()
 
+    def open_find(self) -> None:
+        self.find_bar.open()
+
+    def toggle_provenance(self) -> None:
+        self.provenance_toggle.toggle()
+
     def regenerate(self) -> None:
         if self.session is not None:
             self.session.regenerate()
@@ -281,7 +287,8 @@ class ChatPanel(QWidget):
 
 
 class ChatWindow(QMainWindow):
-    """One chat in a window of its own; several can stand side by side and share the loaded model."""
+    """One chat in a window of its own; several can stand side by side and share the loaded model. It has
+    the main window's menus and status bar, without the conversation list."""
 
     closed = Signal()
 
@@ -294,11 +301,8 @@ class ChatWindow(QMainWindow):
         self.panel.set_chat(chat_id)
         self.speed = attach_speed_panel(self, self.panel, context)
         context.statusMessage.connect(self._show_status)
-        add_chat_actions(self, self.panel)
-        close = QAction("Close window", self)
-        close.setShortcut(QKeySequence.StandardKey.Close)
-        close.triggered.connect(self.close)
-        self.addAction(close)
+        build_menus(self, self, context)
+        self.model_status = ModelStatus(self, context)
         geometry = QSettings().value("chat_window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
@@ -309,6 +313,16 @@ class ChatWindow(QMainWindow):
     def chat_id(self) -> int | None:
         return self.panel.chat_id
 
+    def new_chat(self) -> None:
+        self.show_chat(self.context.new_chat())
+
+    def new_window(self) -> None:
+        open_chat_window(self.context, self.context.new_chat())
+
+    def show_chat(self, chat_id: int) -> None:
+        self.panel.set_chat(chat_id)
+        self.panel.composer.setFocus()
+
     @Slot(str)
     def _show_status(self, text: str) -> None:
         if self.isActiveWindow():
@@ -317,34 +331,11 @@ class ChatWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         QSettings().setValue("chat_window/geometry", self.saveGeometry())
         self.context.statusMessage.disconnect(self._show_status)
+        self.model_status.detach()
         self.speed.detach()
         self.panel.detach()
         self.closed.emit()
         super().closeEvent(event)
-
-
-def add_chat_actions(window: QWidget, panel: ChatPanel) -> dict[str, QAction]:
-    """The chat shortcuts, shared by the main window and chat windows."""
-    specs: dict[str, tuple[str, QKeySequence | QKeySequence.StandardKey, Callable[[], object]]] = {
-        "stop": ("Stop generating", QKeySequence("Ctrl+."), panel.stop),
-        "regenerate": ("Regenerate last reply", QKeySequence("Ctrl+R"), panel.regenerate),
-        "find": ("Find in chat", QKeySequence.StandardKey.Find, panel.find_bar.open),
-        "settings": ("Chat settings…", QKeySequence("Ctrl+,"), panel.open_settings),
-        "provenance": ("Show token provenance", QKeySequence("Ctrl+P"), panel.provenance_toggle.toggle),
-    }
-    actions = {}
-    for name, (text, keys, slot) in specs.items():
-        action = QAction(text, window)
-        action.setShortcut(keys)
-        action.triggered.connect(slot)
-        window.addAction(action)
-        actions[name] = action
-    escape = QAction("Stop", window)
-    escape.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-    escape.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-    escape.triggered.connect(panel.stop)
-    panel.composer.addAction(escape)
-    return actions
 
 
 def open_chat_window(context: AppContext, chat_id: int) -> ChatWindow:

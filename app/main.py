@@ -4,9 +4,9 @@ engine.cli.app (`--model PATH --assistant PATH --ctx N ...`)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,11 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import render, theme
 from app.context import AppContext
+from app.logs import setup_logging
 from app.main_window import MainWindow
+from app.model_settings import last_model
 from app.worker import WorkerClient
-from engine.cli.app import add_app_args
+from engine.cli.app import add_app_args, app_defaults
 from engine.cli.common import config_from_args
 from engine.config import LoadConfig
 from engine.errors import TandemError
@@ -58,9 +60,16 @@ def qt_binding_problem() -> str | None:
 
 
 def load_config(args: argparse.Namespace) -> LoadConfig | None:
-    """The model the app opens with, or None when there is none to open."""
+    """The model the app opens with: the one given, else the last one used (with the options given on
+    top), else the embedded default; None when there is none to open."""
     model = args.model
     if model is None:
+        last = last_model()
+        if last is not None:
+            given = config_from_args(args, last.model_path)
+            defaults = config_from_args(argparse.Namespace(**app_defaults()), last.model_path)
+            changed = {f.name: getattr(given, f.name) for f in fields(LoadConfig)}
+            return replace(last, **{k: v for k, v in changed.items() if v != getattr(defaults, k)})
         from engine.store.default_model import default_model_path
 
         model = default_model_path()
@@ -84,14 +93,14 @@ def main(
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        config = load_config(args)
+        config_from_args(args, Path("model.gguf"))  # bad values end here, before any window opens
     except TandemError as exc:
         parser.error(str(exc))
     problem = qt_binding_problem()
     if problem is not None:
         print(f"tandem-app: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "tandem-app"])
     assert isinstance(app, QApplication)
     app.setOrganizationName(ORGANISATION)
@@ -100,6 +109,7 @@ def main(
     if args.theme:
         theme.save_mode(args.theme)
     colors = theme.apply(app, theme.saved_mode())
+    config = load_config(args)  # after the application's name is set: it reads the last model used
     render.warm_up()
     if store is None:
         store = open_store(args.history)
@@ -113,7 +123,7 @@ def main(
     if config is None:
         QMessageBox.information(window, "No model installed", NO_MODEL_TEXT)
     else:
-        client.load(config)
+        context.load(config)
     try:
         return app.exec()
     finally:

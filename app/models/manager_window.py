@@ -1,7 +1,7 @@
 """The model manager window (File ▸ Models…): this computer's memory and a context slider on top, the
 Catalog / Search / On this computer / Downloads tabs, and the load status at the bottom.
 
-Loading goes through the app's one inference worker (`context.client.load`); the main window's status bar
+Loading goes through the app's one inference worker (`context.load`); the main window's status bar
 follows it as for any load, and this window shows the progress and the engine's reason when it fails.
 """
 
@@ -168,7 +168,7 @@ class ModelManager(QWidget):
     # --- loading --------------------------------------------------------------------------------------------
     def _load(self, config: LoadConfig, title: str) -> None:
         self._loading_title = title
-        self.context.client.load(config)
+        self.context.load(config)
 
     def _on_load_started(self, config: LoadConfig) -> None:
         title = self._loading_title or config.model_path.name
