@@ -22,6 +22,8 @@ from app.chat_session import ChatSession
 from app.chat_view import ChatView
 from app.context import AppContext
 from app.elided import ElidedLabel, FitLabel
+from app.flow_layout import flow_row
+from app.geometry import resize_to_fit
 from app.settings_dialog import ChatSettingsDialog
 from app.speed_panel import attach_speed_panel
 from app.status_bar import ModelStatus
@@ -107,8 +109,10 @@ class ChatPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
 
+        # The title has a row of its own with the chat's settings; the speculation controls wrap below it
+        # when the window is narrow (a docked speed panel at 1024 px), instead of eliding the title.
         top = QHBoxLayout()
-        top.setContentsMargins(12, 6, 12, 6)
+        top.setContentsMargins(12, 6, 12, 0)
         self.title = ElidedLabel()
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
         self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
@@ -124,15 +128,11 @@ class ChatPanel(QWidget):
         settings_button = QPushButton("Settings…")
         settings_button.clicked.connect(self.open_settings)
         top.addWidget(self.title, 1)
-        for widget in (
-            self.spec_toggle,
-            self.prediction_label,
-            self.ab_button,
-            self.provenance_toggle,
-            settings_button,
-        ):
-            top.addWidget(widget)
+        top.addWidget(settings_button)
         layout.addLayout(top)
+        controls = flow_row([self.spec_toggle, self.prediction_label, self.ab_button, self.provenance_toggle])
+        controls.setContentsMargins(12, 2, 12, 6)
+        layout.addWidget(controls)
 
         self.view = ChatView(context.colors)
         self.view.statusMessage.connect(context.statusMessage)
@@ -307,7 +307,7 @@ class ChatWindow(QMainWindow):
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
-            self.resize(760, 820)
+            resize_to_fit(self, 760, 820)
 
     @property
     def chat_id(self) -> int | None:

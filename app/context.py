@@ -3,6 +3,7 @@ the colours, the open chat sessions and the separate chat windows."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Protocol
 
@@ -10,11 +11,15 @@ from PySide6.QtCore import QObject, Signal
 
 from app.chat_session import ChatSession
 from app.history.store import HistoryStore
+from app.labels import describe_model
 from app.model_settings import load_performance, remember_model
 from app.records import ChatSettings
 from app.theme import Colors
 from app.worker import WorkerClient
 from engine.config import DEFAULT_N_BATCH, LoadConfig
+from engine.inference.api import EngineInfo
+
+log = logging.getLogger(__name__)
 
 
 class ChatWindowHandle(Protocol):
@@ -62,7 +67,8 @@ class AppContext(QObject):
     def _on_load_started(self, config: LoadConfig) -> None:
         self._loading = config
 
-    def _on_loaded(self, _info: object) -> None:
+    def _on_loaded(self, info: EngineInfo) -> None:
+        log.info("loaded %s (%s)", describe_model(info), info.model_path)
         if self._loading is not None:
             self.loaded_config = self._loading
             remember_model(self._loading)

@@ -25,14 +25,17 @@ class _NotLlama(logging.Filter):
 
 
 def setup_logging() -> Path:
-    """Everything at INFO and above to the log file (two files of LOG_BYTES, rotated); Tandem's own warnings
-    to stderr as well. llama.cpp's messages, warnings included, go to the file only."""
+    """Everything at INFO and above, and llama.cpp's log whole, to the log file (two files of LOG_BYTES,
+    rotated); Tandem's own warnings to stderr as well. llama.cpp's messages, warnings included, go to the
+    file only."""
     path = log_path()
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "tandem", False)]:  # the app started again (tests)
         root.removeHandler(old)
         old.close()
     root.setLevel(logging.INFO)
+    # llama.cpp's own INFO lines (the model's metadata, buffer sizes) arrive as DEBUG: keep them in the file.
+    logging.getLogger("tandem.llama").setLevel(logging.DEBUG)
     to_file = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=1, encoding="utf-8")
     to_file.setFormatter(logging.Formatter(LOG_FORMAT))
     to_stderr = logging.StreamHandler()

@@ -17,6 +17,7 @@ from app.chat_window import ChatPanel, open_chat_window
 from app.context import AppContext
 from app.conversations import ConversationSidebar
 from app.export_dialog import export_chat, import_chat
+from app.geometry import resize_to_fit
 from app.speed_panel import attach_speed_panel
 from app.status_bar import ModelStatus
 from app.window_menus import add_action, build_menus, set_theme
@@ -74,7 +75,7 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
-            self.resize(1180, 820)
+            resize_to_fit(self, 1180, 820)
         splitter = settings.value("main_window/splitter")
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)

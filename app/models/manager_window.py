@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.context import AppContext
+from app.geometry import resize_to_fit
 from app.labels import describe_model
 from app.models.catalog_tab import CatalogTab
 from app.models.download_jobs import DownloadJob, JobState
@@ -109,7 +110,7 @@ class ModelManager(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)
         layout.addLayout(bottom)
-        self.resize(1180, 720)
+        resize_to_fit(self, 1180, 720)
 
         client = context.client
         client.loadStarted.connect(self._on_load_started)

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import DecodeError, KVRollbackError, ModelLoadError
+from engine.store.names import display_name
 from engine.threads import recommended_threads
 
 log = logging.getLogger("tandem.llama")
@@ -138,7 +139,8 @@ class Model:
 
     @property
     def name(self) -> str:
-        return self.meta("general.name") or self.path.stem
+        """The name a person reads: the catalog's, or one cleaned from the file (engine.store.names)."""
+        return display_name(self.path, self.meta("general.name"))
 
     @property
     def architecture(self) -> str:
