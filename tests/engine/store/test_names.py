@@ -11,7 +11,7 @@ from engine.store.names import display_name
     ("path", "general_name", "shown"),
     [
         # The catalog's name comes first, without its note in parentheses.
-        ("embedded/SmolLM2-135M-Instruct.Q4_1.gguf", "Smollm2 135M 8k Lc100K Mix1 Ep2", "SmolLM2 135M Instruct"),
+        ("e/SmolLM2-135M-Instruct.Q4_1.gguf", "Smollm2 135M 8k Lc100K Mix1 Ep2", "SmolLM2 135M Instruct"),
         ("gemma-4-E2B-it-qat-UD-Q4_K_XL.gguf", None, "Gemma 4 E2B it"),
         # Else the file name as its author cased it, without the quantization tag or shard number.
         ("Meta-Llama-3.1-70B-Instruct-Q4_K_M.gguf", "Meta Llama 3.1 70B", "Meta Llama 3.1 70B Instruct"),
