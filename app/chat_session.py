@@ -8,6 +8,7 @@ Several views (the main window and a separate window) may show the same session.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from app.history.store import HistoryStore, suggest_title  # the history module 
 from app.records import ChatSettings, MessageItem, apply_stats_dict, mark_model_switches, stats_to_dict
 from app.worker import Request, RequestState, WorkerClient
 from engine.config import ChatMessage
+from engine.errors import TandemError
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent
 
 PAINT_INTERVAL_MS = 40
@@ -56,6 +58,7 @@ class ChatSession(QObject):
         self._stats = _timer(self, STATS_INTERVAL_MS, self._emit_stats)
         self._checkpoint = _timer(self, CHECKPOINT_INTERVAL_MS, self._save_checkpoint)
         self.ab = ABRunner(self, parent=self)  # the chat's A/B run: its last prompt, plain then speculative
+        self.ab.finished.connect(self._name_ab_model)
         self.reload()
 
     # --- reading --------------------------------------------------------------------------------------
@@ -264,6 +267,21 @@ class ChatSession(QObject):
         reply = self._reply
         if reply is not None and reply.id is not None:
             self.store.checkpoint_reply(reply.id, reply.content + "".join(self._pending))
+
+    @Slot(object)
+    def _name_ab_model(self, report: object) -> None:
+        """Keep the model an A/B ran on with its report: the speed panel shows one model's figures."""
+        info = self.client.info
+        if report is None or info is None:
+            return
+        for item in reversed(self.messages):
+            if item.ab is not None and item.id is not None and item.ab.get("created_at") == getattr(
+                report, "created_at", None
+            ):
+                item.ab = {**item.ab, "model": info.model_name}
+                with contextlib.suppress(TandemError):  # the chat was deleted meanwhile
+                    self.store.set_ab_result(item.id, item.ab)
+                return
 
     def live_figures(self) -> tuple[int, float, float]:
         """(tokens so far, tokens per second, share from accepted drafts) of the reply being generated."""
