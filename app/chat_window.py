@@ -51,11 +51,20 @@ class Composer(QPlainTextEdit):
 
 
 def spec_label(info: EngineInfo | None) -> str:
-    """What the speculation toggle names: MTP (the default pairing) unless the loaded drafter is another."""
-    drafter = info.drafter if info is not None else None
-    if not drafter or "MTP" in drafter:
-        return "MTP"
-    return drafter
+    """The speculation toggle's text, naming the drafter actually loaded (its kind: the full name is in the
+    tooltip): 'Speculative decoding (MTP)', '(n-gram)', '(draft model)', or '(no drafter)'."""
+    if info is None:
+        return "Speculative decoding"
+    drafter = info.drafter
+    if not drafter:
+        return "Speculative decoding (no drafter)"
+    if "MTP" in drafter:
+        kind = "MTP"
+    elif drafter.startswith("draft model"):
+        kind = "draft model"
+    else:
+        kind = drafter
+    return f"Speculative decoding ({kind})"
 
 
 class FindBar(QWidget):
@@ -115,7 +124,7 @@ class ChatPanel(QWidget):
         top.setContentsMargins(12, 6, 12, 0)
         self.title = ElidedLabel()
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
-        self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
+        self.spec_toggle = QCheckBox(spec_label(context.client.info))
         self.spec_toggle.toggled.connect(self._on_spec_toggled)
         self.prediction_label = FitLabel()  # the pair's expected speedup, next to the toggle it is about
         self.ab_button = QToolButton()
@@ -247,7 +256,8 @@ class ChatPanel(QWidget):
     def open_settings(self) -> None:
         if self.session is None:
             return
-        dialog = ChatSettingsDialog(self.session.settings, self)
+        spec_text = spec_label(self.context.client.info)
+        dialog = ChatSettingsDialog(self.session.settings, self, spec_text=spec_text)
         if dialog.exec():
             self.session.set_settings(dialog.result_settings())
 
@@ -259,7 +269,7 @@ class ChatPanel(QWidget):
         self.composer.setEnabled(self.session is not None)
         self.provenance_toggle.setEnabled(self.session is not None)
         info = self.context.client.info
-        self.spec_toggle.setText(f"Speculative decoding ({spec_label(info)})")
+        self.spec_toggle.setText(spec_label(info))
         self.spec_toggle.setEnabled(self.session is not None and (info is None or bool(info.drafter)))
         if info is not None and not info.drafter:
             why = f": {info.drafter_note}" if info.drafter_note else ""

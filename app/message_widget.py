@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import render
+from app import provenance, render
 from app.elided import FitLabel
 from app.records import MessageItem
 
@@ -191,13 +191,13 @@ class MessageWidget(QFrame):
         started = time.perf_counter()
         if item.role == "user":
             html, self.code_blocks = render.plain_html(item.content), []
-        elif self.view.provenance and item.pieces:
-            html, self.code_blocks = render.provenance_html(item.pieces, colors), []
         else:
             html, self.code_blocks = self.view.renderer.document(item.content)
         if item.error:
             html += f'<p style="color:{colors.error}">{render.plain_html(item.error)}</p>'
         self.body.setHtml(html)
+        if self.view.provenance and item.role == "assistant" and item.pieces:
+            provenance.shade(self.body.document(), item.pieces, colors)  # over the rendered Markdown
         self.body.setVisible(bool(html))
         self.render_ms = (time.perf_counter() - started) * 1000
         self.refresh_chrome()
@@ -205,9 +205,6 @@ class MessageWidget(QFrame):
     # --- streaming ------------------------------------------------------------------------------------
     def stream_update(self, force: bool = False) -> None:
         """Show the reply's new text; re-renders only the unfinished block, within the render budget."""
-        if self.view.provenance:
-            self.refresh()  # the provenance view is plain text: cheap to redo
-            return
         now = time.perf_counter()
         wait = self._last_render + self.render_ms / 1000 / RENDER_BUDGET - now
         if wait > 0 and not force:  # the last repaint was expensive: let the event loop breathe first
@@ -215,6 +212,10 @@ class MessageWidget(QFrame):
                 self._deferred.start(math.ceil(wait * 1000))
             return
         self._deferred.stop()
+        if self.view.provenance:  # shaded tokens need the whole reply in one document
+            self.refresh()
+            self._last_render = time.perf_counter()
+            return
         state = self._stream
         if state is None:
             state = self._stream = _StreamState(self.body, self._browser())
