@@ -3,6 +3,8 @@ own. The main window embeds a ChatPanel too and switches its chat."""
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -32,15 +35,33 @@ from engine.inference.api import EngineInfo
 
 
 class Composer(QPlainTextEdit):
-    """Enter sends, Shift+Enter inserts a newline."""
+    """Enter sends, Shift+Enter inserts a newline. Grows with its text from two lines to MAX_LINES, then
+    scrolls."""
 
     submitted = Signal()
+    MIN_LINES = 2
+    MAX_LINES = 10
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setPlaceholderText("Message the model — Enter to send, Shift+Enter for a new line")
         self.setTabChangesFocus(True)
-        self.setFixedHeight(80)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self._fit()
+
+    def lines_for(self, n: int) -> int:
+        """The height that shows `n` lines of text."""
+        margins = self.contentsMargins()
+        doc_margin = 2 * self.document().documentMargin()
+        return math.ceil(n * self.fontMetrics().lineSpacing() + doc_margin + margins.top() + margins.bottom())
+
+    def _fit(self, *_: object) -> None:
+        # The plain-text layout measures its document in lines (wrapped lines included).
+        lines = int(self.document().documentLayout().documentSize().height())
+        height = self.lines_for(min(max(lines, self.MIN_LINES), self.MAX_LINES))
+        if height != self.height():
+            self.setFixedHeight(height)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
         enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)

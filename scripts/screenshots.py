@@ -155,6 +155,15 @@ def chat_scene(window: MainWindow, context: AppContext, suffix: str) -> None:
     shoot(window, f"provenance_view{suffix}")
     panel.provenance_toggle.setChecked(False)
 
+    window.sidebar.search.setText("python")  # matches in titles and in replies, highlighted
+    settle(0.4)
+    shoot(window, f"search{suffix}")
+    window.sidebar.search.setText("zebras")
+    settle(0.4)
+    shoot(window.sidebar, f"search_no_match{suffix}")
+    window.sidebar.search.clear()
+    settle(0.4)
+
     window.speed.show()  # docked beside the chat: the chat's own controls must stay readable
     shoot(window, f"main_window_docked{suffix}")
     window.speed.hide()

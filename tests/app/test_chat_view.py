@@ -321,3 +321,16 @@ def test_switching_to_provenance_leaves_no_stale_stream_text(qtbot, context, fak
     # No event loop has run since: deferred deletes are still pending.
     visible = [b for b in widget.findChildren(MessageBrowser) if b.isVisibleTo(widget)]
     assert visible == [widget.body]
+
+
+def test_the_composer_grows_with_its_text(qtbot, context):
+    window = open_window(qtbot, context)
+    composer = window.panel.composer
+    empty = composer.height()
+    assert empty == composer.lines_for(composer.MIN_LINES)
+    composer.setPlainText("\n".join(f"line {i}" for i in range(5)))
+    qtbot.waitUntil(lambda: composer.height() == composer.lines_for(5), timeout=2000)
+    composer.setPlainText("\n".join(f"line {i}" for i in range(40)))
+    qtbot.waitUntil(lambda: composer.height() == composer.lines_for(composer.MAX_LINES), timeout=2000)
+    composer.clear()
+    qtbot.waitUntil(lambda: composer.height() == empty, timeout=2000)

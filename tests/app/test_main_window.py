@@ -11,6 +11,7 @@ from PySide6.QtCore import QPoint, QSize
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from app import main as app_main
+from app.chat_list_delegate import PreviewRole, highlight
 from app.main_window import MainWindow
 from engine.errors import ModelFileError
 from tests.app.fake_engine import FakeOptions, fake_factory
@@ -49,15 +50,33 @@ def test_new_chat_search_rename(qtbot, window, context):
     window.panel.send()
     finish(qtbot, window)
     assert len(titles(window)) == 2 and all(t != "New chat" for t in titles(window))
-    window.sidebar.search.setText("kites")
+    window.sidebar.search.setText("KITES")
     qtbot.waitUntil(lambda: len(titles(window)) == 1, timeout=2000)
     kites = window.sidebar.model.rows[0].id
+    index = window.sidebar.model.index(0)
+    assert "kites" in index.data(PreviewRole).lower() and window.sidebar.delegate.needle == "KITES"
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    option = QStyleOptionViewItem()
+    window.sidebar.list.initViewItemOption(option)
+    doc = window.sidebar.delegate._document(option, index)
+    assert "background-color:#f2cc60" in doc.toHtml().replace(" ", "")  # the match is highlighted
+    assert not window.sidebar.no_match.isVisible()
+    window.sidebar.search.setText("<b>zebras")
+    qtbot.waitUntil(lambda: window.sidebar.no_match.isVisible(), timeout=2000)
+    assert window.sidebar.no_match.text() == "No chats match “<b>zebras”." and titles(window) == []
     window.sidebar.search.clear()
     qtbot.waitUntil(lambda: len(titles(window)) == 2, timeout=2000)
     window.sidebar.select(kites)
     assert window.panel.chat_id == kites
     window.sidebar.rename(kites, "Kites")
     assert "Kites" in titles(window) and window.panel.title.text() == "Kites"
+
+
+def test_highlight_marks_every_match_and_escapes():
+    marked = highlight("Kites <fly>, kites!", "kites", ("y", "k"))
+    span = '<span style="background-color:y; color:k">'
+    assert marked == f"{span}Kites</span> &lt;fly&gt;, {span}kites</span>!"
 
 
 def test_delete_with_undo(qtbot, window, context, store):
