@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
-from PySide6.QtGui import QAbstractTextDocumentLayout, QPainter, QPalette, QTextDocument
+from PySide6.QtGui import QAbstractTextDocumentLayout, QPainter, QPalette, QTextDocument, QTextOption
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 PreviewRole = Qt.ItemDataRole.UserRole + 2  # the text around the first match, while searching
@@ -32,6 +32,14 @@ def highlight(text: str, needle: str, colors: tuple[str, str]) -> str:
     return "".join(out)
 
 
+def near_match(text: str, needle: str, before: int = 12) -> str:
+    """`text` from a few characters before the first match, so a narrow list still shows the match."""
+    found = text.casefold().find(needle.casefold()) if len(text.casefold()) == len(text) else -1
+    if found <= before:
+        return text
+    return "…" + text[found - before :].lstrip()
+
+
 class ChatListDelegate(QStyledItemDelegate):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -46,15 +54,22 @@ class ChatListDelegate(QStyledItemDelegate):
         text_color = palette.color(role)
         muted = text_color if selected else palette.color(QPalette.ColorRole.PlaceholderText)
         mark = ("#f2cc60", "#1f2328")  # a highlighter's yellow, readable in both themes and when selected
-        title = highlight(str(index.data(Qt.ItemDataRole.DisplayRole) or ""), self.needle, mark)
-        body = f'<div style="color:{text_color.name()}">{title}</div>'
+        width = option.rect.width() - 2 * PADDING
+        metrics = option.fontMetrics
+        title = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        title = metrics.elidedText(title, Qt.TextElideMode.ElideRight, width)
+        body = f'<div style="color:{text_color.name()}">{highlight(title, self.needle, mark)}</div>'
         preview = index.data(PreviewRole)
         if self.needle and preview:
-            snippet = highlight(str(preview), self.needle, mark)
-            body += f'<div style="color:{muted.name()}; font-size:small">{snippet}</div>'
+            around = near_match(str(preview), self.needle)
+            snippet = metrics.elidedText(around, Qt.TextElideMode.ElideRight, width)
+            body += f'<div style="color:{muted.name()}">{highlight(snippet, self.needle, mark)}</div>'
         doc = QTextDocument()
         doc.setDefaultFont(option.font)
         doc.setDocumentMargin(0)
+        no_wrap = QTextOption()
+        no_wrap.setWrapMode(QTextOption.WrapMode.NoWrap)
+        doc.setDefaultTextOption(no_wrap)
         doc.setHtml(body)
         return doc
 
