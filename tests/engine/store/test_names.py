@@ -29,3 +29,4 @@ def test_display_name(path: str, general_name: str | None, shown: str) -> None:
 
 def test_long_names_are_cut() -> None:
     assert len(display_name("x.gguf", "Word " * 40)) == 64
+
