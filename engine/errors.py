@@ -99,7 +99,7 @@ class DiskFullError(TandemError):
             f"disk full while writing {self.path} ({detail}); free some space and run the same command "
             "again: the download resumes where it stopped",
             gui=f"The disk filled up while writing {self.path} ({detail}). Free some space, then press "
-            "Retry: the download resumes where it stopped.",
+            "Resume: the download goes on where it stopped.",
         )
 
 
@@ -151,8 +151,8 @@ class GatedRepoAccessError(DownloadError):
             )
         gui = (
             f"{repo} asks you to accept its licence first: open https://huggingface.co/{repo}, accept it "
-            + ("with the account of your Hugging Face token, then press Retry." if has_token else
-               "and sign in once with `hf auth login` in a terminal, then press Retry.")
+            + ("with the account of your Hugging Face token, then try again." if has_token else
+               "and sign in once with `hf auth login` in a terminal, then try again.")
         )  # fmt: skip
         super().__init__(why, gui=gui)
 
@@ -168,7 +168,7 @@ class ChecksumMismatchError(DownloadError):
         problem = f"{repo}/{filename}: checksum mismatch (the hub says {expected[:16]}…, got {actual[:16]}…)"
         super().__init__(
             f"{problem}; the corrupt download was deleted, run the command again to fetch it afresh",
-            gui=f"{problem}. The damaged download was deleted: press Retry to download it afresh.",
+            gui=f"{problem}. The damaged download was deleted: press Try again to download it afresh.",
         )
 
 

@@ -96,6 +96,9 @@ class JobRow(QFrame):
         self.pause_button.setVisible(job.state in (JobState.QUEUED, JobState.RUNNING) and stoppable)
         self.pause_button.setEnabled(job.stop is None)
         self.resume_button.setVisible(job.state in (JobState.PAUSED, JobState.FAILED))
+        # Resume only what has bytes on disk to resume; a download that never got going is tried again.
+        started = p is not None and p.bytes_done > 0
+        self.resume_button.setText("Resume" if started or job.file_index > 0 else "Try again")
         self.cancel_button.setVisible(not job.state.finished and stoppable)
         self.cancel_button.setEnabled(job.stop is None)
         if job.state.finished or job.state is JobState.PAUSED:

@@ -7,6 +7,7 @@ follows it as for any load, and this window shows the progress and the engine's 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QTabWidget,
+    QTreeWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -60,6 +62,7 @@ class ModelManager(QWidget):
         self.state = ManagerState(catalog or load_catalog(), store or ModelStore(), context.colors, self)
         self._closed = False
         self._loading_title: str | None = None
+        self._failed = False  # the status line shows a load error
 
         self.hardware_label = QLabel("Detecting this computer…")
         self.hardware_label.setWordWrap(True)
@@ -119,6 +122,10 @@ class ModelManager(QWidget):
         client.loadFailed.connect(self._on_load_failed)
         context.colorsChanged.connect(self._on_colors)
         self.state.loadRequested.connect(self._load)
+        # A load error is about the model picked then: once the user looks at another, it no longer applies.
+        self.tabs.currentChanged.connect(self._clear_error)
+        for tree in self.tabs.findChildren(QTreeWidget):
+            tree.currentItemChanged.connect(self._clear_error)
         self.state.downloads.jobAdded.connect(self._count_downloads)
         self.state.downloads.jobChanged.connect(self._count_downloads)
         app = QApplication.instance()
@@ -172,6 +179,7 @@ class ModelManager(QWidget):
         self.context.load(config)
 
     def _on_load_started(self, config: LoadConfig) -> None:
+        self._failed = False
         title = self._loading_title or config.model_path.name
         self.load_status.setText(f"Loading {title}…")
         self.load_progress.setValue(0)
@@ -180,6 +188,7 @@ class ModelManager(QWidget):
 
     def _on_loaded(self, info: EngineInfo) -> None:
         self._loading_title = None
+        self._failed = False
         self.load_progress.hide()
         self.load_status.setText(f"Loaded: {describe_model(info)}")
         self.chat_button.show()
@@ -188,8 +197,16 @@ class ModelManager(QWidget):
         self._loading_title = None
         self.load_progress.hide()
         self.load_status.setText(
-            f"<span style='color:{self.context.colors.error}'>Could not load the model: {message}</span>"
+            f"<span style='color:{self.context.colors.error}'>Could not load the model: "
+            f"{html.escape(message)}</span>"
         )
+        self._failed = True
+
+    def _clear_error(self, *_: object) -> None:
+        if self._failed:
+            self._failed = False
+            info = self.context.client.info
+            self.load_status.setText(f"Loaded: {describe_model(info)}" if info is not None else "")
 
     def go_chat(self) -> None:
         parent = self.parentWidget()

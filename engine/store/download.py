@@ -243,7 +243,7 @@ def _transfer(
         if exc.errno is None:  # http_get's "Consistency check failed": the stream ended early
             raise DownloadError(
                 f"{remote.filename}: the transfer ended early ({exc}); run the same command again to resume",
-                gui=f"{remote.filename}: the transfer ended early ({exc}). Press Retry to resume.",
+                gui=f"{remote.filename}: the transfer ended early ({exc}). Press Resume to go on.",
             ) from exc
         raise
     meter.finish()

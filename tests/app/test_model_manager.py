@@ -265,6 +265,29 @@ def test_load_failure_shows_the_engine_reason(qtbot, open_manager, fake_options)
     manager.state.request_load(manager, LoadConfig(model_path=Path("/m/x.gguf")), "x", None)
     qtbot.waitUntil(lambda: "truncated" in manager.load_status.text(), timeout=5000)
     assert "Could not load" in manager.load_status.text()
+    manager.tabs.setCurrentWidget(manager.local_tab)  # the user looks elsewhere: the error no longer applies
+    assert "truncated" not in manager.load_status.text() and "Loaded:" in manager.load_status.text()
+
+
+def test_a_download_that_never_started_is_tried_again_not_resumed(qtbot):
+    from app.models.download_jobs import DownloadJob, JobState
+    from app.models.downloads_tab import JobRow
+    from engine.fit.pair_plan import FileRef
+    from engine.store.download import DownloadProgress
+
+    class Queue:
+        def pause(self, job): ...
+
+        resume = cancel = pause
+
+    job = DownloadJob(1, "a pair", (FileRef("target", "o/r", "m.gguf", None),), state=JobState.FAILED)
+    job.error = "hub offline"
+    row = JobRow(job, Queue())
+    qtbot.addWidget(row)
+    assert row.resume_button.text() == "Try again" and "hub offline" in row.status.text()
+    job.progress = DownloadProgress("m.gguf", 100, 1000, 10.0, None)
+    row.update_from_job()
+    assert row.resume_button.text() == "Resume"
 
 
 def test_search_offline_says_so(qtbot, open_manager, monkeypatch):
