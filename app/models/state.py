@@ -64,7 +64,7 @@ class ManagerState(QObject):
         """Ask the worker to load `config`; when no plan fits this machine, only after a "Load anyway"."""
         if badge is not None and badge.needs_confirmation:
             box = QMessageBox(QMessageBox.Icon.Warning, "This may not fit", "", parent=parent)
-            box.setText(f"{title} does not fit this computer as estimated: {badge.label}.")
+            box.setText(f"{title} does not fit this computer as estimated: {badge.full_label}.")
             box.setInformativeText(
                 badge.tooltip.splitlines()[0]
                 + "\n\nLoading anyway may fail or make the computer swap heavily. It will run on the CPU "
