@@ -38,7 +38,6 @@ from app.theme import Colors
 from engine.config import LoadConfig
 from engine.fit.badges import CONTEXT_STEPS, hardware_summary
 from engine.fit.hardware import HardwareInfo, detect
-from engine.fit.planner import DEFAULT_CTX
 from engine.inference.api import EngineInfo
 from engine.store.catalog import Catalog, load_catalog
 from engine.store.model_store import ModelStore
@@ -70,7 +69,7 @@ class ModelManager(QWidget):
         self.slider.setRange(0, len(CONTEXT_STEPS) - 1)
         self.slider.setPageStep(1)
         self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.slider.setValue(CONTEXT_STEPS.index(DEFAULT_CTX))
+        self.slider.setValue(CONTEXT_STEPS.index(self.state.n_ctx))
         self.slider.setMinimumWidth(220)
         self.slider.setToolTip("Context window the badges are estimated for (the KV cache grows with it)")
         self.context_label = QLabel()

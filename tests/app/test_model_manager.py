@@ -102,7 +102,8 @@ def test_fit_badges_for_fake_devices(open_manager, hardware, level, text):
 
 def test_context_slider_changes_the_badges(qtbot, open_manager):
     manager = open_manager(fake_hardware((8,), ram_gb=32))
-    assert manager.context_label.text() == "8,192 tokens"
+    assert manager.context_label.text() == "4,096 tokens"  # what the app loads with, as the CLI's --ctx
+    assert manager.state.n_ctx == LoadConfig(model_path=Path("m.gguf")).n_ctx
     manager.slider.setValue(0)
     assert manager.context_label.text() == "2,048 tokens"
     qtbot.waitUntil(lambda: manager.catalog_tab.fits["llama3.1-8b+3.2-1b"].n_ctx == 2048)
@@ -256,7 +257,7 @@ def test_too_large_pair_asks_before_loading_anyway(
     monkeypatch.setattr(QMessageBox, "exec", answer("anyway"))
     tab.load()
     qtbot.waitUntil(lambda: len(loads) == 1)
-    assert (loads[0].n_gpu_layers, loads[0].n_ctx, loads[0].drafter) == (0, 8192, "mtp")
+    assert (loads[0].n_gpu_layers, loads[0].n_ctx, loads[0].drafter) == (0, 4096, "mtp")
     assert loads[0].assistant_path == model_store.path_for(pair.drafter.repo, pair.drafter.quants[0].file)
 
 
