@@ -201,9 +201,13 @@ class StepChart(_ChartView):
     def __init__(self, colors: Colors) -> None:
         super().__init__("Draft length, last reply", colors)
         self.k = QLineSeries()
-        self.k.setName("draft length k")
+        self.k.setName("draft length")
         self.rate = QLineSeries()
-        self.rate.setName(f"% accepted (last {ACCEPT_WINDOW})")
+        self.rate.setName("% accepted")
+        self.setToolTip(
+            "The draft length k the controller chose at each verify step of the last reply, and the share "
+            f"of drafted tokens accepted over the {ACCEPT_WINDOW} steps before it"
+        )
         chart = self.chart()
         chart.addSeries(self.k)
         chart.addSeries(self.rate)
