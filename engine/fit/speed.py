@@ -26,6 +26,7 @@ EFFICIENCY = 0.4
 SIMULATED_BANDWIDTH = 20e9  # bytes/s for simulated hardware (tests, screenshots): results must not vary
 FAST_TPS = 15.0  # faster than reading: green
 USABLE_TPS = 4.0  # about reading speed: yellow; slower: red
+MAX_SHOWN_TPS = 100.0
 
 SpeedClass = Literal["fast", "usable", "slow"]
 
@@ -39,8 +40,10 @@ class SpeedEstimate:
 
     @property
     def short(self) -> str:
-        """'≈ 42 tok/s', '≈ 2.5 tok/s'."""
+        """'≈ 42 tok/s', '≈ 2.5 tok/s', '> 100 tok/s' (past that, per-token overheads decide, not memory)."""
         tps = self.tokens_per_s
+        if tps > MAX_SHOWN_TPS:
+            return f"> {MAX_SHOWN_TPS:.0f} tok/s"
         return f"≈ {tps:.0f} tok/s" if tps >= 10 else f"≈ {tps:.1f} tok/s"
 
     def explanation(self) -> str:
