@@ -54,7 +54,7 @@ class ChatListDelegate(QStyledItemDelegate):
         text_color = palette.color(role)
         muted = text_color if selected else palette.color(QPalette.ColorRole.PlaceholderText)
         mark = ("#f2cc60", "#1f2328")  # a highlighter's yellow, readable in both themes and when selected
-        width = option.rect.width() - 2 * PADDING
+        width = option.rect.width() - 2 * PADDING if option.rect.width() > 2 * PADDING else 10_000
         metrics = option.fontMetrics
         title = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
         title = metrics.elidedText(title, Qt.TextElideMode.ElideRight, width)

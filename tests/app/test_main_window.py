@@ -59,6 +59,7 @@ def test_new_chat_search_rename(qtbot, window, context):
 
     option = QStyleOptionViewItem()
     window.sidebar.list.initViewItemOption(option)
+    option.rect = window.sidebar.list.visualRect(index)
     doc = window.sidebar.delegate._document(option, index)
     assert "background-color:#f2cc60" in doc.toHtml().replace(" ", "")  # the match is highlighted
     assert not window.sidebar.no_match.isVisible()
