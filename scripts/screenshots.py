@@ -177,6 +177,18 @@ def chat_scene(window: MainWindow, context: AppContext, suffix: str) -> None:
 
     second.close()
 
+    # Regenerate keeps the first reply (‹ 2/2 ›); a model switch is named where it happens.
+    panel.regenerate()
+    wait_until(lambda: session.state == "idle", 120)
+    client = context.client
+    loaded = client.info
+    client.load(LoadConfig(model_path=Path("gemma-3-270m-it-Q4_K_M.gguf"), drafter="none"))
+    wait_until(lambda: client.info is not None and client.info is not loaded, 120)
+    panel.composer.setPlainText("And in one sentence?")
+    panel.send()
+    wait_until(lambda: session.state == "idle", 120)
+    shoot(window, f"versions_and_model_switch{suffix}")
+
 
 def manager_scene(
     window: MainWindow,
