@@ -258,7 +258,8 @@ def footer_text(item: MessageItem) -> str:
         if spec is not None and spec.drafted:
             parts.append(f"drafted {spec.drafted}, accepted {spec.accepted} ({spec.acceptance_rate:.0%})")
             parts.append(f"mean accepted length {spec.mean_accepted_length:.2f}")
-            parts.append(spec.drafter)
+            if not item.model:  # a reply that names its model names the drafter in its header
+                parts.append(spec.drafter)
         elif spec is not None:
             reason = f" ({spec.main_reason})" if spec.main_reason else ""
             parts.append(f"{spec.drafter}: nothing drafted{reason}")
