@@ -116,7 +116,7 @@ class ChatSession(QObject):
         text = text.strip()
         if self.busy or index is None or self.messages[index].role != "user" or not text:
             return False
-        if text == self.messages[index].content and index + 1 < len(self.messages):
+        if text == self.messages[index].content:  # unchanged: a new version of the reply, not of the message
             return self._rerun_from(index)
         self.store.add_version(message_id, text)
         self.reload()
