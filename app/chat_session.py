@@ -8,6 +8,7 @@ Several views (the main window and a separate window) may show the same session.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -15,9 +16,10 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from app.ab_runner import ABRunner
 from app.history.store import HistoryStore, suggest_title  # the history module owns the titling rule
-from app.records import ChatSettings, MessageItem, apply_stats_dict, stats_to_dict
+from app.records import ChatSettings, MessageItem, apply_stats_dict, mark_model_switches, stats_to_dict
 from app.worker import Request, RequestState, WorkerClient
 from engine.config import ChatMessage
+from engine.errors import TandemError
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent
 
 PAINT_INTERVAL_MS = 40
@@ -56,6 +58,7 @@ class ChatSession(QObject):
         self._stats = _timer(self, STATS_INTERVAL_MS, self._emit_stats)
         self._checkpoint = _timer(self, CHECKPOINT_INTERVAL_MS, self._save_checkpoint)
         self.ab = ABRunner(self, parent=self)  # the chat's A/B run: its last prompt, plain then speculative
+        self.ab.finished.connect(self._name_ab_model)
         self.reload()
 
     # --- reading --------------------------------------------------------------------------------------
@@ -64,7 +67,11 @@ class ChatSession(QObject):
         for stored in self.store.messages(self.chat_id):
             item = MessageItem(stored.id, stored.role, stored.content, stored.status, ab=stored.ab)
             apply_stats_dict(item, stored.stats)
+            item.model = stored.model
+            item.drafter = stored.drafter or item.drafter
+            item.version, item.n_versions = stored.version, stored.n_versions
             self.messages.append(item)
+        mark_model_switches(self.messages)
         self.messagesReset.emit()
 
     @property
@@ -93,26 +100,46 @@ class ChatSession(QObject):
             self._request.cancel()
 
     def regenerate(self) -> bool:
+        """Write the last reply again. The new reply is another version of it: ‹ › switches back."""
         last = self.last_assistant()
         if self.busy or last is None or last.id is None or self.messages[-1] is not last:
             return False
-        self.store.truncate_after(self.chat_id, last.id, inclusive=True)
-        self.messages.pop()
+        self.messages.pop()  # stays in the history; shown again if this request never starts
         self.messagesReset.emit()
         self._start_reply()
         return True
 
     def edit_and_rerun(self, message_id: int, text: str) -> bool:
+        """Send an edited version of a message of the user's; the old one and what followed it are kept
+        as the earlier version of that turn."""
         index = next((i for i, m in enumerate(self.messages) if m.id == message_id), None)
         text = text.strip()
         if self.busy or index is None or self.messages[index].role != "user" or not text:
             return False
-        self.store.update_message_content(message_id, text)
-        self.store.truncate_after(self.chat_id, message_id, inclusive=False)
-        self.messages[index].content = text
+        if text == self.messages[index].content:  # unchanged: a new version of the reply, not of the message
+            return self._rerun_from(index)
+        self.store.add_version(message_id, text)
+        self.reload()
+        self._start_reply()
+        return True
+
+    def _rerun_from(self, index: int) -> bool:
+        """The same message again: a new version of the reply that followed it."""
         del self.messages[index + 1 :]
         self.messagesReset.emit()
         self._start_reply()
+        return True
+
+    def show_version(self, item: MessageItem, step: int) -> bool:
+        """Show the previous (step -1) or next (+1) version of `item`'s turn, with the replies under it."""
+        if self.busy or item.id is None or item not in self.messages:
+            return False
+        versions = self.store.versions(item.id)
+        index = versions.index(item.id) + step
+        if not 0 <= index < len(versions):
+            return False
+        self.store.show_version(versions[index])
+        self.reload()
         return True
 
     def set_settings(self, settings: ChatSettings) -> None:
@@ -149,10 +176,21 @@ class ChatSession(QObject):
     def _on_started(self) -> None:
         reply = self._reply
         assert reply is not None
-        reply.id = self.store.begin_reply(self.chat_id, settings=self.settings.to_dict())
-        reply.status = "streaming"
         info = self.client.info
+        reply.model = info.model_name if info is not None else None
         reply.drafter = info.drafter if info is not None and self.settings.speculative else None
+        before = [m.id for m in self.messages if m is not reply and m.id is not None]
+        reply.id = self.store.begin_reply(
+            self.chat_id,
+            settings=self.settings.to_dict(),
+            after=before[-1] if before else None,
+            model=reply.model,
+            drafter=reply.drafter,
+        )
+        versions = self.store.versions(reply.id)
+        reply.version = reply.n_versions = len(versions)
+        mark_model_switches(self.messages)
+        reply.status = "streaming"
         self._live.start = time.perf_counter()
         self._stats.start()
         self._checkpoint.start()
@@ -193,9 +231,8 @@ class ChatSession(QObject):
         self._stats.stop()
         self._checkpoint.stop()
         if request.state is RequestState.CANCELLED:  # never reached the model: nothing to keep
-            self.messages.remove(reply)
-            self.messagesReset.emit()
             self._set_state("idle")
+            self.reload()  # the chat as stored: a reply that was to be regenerated is still there
             return
         self._flush_text(emit=False)
         done = request.done_event
@@ -208,7 +245,9 @@ class ChatSession(QObject):
         if done is not None:
             reply.content = done.text  # the engine's authoritative text (held-back stop strings resolved)
         if reply.id is not None:
-            self.store.finish_reply(reply.id, reply.content, stats_to_dict(reply), status=reply.status)
+            self.store.finish_reply(
+                reply.id, reply.content, stats_to_dict(reply), status=reply.status, drafter=reply.drafter
+            )
         self.replyFinished.emit(reply)
         self._set_state("idle")
 
@@ -228,6 +267,21 @@ class ChatSession(QObject):
         reply = self._reply
         if reply is not None and reply.id is not None:
             self.store.checkpoint_reply(reply.id, reply.content + "".join(self._pending))
+
+    @Slot(object)
+    def _name_ab_model(self, report: object) -> None:
+        """Keep the model an A/B ran on with its report: the speed panel shows one model's figures."""
+        info = self.client.info
+        if report is None or info is None:
+            return
+        for item in reversed(self.messages):
+            if item.ab is not None and item.id is not None and item.ab.get("created_at") == getattr(
+                report, "created_at", None
+            ):
+                item.ab = {**item.ab, "model": info.model_name}
+                with contextlib.suppress(TandemError):  # the chat was deleted meanwhile
+                    self.store.set_ab_result(item.id, item.ab)
+                return
 
     def live_figures(self) -> tuple[int, float, float]:
         """(tokens so far, tokens per second, share from accepted drafts) of the reply being generated."""

@@ -26,6 +26,7 @@ class ChatView(QScrollArea):
     """Shows one ChatSession. Emits statusMessage for hover URLs and short confirmations."""
 
     statusMessage = Signal(str)
+    modelsRequested = Signal()  # a failed reply offers to open the model manager
 
     def __init__(self, colors: Colors, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -120,6 +121,8 @@ class ChatView(QScrollArea):
         widget.editRequested.connect(self._on_edit)
         widget.regenerateRequested.connect(self._regenerate)
         widget.cancelRequested.connect(self._cancel)
+        widget.versionRequested.connect(self._show_version)
+        widget.modelsRequested.connect(self.modelsRequested)
         widget.linkActivated.connect(self._on_link)
         self._layout.insertWidget(self._layout.count() - 1, widget)
         self.widgets[id(item)] = widget
@@ -168,6 +171,10 @@ class ChatView(QScrollArea):
     def _regenerate(self) -> None:
         if self.session is not None:
             self.session.regenerate()
+
+    def _show_version(self, item: MessageItem, step: int) -> None:
+        if self.session is not None:
+            self.session.show_version(item, step)
 
     def _cancel(self) -> None:
         if self.session is not None:

@@ -3,10 +3,10 @@ own. The main window embeds a ChatPanel too and switches its chat."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QResizeEvent
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -24,21 +24,44 @@ from PySide6.QtWidgets import (
 from app.chat_session import ChatSession
 from app.chat_view import ChatView
 from app.context import AppContext
+from app.elided import ElidedLabel, FitLabel
+from app.flow_layout import flow_row
+from app.geometry import resize_to_fit
 from app.settings_dialog import ChatSettingsDialog
 from app.speed_panel import attach_speed_panel
+from app.status_bar import ModelStatus
+from app.window_menus import build_menus
 from engine.inference.api import EngineInfo
 
 
 class Composer(QPlainTextEdit):
-    """Enter sends, Shift+Enter inserts a newline."""
+    """Enter sends, Shift+Enter inserts a newline. Grows with its text from two lines to MAX_LINES, then
+    scrolls."""
 
     submitted = Signal()
+    MIN_LINES = 2
+    MAX_LINES = 10
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setPlaceholderText("Message the model — Enter to send, Shift+Enter for a new line")
         self.setTabChangesFocus(True)
-        self.setFixedHeight(80)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().documentLayout().documentSizeChanged.connect(self._fit)
+        self._fit()
+
+    def lines_for(self, n: int) -> int:
+        """The height that shows `n` lines of text."""
+        margins = self.contentsMargins()
+        doc_margin = 2 * self.document().documentMargin()
+        return math.ceil(n * self.fontMetrics().lineSpacing() + doc_margin + margins.top() + margins.bottom())
+
+    def _fit(self, *_: object) -> None:
+        # The plain-text layout measures its document in lines (wrapped lines included).
+        lines = int(self.document().documentLayout().documentSize().height())
+        height = self.lines_for(min(max(lines, self.MIN_LINES), self.MAX_LINES))
+        if height != self.height():
+            self.setFixedHeight(height)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
         enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
@@ -49,49 +72,20 @@ class Composer(QPlainTextEdit):
 
 
 def spec_label(info: EngineInfo | None) -> str:
-    """What the speculation toggle names: MTP (the default pairing) unless the loaded drafter is another."""
-    drafter = info.drafter if info is not None else None
-    if not drafter or "MTP" in drafter:
-        return "MTP"
-    return drafter
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that shrinks with an ellipsis instead of forcing its window wider."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(40)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def text(self) -> str:
-        return self._full
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        elided = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, self.width())
-        super().setText(elided)
-
-
-class FitLabel(ElidedLabel):
-    """An ElidedLabel that asks for its whole text's width and is elided only when the row runs short."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(24)
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(self.fontMetrics().horizontalAdvance(self.text()) + 4, super().sizeHint().height())
+    """The speculation toggle's text, naming the drafter actually loaded (its kind: the full name is in the
+    tooltip): 'Speculative decoding (MTP)', '(n-gram)', '(draft model)', or '(no drafter)'."""
+    if info is None:
+        return "Speculative decoding"
+    drafter = info.drafter
+    if not drafter:
+        return "Speculative decoding (no drafter)"
+    if "MTP" in drafter:
+        kind = "MTP"
+    elif drafter.startswith("draft model"):
+        kind = "draft model"
+    else:
+        kind = drafter
+    return f"Speculative decoding ({kind})"
 
 
 class FindBar(QWidget):
@@ -145,11 +139,13 @@ class ChatPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
 
+        # The title has a row of its own with the chat's settings; the speculation controls wrap below it
+        # when the window is narrow (a docked speed panel at 1024 px), instead of eliding the title.
         top = QHBoxLayout()
-        top.setContentsMargins(12, 6, 12, 6)
+        top.setContentsMargins(12, 6, 12, 0)
         self.title = ElidedLabel()
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
-        self.spec_toggle = QCheckBox("Speculative decoding (MTP)")
+        self.spec_toggle = QCheckBox(spec_label(context.client.info))
         self.spec_toggle.toggled.connect(self._on_spec_toggled)
         self.prediction_label = FitLabel()  # the pair's expected speedup, next to the toggle it is about
         self.ab_button = QToolButton()
@@ -162,18 +158,15 @@ class ChatPanel(QWidget):
         settings_button = QPushButton("Settings…")
         settings_button.clicked.connect(self.open_settings)
         top.addWidget(self.title, 1)
-        for widget in (
-            self.spec_toggle,
-            self.prediction_label,
-            self.ab_button,
-            self.provenance_toggle,
-            settings_button,
-        ):
-            top.addWidget(widget)
+        top.addWidget(settings_button)
         layout.addLayout(top)
+        controls = flow_row([self.spec_toggle, self.prediction_label, self.ab_button, self.provenance_toggle])
+        controls.setContentsMargins(12, 2, 12, 6)
+        layout.addWidget(controls)
 
         self.view = ChatView(context.colors)
         self.view.statusMessage.connect(context.statusMessage)
+        self.view.modelsRequested.connect(context.modelsRequested)
         context.colorsChanged.connect(self.view.set_colors)
         self.find_bar = FindBar(self.view)
         layout.addWidget(self.view, 1)
@@ -265,6 +258,12 @@ class ChatPanel(QWidget):
         if self.session is not None:
             self.session.stop()
 
+    def open_find(self) -> None:
+        self.find_bar.open()
+
+    def toggle_provenance(self) -> None:
+        self.provenance_toggle.toggle()
+
     def regenerate(self) -> None:
         if self.session is not None:
             self.session.regenerate()
@@ -278,7 +277,8 @@ class ChatPanel(QWidget):
     def open_settings(self) -> None:
         if self.session is None:
             return
-        dialog = ChatSettingsDialog(self.session.settings, self)
+        spec_text = spec_label(self.context.client.info)
+        dialog = ChatSettingsDialog(self.session.settings, self, spec_text=spec_text)
         if dialog.exec():
             self.session.set_settings(dialog.result_settings())
 
@@ -290,7 +290,7 @@ class ChatPanel(QWidget):
         self.composer.setEnabled(self.session is not None)
         self.provenance_toggle.setEnabled(self.session is not None)
         info = self.context.client.info
-        self.spec_toggle.setText(f"Speculative decoding ({spec_label(info)})")
+        self.spec_toggle.setText(spec_label(info))
         self.spec_toggle.setEnabled(self.session is not None and (info is None or bool(info.drafter)))
         if info is not None and not info.drafter:
             why = f": {info.drafter_note}" if info.drafter_note else ""
@@ -318,7 +318,8 @@ class ChatPanel(QWidget):
 
 
 class ChatWindow(QMainWindow):
-    """One chat in a window of its own; several can stand side by side and share the loaded model."""
+    """One chat in a window of its own; several can stand side by side and share the loaded model. It has
+    the main window's menus and status bar, without the conversation list."""
 
     closed = Signal()
 
@@ -331,20 +332,27 @@ class ChatWindow(QMainWindow):
         self.panel.set_chat(chat_id)
         self.speed = attach_speed_panel(self, self.panel, context)
         context.statusMessage.connect(self._show_status)
-        add_chat_actions(self, self.panel)
-        close = QAction("Close window", self)
-        close.setShortcut(QKeySequence.StandardKey.Close)
-        close.triggered.connect(self.close)
-        self.addAction(close)
+        build_menus(self, self, context)
+        self.model_status = ModelStatus(self, context)
         geometry = QSettings().value("chat_window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
-            self.resize(760, 820)
+            resize_to_fit(self, 760, 820)
 
     @property
     def chat_id(self) -> int | None:
         return self.panel.chat_id
+
+    def new_chat(self) -> None:
+        self.show_chat(self.context.new_chat())
+
+    def new_window(self) -> None:
+        open_chat_window(self.context, self.context.new_chat())
+
+    def show_chat(self, chat_id: int) -> None:
+        self.panel.set_chat(chat_id)
+        self.panel.composer.setFocus()
 
     @Slot(str)
     def _show_status(self, text: str) -> None:
@@ -354,34 +362,11 @@ class ChatWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         QSettings().setValue("chat_window/geometry", self.saveGeometry())
         self.context.statusMessage.disconnect(self._show_status)
+        self.model_status.detach()
         self.speed.detach()
         self.panel.detach()
         self.closed.emit()
         super().closeEvent(event)
-
-
-def add_chat_actions(window: QWidget, panel: ChatPanel) -> dict[str, QAction]:
-    """The chat shortcuts, shared by the main window and chat windows."""
-    specs: dict[str, tuple[str, QKeySequence | QKeySequence.StandardKey, Callable[[], object]]] = {
-        "stop": ("Stop generating", QKeySequence("Ctrl+."), panel.stop),
-        "regenerate": ("Regenerate last reply", QKeySequence("Ctrl+R"), panel.regenerate),
-        "find": ("Find in chat", QKeySequence.StandardKey.Find, panel.find_bar.open),
-        "settings": ("Chat settings…", QKeySequence("Ctrl+,"), panel.open_settings),
-        "provenance": ("Show token provenance", QKeySequence("Ctrl+P"), panel.provenance_toggle.toggle),
-    }
-    actions = {}
-    for name, (text, keys, slot) in specs.items():
-        action = QAction(text, window)
-        action.setShortcut(keys)
-        action.triggered.connect(slot)
-        window.addAction(action)
-        actions[name] = action
-    escape = QAction("Stop", window)
-    escape.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-    escape.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-    escape.triggered.connect(panel.stop)
-    panel.composer.addAction(escape)
-    return actions
 
 
 def open_chat_window(context: AppContext, chat_id: int) -> ChatWindow:

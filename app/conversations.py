@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.chat_list_delegate import ChatListDelegate, PreviewRole
 from app.context import AppContext
 
 ChatIdRole = Qt.ItemDataRole.UserRole + 1
@@ -52,6 +53,8 @@ class ConversationModel(QAbstractListModel):
             return f"{chat.title}\n{chat.n_messages} messages\n{chat.preview or ''}".strip()
         if role == ChatIdRole:
             return chat.id
+        if role == PreviewRole:
+            return chat.preview
         return None
 
     def row_of(self, chat_id: int) -> int | None:
@@ -80,27 +83,36 @@ class ConversationSidebar(QWidget):
         layout.addWidget(new_button)
         layout.addWidget(self.search)
 
+        self.no_match = QLabel()  # "No chats match “…”", in place of an empty list
+        self.no_match.setWordWrap(True)
+        self.no_match.setTextFormat(Qt.TextFormat.PlainText)
+        self.no_match.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.no_match.hide()
+        layout.addWidget(self.no_match)
+
         self.list = QListView()
         self.list.setModel(self.model)
+        self.delegate = ChatListDelegate(self.list)
+        self.list.setItemDelegate(self.delegate)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setUniformItemSizes(True)
-        self.list.setStyleSheet("QListView::item { padding: 5px 4px; }")
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.doubleClicked.connect(lambda index: self.openInWindow.emit(index.data(ChatIdRole)))
         self._quiet = False  # set while the list is rebuilt: re-selecting is not the user's choice
         self.list.selectionModel().currentChanged.connect(self._on_current)
         layout.addWidget(self.list, 1)
+        self.list_actions: list[QAction] = []  # shown with their keys in the list's context menu
         for text, keys, slot in (
-            ("Rename chat", QKeySequence(Qt.Key.Key_F2), self.rename_current),
-            ("Delete chat", QKeySequence.StandardKey.Delete, self.delete_current),
+            ("Rename…", QKeySequence(Qt.Key.Key_F2), self.rename_current),
+            ("Delete", QKeySequence.StandardKey.Delete, self.delete_current),
         ):
             action = QAction(text, self.list)
             action.setShortcut(keys)
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
             action.triggered.connect(slot)
             self.list.addAction(action)
+            self.list_actions.append(action)
 
         self.undo_bar = QWidget()
         undo_layout = QHBoxLayout(self.undo_bar)
@@ -151,8 +163,11 @@ class ConversationSidebar(QWidget):
             self.chatSelected.emit(chat_id)
 
     def _apply_search(self) -> None:
-        self.model.search = self.search.text().strip()
+        self.model.search = self.delegate.needle = self.search.text().strip()
         self.refresh()
+        empty = bool(self.model.search) and not self.model.rows
+        self.no_match.setText(f"No chats match “{self.model.search}”." if empty else "")
+        self.no_match.setVisible(empty)
 
     @Slot()
     def new_chat(self) -> int:
@@ -212,6 +227,5 @@ class ConversationSidebar(QWidget):
         self.list.setCurrentIndex(index)
         menu = QMenu(self)
         menu.addAction("Open in new window", lambda: self.openInWindow.emit(chat_id))
-        menu.addAction("Rename…", self.rename_current)
-        menu.addAction("Delete", lambda: self.delete(chat_id))
+        menu.addActions(self.list_actions)  # rename and delete the current chat: the one clicked
         menu.exec(self.list.viewport().mapToGlobal(pos))

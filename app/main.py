@@ -1,11 +1,12 @@
-"""Entry point of the desktop app: `python -m app [--model PATH [--draft-model PATH | --assistant PATH]]`."""
+"""Entry point of the desktop app: `python -m app`, `tandem app` or `tandem`, with the options of
+engine.cli.app (`--model PATH --assistant PATH --ctx N ...`)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,14 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app import render, theme
 from app.context import AppContext
+from app.logs import setup_logging
 from app.main_window import MainWindow
+from app.model_settings import last_model
 from app.worker import WorkerClient
-from engine.config import DrafterKind, LoadConfig
+from engine.cli.app import add_app_args, app_defaults
+from engine.cli.common import config_from_args
+from engine.config import LoadConfig
+from engine.errors import TandemError
 from engine.inference.api import EngineFactory
 from engine.measure.pair_profile import ProfileStore
 
@@ -33,16 +39,8 @@ NO_MODEL_TEXT = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tandem-app", description="Tandem desktop app")
-    parser.add_argument("--model", type=Path, help="target model (GGUF); default: the installed SmolLM2")
-    drafter = parser.add_mutually_exclusive_group()
-    drafter.add_argument("--draft-model", type=Path, help="a small draft model of the same family")
-    drafter.add_argument("--assistant", type=Path, help="a Gemma 4 -assistant MTP file for the target")
-    parser.add_argument("--no-speculation", action="store_true", help="load without any drafter")
-    parser.add_argument("--n-ctx", type=int, default=4096, help="context window in tokens (default 4096)")
-    parser.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all)")
-    parser.add_argument("--history", type=Path, help="chat history database (default: user data folder)")
-    parser.add_argument("--theme", choices=theme.MODES, help="colour theme (default: the last one chosen)")
+    parser = argparse.ArgumentParser(prog="tandem app", description="Tandem desktop app")
+    add_app_args(parser)
     return parser
 
 
@@ -62,23 +60,22 @@ def qt_binding_problem() -> str | None:
 
 
 def load_config(args: argparse.Namespace) -> LoadConfig | None:
-    """The model the app opens with, or None when there is none to open."""
+    """The model the app opens with: the one given, else the last one used (with the options given on
+    top), else the embedded default; None when there is none to open."""
     model = args.model
     if model is None:
+        last = last_model()
+        if last is not None:
+            given = config_from_args(args, last.model_path)
+            defaults = config_from_args(argparse.Namespace(**app_defaults()), last.model_path)
+            changed = {f.name: getattr(given, f.name) for f in fields(LoadConfig)}
+            return replace(last, **{k: v for k, v in changed.items() if v != getattr(defaults, k)})
         from engine.store.default_model import default_model_path
 
         model = default_model_path()
         if model is None:
             return None
-    drafter: DrafterKind = "none" if args.no_speculation else "auto"
-    return LoadConfig(
-        model_path=model,
-        drafter=drafter,
-        draft_model_path=args.draft_model,
-        assistant_path=args.assistant,
-        n_ctx=args.n_ctx,
-        n_gpu_layers=args.gpu_layers,
-    )
+    return config_from_args(args, model)
 
 
 def open_store(path: Path | None) -> Any:
@@ -93,12 +90,17 @@ def main(
     store: Any = None,
 ) -> int:
     """Run the app until its last window closes. Tests pass a fake engine factory and a store."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        config_from_args(args, Path("model.gguf"))  # bad values end here, before any window opens
+    except TandemError as exc:
+        parser.error(str(exc))
     problem = qt_binding_problem()
     if problem is not None:
         print(f"tandem-app: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "tandem-app"])
     assert isinstance(app, QApplication)
     app.setOrganizationName(ORGANISATION)
@@ -107,6 +109,7 @@ def main(
     if args.theme:
         theme.save_mode(args.theme)
     colors = theme.apply(app, theme.saved_mode())
+    config = load_config(args)  # after the application's name is set: it reads the last model used
     render.warm_up()
     if store is None:
         store = open_store(args.history)
@@ -117,11 +120,10 @@ def main(
     theme.follow_system(app, context.set_colors)
     window = MainWindow(context)
     window.show()
-    config = load_config(args)
     if config is None:
         QMessageBox.information(window, "No model installed", NO_MODEL_TEXT)
     else:
-        client.load(config)
+        context.load(config)
     try:
         return app.exec()
     finally:

@@ -3,32 +3,24 @@ loaded model pair, device and memory."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QSettings, Qt, Slot
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QApplication,
-    QFileDialog,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
     QSplitter,
 )
 
-from app import theme
-from app.chat_window import ChatPanel, add_chat_actions, open_chat_window
+from app.chat_window import ChatPanel, open_chat_window
 from app.context import AppContext
 from app.conversations import ConversationSidebar
-from app.labels import describe_model
+from app.export_dialog import export_chat, import_chat
+from app.geometry import resize_to_fit
 from app.speed_panel import attach_speed_panel
-from engine.config import LoadConfig
-from engine.inference.api import EngineInfo
-from engine.units import format_bytes
+from app.status_bar import ModelStatus
+from app.window_menus import add_action, build_menus, set_theme
 
 
 class MainWindow(QMainWindow):
@@ -48,6 +40,7 @@ class MainWindow(QMainWindow):
         self.speed = attach_speed_panel(self, self.panel, context)
         self.sidebar.chatSelected.connect(self.show_chat)
         self.sidebar.openInWindow.connect(lambda chat_id: open_chat_window(context, chat_id))
+        context.modelsRequested.connect(self.open_models)
         self._build_menus()
         self._build_status_bar()
         self._restore_geometry()
@@ -59,83 +52,22 @@ class MainWindow(QMainWindow):
 
     # --- construction ---------------------------------------------------------------------------------
     def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        self._action(file_menu, "New chat", QKeySequence.StandardKey.New, self.new_chat)
-        self._action(file_menu, "New window", QKeySequence("Ctrl+Shift+N"), self.new_window)
-        self._action(file_menu, "Open chat in new window", None, self.open_current_in_window)
-        file_menu.addSeparator()
-        self._action(file_menu, "Models…", QKeySequence("Ctrl+M"), self.open_models)
-        self._action(file_menu, "Load model…", QKeySequence("Ctrl+L"), self.choose_model)
-        self._action(file_menu, "Unload model", None, self.context.client.unload)
-        file_menu.addSeparator()
-        self._action(file_menu, "Export chat as Markdown…", None, lambda: self.export_chat("md"))
-        export_json = QKeySequence("Ctrl+E")
-        self._action(file_menu, "Export chat as JSON…", export_json, lambda: self.export_chat("json"))
-        self._action(file_menu, "Import chat…", QKeySequence("Ctrl+I"), self.import_chat)
-        file_menu.addSeparator()
-        self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
-
-        chat_menu = bar.addMenu("&Chat")
-        for action in add_chat_actions(self, self.panel).values():
-            chat_menu.addAction(action)
+        menus = build_menus(self, self, self.context)
+        file_menu, chat_menu = menus["file"], menus["chat"]
+        open_here = add_action(self, file_menu, "Open chat in new window", None, self.open_current_in_window)
+        file_menu.insertAction(file_menu.actions()[2], open_here)
         chat_menu.addSeparator()
-        self._action(chat_menu, "Search chats", QKeySequence("Ctrl+K"), self._focus_search)
-        self._action(chat_menu, "Rename chat…", None, self.sidebar.rename_current)
-        self._action(chat_menu, "Delete chat", None, self.sidebar.delete_current)
-        chat_menu.addSeparator()
-        self._action(chat_menu, "A/B: plain vs speculative", QKeySequence("Ctrl+B"), self.speed.run_ab)
-
-        view_menu = bar.addMenu("&View")
-        group = QActionGroup(self)
-        for mode in theme.MODES:
-            action = QAction(f"{mode.capitalize()} theme", self, checkable=True)
-            action.setChecked(mode == theme.saved_mode())
-            action.triggered.connect(lambda _=False, m=mode: self.set_theme(m))
-            group.addAction(action)
-            view_menu.addAction(action)
-        view_menu.addSeparator()
-        speed = self.speed.toggleViewAction()
-        speed.setText("Speed panel")
-        speed.setShortcut(QKeySequence("Ctrl+Shift+S"))
-        view_menu.addAction(speed)
-
-    def _action(self, menu: Any, text: str, keys: Any, slot: Any) -> QAction:
-        action = QAction(text, self)
-        if keys is not None:
-            action.setShortcut(keys)
-        action.triggered.connect(slot)
-        menu.addAction(action)
-        return action
+        add_action(self, chat_menu, "Search chats", "Ctrl+K", self._focus_search)
+        add_action(self, chat_menu, "Rename chat…", None, self.sidebar.rename_current)
+        add_action(self, chat_menu, "Delete chat", None, self.sidebar.delete_current)
+        self.context.quitRequested.connect(self.close)
 
     def _build_status_bar(self) -> None:
-        status = self.statusBar()
-        self.model_label = QLabel("No model loaded")
-        self.memory_label = QLabel()
-        self.load_progress = QProgressBar()
-        self.load_progress.setRange(0, 100)
-        self.load_progress.setMaximumWidth(160)
-        self.load_cancel = QPushButton("Cancel")
-        self.load_cancel.clicked.connect(self.context.client.cancel_load)
-        self.load_progress.hide()
-        self.load_cancel.hide()
-        status.addPermanentWidget(self.load_progress)
-        status.addPermanentWidget(self.load_cancel)
-        status.addPermanentWidget(self.model_label)
-        status.addPermanentWidget(self.memory_label)
-        client = self.context.client
-        client.loadStarted.connect(self._on_load_started)
-        client.loadProgress.connect(lambda f: self.load_progress.setValue(round(f * 100)))
-        client.modelLoaded.connect(self._on_loaded)
-        client.loadFailed.connect(self._on_load_failed)
-        client.modelUnloaded.connect(lambda: self.model_label.setText("No model loaded"))
-        self.context.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 4000))
-        self._memory_timer = QTimer(self, interval=3000)
-        self._memory_timer.timeout.connect(self._update_memory)
-        self._memory_timer.start()
-        self._update_memory()
-        if client.info is not None:
-            self._on_loaded(client.info)
+        self.model_status = ModelStatus(self, self.context)
+        self.model_label = self.model_status.model_label
+        self.memory_label = self.model_status.memory_label
+        self.context.client.loadFailed.connect(self._on_load_failed)
+        self.context.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 6000))
 
     def _restore_geometry(self) -> None:
         settings = QSettings()
@@ -143,7 +75,7 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
-            self.resize(1180, 820)
+            resize_to_fit(self, 1180, 820)
         splitter = settings.value("main_window/splitter")
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
@@ -152,17 +84,17 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def set_theme(self, mode: str) -> None:
-        theme.save_mode(mode)
-        app = QApplication.instance()
-        assert isinstance(app, QApplication)
-        self.context.set_colors(theme.apply(app, mode))
+        set_theme(self.context, mode)
 
     # --- chats ----------------------------------------------------------------------------------------
     @Slot(int)
     def show_chat(self, chat_id: int) -> None:
+        if chat_id >= 0 and chat_id != self.sidebar.current_chat():
+            self.sidebar.select(chat_id, emit=False)
         if chat_id != self.panel.chat_id:
             self.panel.set_chat(chat_id if chat_id >= 0 else None)
-        self.panel.composer.setFocus()
+        if not self.sidebar.list.hasFocus():  # a chat picked in the list keeps the focus there: Delete, F2
+            self.panel.composer.setFocus()
 
     def new_chat(self) -> None:
         self.sidebar.new_chat()
@@ -180,37 +112,12 @@ class MainWindow(QMainWindow):
         self.sidebar.search.selectAll()
 
     def export_chat(self, kind: str) -> None:
-        chat_id = self.panel.chat_id
-        if chat_id is None:
-            return
-        name = self.panel.title.text() or "chat"
-        safe = "".join(ch if ch.isalnum() or ch in " -_" else "_" for ch in name).strip() or "chat"
-        path, _ = QFileDialog.getSaveFileName(self, "Export chat", f"{safe}.{kind}")
-        if not path:
-            return
-        store = self.context.store
-        if kind == "md":
-            text = store.export_markdown(chat_id)
-        else:
-            text = json.dumps(store.export_json(chat_id), indent=2, ensure_ascii=False)
-        try:
-            Path(path).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            QMessageBox.warning(self, "Export failed", f"Could not write {path}: {exc.strerror}")
+        export_chat(self, self.context, self.panel.chat_id, kind)
 
     def import_chat(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import chat", "", "Tandem chat (*.json)")
-        if not path:
-            return
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            chat_id = self.context.store.import_json(data)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            message = f"{Path(path).name} is not a chat Tandem can import: {exc}"
-            QMessageBox.warning(self, "Import failed", message)
-            return
-        self.context.chatsChanged.emit()
-        self.sidebar.select(chat_id)
+        chat_id = import_chat(self, self.context)
+        if chat_id is not None:
+            self.show_chat(chat_id)
 
     # --- model ----------------------------------------------------------------------------------------
     def open_models(self) -> Any:
@@ -224,49 +131,12 @@ class MainWindow(QMainWindow):
         self.models.activateWindow()
         return self.models
 
-    def choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load model", "", "GGUF models (*.gguf)")
-        if path:
-            self.context.client.load(LoadConfig(model_path=Path(path)))
-
-    def _on_load_started(self, config: LoadConfig) -> None:
-        self.model_label.setText(f"Loading {config.model_path.name}…")
-        self.load_progress.setValue(0)
-        self.load_progress.show()
-        self.load_cancel.show()
-
-    def _on_loaded(self, info: EngineInfo) -> None:
-        self.load_progress.hide()
-        self.load_cancel.hide()
-        self.model_label.setText(describe_model(info))
-        self.model_label.setToolTip(str(info.model_path))
-        self._update_memory()
-
     def _on_load_failed(self, message: str) -> None:
-        self.load_progress.hide()
-        self.load_cancel.hide()
-        self.model_label.setText("No model loaded")
         if self.models is not None and self.models.isVisible():
             # The open model manager shows the reason next to its Load button: no second report on top.
             self.statusBar().showMessage(f"Could not load the model: {message}", 10_000)
             return
         QMessageBox.warning(self, "Could not load the model", message)
-
-    def _update_memory(self) -> None:
-        try:
-            import psutil
-
-            rss = psutil.Process().memory_info().rss
-        except (ImportError, OSError):
-            return
-        info = self.context.client.info
-        model = ""
-        if info is not None:
-            model = f"model {format_bytes(info.model_bytes)}" + (
-                f" + drafter {format_bytes(info.drafter_bytes)}" if info.drafter_bytes else ""
-            )
-            model += " · "
-        self.memory_label.setText(f"{model}app memory {format_bytes(rss)}")
 
     # --- closing --------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override

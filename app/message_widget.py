@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import render
+from app import provenance, render
+from app.elided import FitLabel
 from app.records import MessageItem
 
 CHUNK_HTML_LIMIT = 4000  # characters of HTML per chunk browser while streaming (~8 ms to re-set)
@@ -74,6 +75,8 @@ class MessageWidget(QFrame):
     editRequested = Signal(object, str)  # MessageItem, new text
     regenerateRequested = Signal()
     cancelRequested = Signal()
+    versionRequested = Signal(object, int)  # MessageItem, -1 (previous) or +1 (next version of the turn)
+    modelsRequested = Signal()  # a failed reply's "Models…" button
     linkActivated = Signal(QUrl, object)  # url, MessageWidget
 
     def __init__(self, item: MessageItem, view: Any) -> None:
@@ -91,19 +94,33 @@ class MessageWidget(QFrame):
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(2)
 
+        self.switch_label = QLabel()  # "Gemma 3 270M from here on (before: SmolLM2 135M)"
+        self.switch_label.setWordWrap(True)
+        self.switch_label.hide()
+        layout.addWidget(self.switch_label)
         head = QHBoxLayout()
         self.role_label = QLabel("You" if item.role == "user" else "Assistant")
         self.role_label.setStyleSheet("font-weight: bold")
+        self.model_label = FitLabel()  # who wrote the reply: model + drafter
         self.status_label = QLabel()
         # The row keeps its height when its buttons are hidden (waiting, streaming): no jump when they return.
         self.role_label.setMinimumHeight(QToolButton().sizeHint().height())
         head.addWidget(self.role_label)
         head.addWidget(self.status_label)
-        head.addStretch(1)
+        head.addWidget(self.model_label, 1)
+        self.versions = VersionSwitch(lambda step: self.versionRequested.emit(item, step))
+        head.addWidget(self.versions)
         tool = self._tool
         self.cancel_button = tool(head, "Cancel", "Cancel this waiting request", self.cancelRequested.emit)
-        self.edit_button = tool(head, "Edit", "Edit this message and run again from here", self._edit)
-        self.regen_button = tool(head, "Regenerate", "Write this reply again", self.regenerateRequested.emit)
+        self.edit_button = tool(
+            head, "Edit", "Edit this message and run again from here (the original is kept: ‹ › switches "
+            "back)", self._edit,
+        )  # fmt: skip
+        self.regen_button = tool(
+            head, "Regenerate", "Write this reply again (this one is kept: ‹ › switches back)",
+            self.regenerateRequested.emit,
+        )  # fmt: skip
+        self.models_button = tool(head, "Models…", "Choose and load a model", self.modelsRequested.emit)
         self.copy_button = tool(head, "Copy", "Copy the message text", lambda: self.copyRequested.emit(item))
         layout.addLayout(head)
 
@@ -174,13 +191,13 @@ class MessageWidget(QFrame):
         started = time.perf_counter()
         if item.role == "user":
             html, self.code_blocks = render.plain_html(item.content), []
-        elif self.view.provenance and item.pieces:
-            html, self.code_blocks = render.provenance_html(item.pieces, colors), []
         else:
             html, self.code_blocks = self.view.renderer.document(item.content)
         if item.error:
             html += f'<p style="color:{colors.error}">{render.plain_html(item.error)}</p>'
         self.body.setHtml(html)
+        if self.view.provenance and item.role == "assistant" and item.pieces:
+            provenance.shade(self.body.document(), item.pieces, colors)  # over the rendered Markdown
         self.body.setVisible(bool(html))
         self.render_ms = (time.perf_counter() - started) * 1000
         self.refresh_chrome()
@@ -188,9 +205,6 @@ class MessageWidget(QFrame):
     # --- streaming ------------------------------------------------------------------------------------
     def stream_update(self, force: bool = False) -> None:
         """Show the reply's new text; re-renders only the unfinished block, within the render budget."""
-        if self.view.provenance:
-            self.refresh()  # the provenance view is plain text: cheap to redo
-            return
         now = time.perf_counter()
         wait = self._last_render + self.render_ms / 1000 / RENDER_BUDGET - now
         if wait > 0 and not force:  # the last repaint was expensive: let the event loop breathe first
@@ -198,6 +212,10 @@ class MessageWidget(QFrame):
                 self._deferred.start(math.ceil(wait * 1000))
             return
         self._deferred.stop()
+        if self.view.provenance:  # shaded tokens need the whole reply in one document
+            self.refresh()
+            self._last_render = time.perf_counter()
+            return
         state = self._stream
         if state is None:
             state = self._stream = _StreamState(self.body, self._browser())
@@ -283,6 +301,15 @@ class MessageWidget(QFrame):
         if not (item.status == "waiting" and self.status_label.text().startswith("waiting")):
             self.status_label.setText(status)
         self.status_label.setStyleSheet(f"color: {self.view.colors.muted}")
+        self.model_label.setStyleSheet(f"color: {self.view.colors.muted}")
+        writer = render.model_words(item.model, item.drafter) if item.role == "assistant" else ""
+        self.model_label.setText(writer)
+        self.switch_label.setVisible(bool(item.switched_from))
+        if item.switched_from:
+            self.switch_label.setText(f"Model changed to {item.model} (before: {item.switched_from})")
+            self.switch_label.setStyleSheet(f"color: {self.view.colors.muted}; font-style: italic")
+        self.versions.show_version(item.version, item.n_versions, enabled=not busy)
+        self.models_button.setVisible(item.status == "error" and self.view.is_last(item))
         self.cancel_button.setVisible(item.status == "waiting")
         self.edit_button.setVisible(item.role == "user" and item.id is not None)
         self.edit_button.setEnabled(not busy)
@@ -320,6 +347,36 @@ class MessageWidget(QFrame):
         self.editor.hide()
         self.edit_bar.hide()
         self.body.show()
+
+
+class VersionSwitch(QWidget):
+    """‹ 2/3 ›: which version of a turn is shown, and buttons to the others (hidden with one version)."""
+
+    def __init__(self, step: Callable[[int], object]) -> None:
+        super().__init__()
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self.previous = QToolButton()
+        self.previous.setText("‹")
+        self.previous.setToolTip("The previous version")
+        self.previous.setAutoRaise(True)
+        self.previous.clicked.connect(lambda: step(-1))
+        self.label = QLabel()
+        self.next = QToolButton()
+        self.next.setText("›")
+        self.next.setToolTip("The next version")
+        self.next.setAutoRaise(True)
+        self.next.clicked.connect(lambda: step(1))
+        for widget in (self.previous, self.label, self.next):
+            layout.addWidget(widget)
+        self.hide()
+
+    def show_version(self, index: int, count: int, enabled: bool) -> None:
+        self.setVisible(count > 1)
+        self.label.setText(f"{index}/{count}")
+        self.previous.setEnabled(enabled and index > 1)
+        self.next.setEnabled(enabled and index < count)
 
 
 class _StreamState:

@@ -75,6 +75,20 @@ class MessageItem:
     pieces: list[tuple[str, int]] = field(default_factory=list)
     # An A/B report kept with this message (engine.measure.ab.ABReport.to_dict).
     ab: dict[str, Any] | None = None
+    model: str | None = None  # the model that wrote a reply (None: unknown, or the user's message)
+    version: int = 1  # Regenerate and Edit add versions of a turn: this is `version` of `n_versions`
+    n_versions: int = 1
+    switched_from: str | None = None  # the model of the reply before, when another model wrote this one
+
+
+def mark_model_switches(messages: list[MessageItem]) -> None:
+    """Set `switched_from` on each reply whose model differs from the reply before it in the chat."""
+    previous: str | None = None
+    for item in messages:
+        if item.role != "assistant":
+            continue
+        item.switched_from = previous if previous and item.model and item.model != previous else None
+        previous = item.model or previous
 
 
 def stats_to_dict(item: MessageItem) -> dict[str, Any]:

@@ -214,37 +214,11 @@ class StreamRenderer:
         return "\n".join(parts), codes
 
 
-def provenance_html(pieces: list[tuple[str, int]], colors: Colors) -> str:
-    """Plain text coloured per token: the target's own tokens unshaded, accepted draft tokens shaded deeper
-    the further into the draft they were (depth 1, 2, 3+)."""
-    out: list[str] = []
-    run: list[str] = []
-    run_depth = -1
-
-    def flush() -> None:
-        if not run:
-            return
-        escaped = html.escape("".join(run)).replace("\n", "<br>")
-        if run_depth == 0:
-            out.append(escaped)
-        else:
-            shade = colors.prov_depth[min(run_depth, len(colors.prov_depth)) - 1]
-            out.append(f'<span style="background-color:{shade}">{escaped}</span>')
-        run.clear()
-
-    for text, depth in pieces:
-        if depth != run_depth:
-            flush()
-            run_depth = depth
-        run.append(text)
-    flush()
-    return f'<p style="white-space:pre-wrap">{"".join(out)}</p>'
-
-
 def provenance_legend(colors: Colors) -> str:
     last = len(colors.prov_depth) - 1
     swatches = " ".join(
-        f'<span style="background-color:{shade}">&nbsp;draft {i + 1}{"+" if i == last else ""}&nbsp;</span>'
+        f'<span style="background-color:{shade}; color:{colors.text}">'
+        f'&nbsp;draft {i + 1}{"+" if i == last else ""}&nbsp;</span>'
         for i, shade in enumerate(colors.prov_depth)
     )
     return f"unshaded: the target's own token &nbsp; shaded: accepted from the drafter {swatches}"
@@ -264,6 +238,13 @@ _STOP_WORDS = {
 }
 
 
+def model_words(model: str | None, drafter: str | None) -> str:
+    """Who wrote a reply, for its header: 'SmolLM2 135M Instruct + MTP (Gemma 4 assistant)'."""
+    if not model:
+        return ""
+    return f"{model} + {drafter}" if drafter else model
+
+
 def footer_text(item: MessageItem) -> str:
     """The statistics line under a finished reply."""
     parts: list[str] = []
@@ -277,7 +258,8 @@ def footer_text(item: MessageItem) -> str:
         if spec is not None and spec.drafted:
             parts.append(f"drafted {spec.drafted}, accepted {spec.accepted} ({spec.acceptance_rate:.0%})")
             parts.append(f"mean accepted length {spec.mean_accepted_length:.2f}")
-            parts.append(spec.drafter)
+            if not item.model:  # a reply that names its model names the drafter in its header
+                parts.append(spec.drafter)
         elif spec is not None:
             reason = f" ({spec.main_reason})" if spec.main_reason else ""
             parts.append(f"{spec.drafter}: nothing drafted{reason}")

@@ -21,7 +21,10 @@ RANDOM_SEED = -1  # the spin box's special value: a fresh random seed per reques
 
 
 class ChatSettingsDialog(QDialog):
-    def __init__(self, settings: ChatSettings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, settings: ChatSettings, parent: QWidget | None = None, spec_text: str = "Speculative decoding"
+    ) -> None:
+        """`spec_text`: the speculation check box's text, naming the drafter loaded (see spec_label)."""
         super().__init__(parent)
         self.setWindowTitle("Chat settings")
         self.setMinimumWidth(460)
@@ -59,7 +62,7 @@ class ChatSettingsDialog(QDialog):
         self.seed.setValue(RANDOM_SEED if settings.seed is None else settings.seed)
         form.addRow("Seed", self.seed)
 
-        self.speculative = QCheckBox("Speculative decoding (MTP)")
+        self.speculative = QCheckBox(spec_text)
         self.speculative.setChecked(settings.speculative)
         form.addRow("", self.speculative)
         note = QLabel("Speculation only changes speed: the reply is what the model alone would write.")

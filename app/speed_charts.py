@@ -165,7 +165,7 @@ class SpeedChart(_ChartView):
     """Decode tok/s per reply (and per A/B run): speculative and plain as two series."""
 
     def __init__(self, colors: Colors) -> None:
-        super().__init__("Decode speed per reply (tok/s)", colors)
+        super().__init__("Decode speed (tok/s)", colors)
         self.spec = _line("speculative")
         self.plain = _line("plain")
         chart = self.chart()
@@ -199,11 +199,15 @@ class StepChart(_ChartView):
     """One reply, step by step: the draft length the controller chose, and the running acceptance rate."""
 
     def __init__(self, colors: Colors) -> None:
-        super().__init__("Draft length and acceptance, last reply", colors)
+        super().__init__("Draft length, last reply", colors)
         self.k = QLineSeries()
-        self.k.setName("draft length k")
+        self.k.setName("draft length")
         self.rate = QLineSeries()
-        self.rate.setName(f"% of drafts accepted (last {ACCEPT_WINDOW} steps)")
+        self.rate.setName("% accepted")
+        self.setToolTip(
+            "The draft length k the controller chose at each verify step of the last reply, and the share "
+            f"of drafted tokens accepted over the {ACCEPT_WINDOW} steps before it"
+        )
         chart = self.chart()
         chart.addSeries(self.k)
         chart.addSeries(self.rate)
@@ -240,7 +244,7 @@ class HistogramChart(_ChartView):
     """How many draft tokens each verify step accepted (0 = only the target's own token)."""
 
     def __init__(self, colors: Colors) -> None:
-        super().__init__("Accepted drafts per step, last reply", colors)
+        super().__init__("Drafts accepted per step", colors)
         self.bars = QBarSet("verify steps")
         self.series = QBarSeries()
         self.series.append(self.bars)
@@ -250,7 +254,7 @@ class HistogramChart(_ChartView):
         chart.addSeries(self.series)
         chart.legend().setVisible(False)
         self.x_axis = QBarCategoryAxis()
-        self.x_axis.setTitleText("draft tokens accepted in the step")
+        self.x_axis.setTitleText("drafts accepted")
         chart.addAxis(self.x_axis, Qt.AlignmentFlag.AlignBottom)
         self.series.attachAxis(self.x_axis)
         self.y_axis = self._axis("steps", Qt.AlignmentFlag.AlignLeft)

@@ -8,6 +8,8 @@ second, A/B progress to five a second, and bursts of signals land in one refresh
 
 from __future__ import annotations
 
+import html
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -31,6 +33,7 @@ from app.records import ChatSettings, MessageItem
 from app.speed_charts import HistogramChart, SpeedChart, StepChart, speed_points
 from app.theme import Colors
 from engine.inference.api import EngineInfo
+from engine.measure.ab import ABReport
 from engine.stats import GenerationStats, SpecStats
 
 REFRESH_DELAY_MS = 100
@@ -55,6 +58,39 @@ def why_not_speculating(
 
 def last_reply_stats(messages: list[MessageItem]) -> GenerationStats | None:
     return next((m.stats for m in reversed(messages) if m.role == "assistant" and m.stats), None)
+
+
+def shown_model(messages: list[MessageItem], info: EngineInfo | None) -> str | None:
+    """Whose figures the panel shows: the loaded model's, or with none loaded, the last reply's."""
+    if info is not None:
+        return info.model_name
+    return next((m.model for m in reversed(messages) if m.role == "assistant" and m.model), None)
+
+
+def model_figures(messages: list[MessageItem], model: str | None) -> list[MessageItem]:
+    """The chat as far as `model`'s figures go: its replies and A/B runs, never another model's (a chart
+    joining two models' speeds would compare nothing). Replies from before Tandem recorded the model count as
+    the shown model's only in a chat where no reply names one."""
+    named = any(m.model for m in messages if m.role == "assistant")
+
+    def mine(writer: object) -> bool:
+        return model is None or writer == model or (writer is None and not named)
+
+    out: list[MessageItem] = []
+    for item in messages:
+        if item.role != "assistant":
+            out.append(item)
+        elif mine(item.model) or (item.ab is not None and mine(item.ab.get("model"))):
+            keep_ab = item.ab is not None and mine(item.ab.get("model", item.model))
+            stats = item.stats if mine(item.model) else None
+            out.append(replace(item, stats=stats, ab=item.ab if keep_ab else None))
+    return out
+
+
+def other_models(messages: list[MessageItem], model: str | None) -> list[str]:
+    """The other models that wrote replies in this chat, in order."""
+    names = (m.model for m in messages if m.role == "assistant" and m.model and m.model != model)
+    return list(dict.fromkeys(names))
 
 
 class SpeedPanel(QDockWidget):
@@ -214,7 +250,8 @@ class SpeedPanel(QDockWidget):
         _, tps, _ = s.live_figures()
         live = (s.settings.speculative and s.client.info is not None and bool(s.client.info.drafter), tps)
         done = [m for m in s.messages if m is not item]
-        self.speed_chart.show_points(speed_points(done, live))
+        model = shown_model(done, s.client.info)
+        self.speed_chart.show_points(speed_points(model_figures(done, model), live))
 
     @Slot()
     def refresh(self, *_: object) -> None:
@@ -226,12 +263,22 @@ class SpeedPanel(QDockWidget):
         s = self.session
         info = self.context.client.info
         colors: Colors = self.context.colors
-        messages = s.messages if s is not None else []
+        every = s.messages if s is not None else []
+        model = shown_model(every, info)
+        messages = model_figures(every, model)
         stats = last_reply_stats(messages)
         spec = stats.spec if stats is not None else None
 
+        others = other_models(every, model)
+        also = (
+            f"<br>Figures of {html.escape(model or 'this model')} only: this chat also has replies by "
+            f"{html.escape(', '.join(others))}."
+            if others
+            else ""
+        )
         if info is None:
-            self.pair_label.setText("<b>No model loaded.</b>")
+            of = f" Figures of {html.escape(model)}, which wrote the last reply." if model else ""
+            self.pair_label.setText(f"<b>No model loaded.</b>{of}{also}")
         else:
             prediction = self.context.client.prediction
             expected = (
@@ -240,8 +287,8 @@ class SpeedPanel(QDockWidget):
                 else "Expected speedup: not enough drafts seen yet — it is learned from every reply and "
                 "A/B with speculation on"
             )
-            drafter = info.drafter or "no drafter"
-            self.pair_label.setText(f"<b>{info.model_name}</b> · {drafter}<br>{expected}")
+            drafter = html.escape(info.drafter or "no drafter")
+            self.pair_label.setText(f"<b>{html.escape(info.model_name)}</b> · {drafter}<br>{expected}{also}")
             self.pair_label.setToolTip(prediction.detail() if prediction is not None else "")
 
         why = why_not_speculating(s.settings if s else None, info, spec)
@@ -257,6 +304,8 @@ class SpeedPanel(QDockWidget):
             )
         elif stats is not None:
             self.figures_label.setText(f"Last reply: plain decoding · {stats.decode_tps:.1f} tok/s")
+        elif others and model:
+            self.figures_label.setText(f"No reply by {html.escape(model)} yet in this chat.")
         else:
             self.figures_label.setText("No reply yet in this chat.")
         self.figures_label.setStyleSheet(f"color: {colors.muted}")
@@ -265,7 +314,8 @@ class SpeedPanel(QDockWidget):
         self.step_chart.show_spec(spec)
         self.hist_chart.show_hist(spec.accepted_length_hist if spec is not None else ())
         if s is None or s.ab.state == "idle":
-            self.ab_view.show_report(s.ab.last_report() if s is not None else None)
+            reports = (ABReport.from_dict(m.ab) for m in reversed(messages))
+            self.ab_view.show_report(next((r for r in reports if r is not None), None))  # the shown model's
         elif s.ab.state == "waiting":
             self.ab_view.show_waiting()
 

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPalette
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory, QStyleOption, QWidget
+
+from engine.cli.app import THEMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,26 +99,39 @@ def _dark_palette() -> QPalette:
     return p
 
 
-# Fusion outlines check boxes with the window colour darkened: invisible on a dark window. Checked boxes
-# are filled with the highlight colour (a style sheet indicator has no tick without an image).
-DARK_INDICATORS = """
-QCheckBox::indicator, QGroupBox::indicator { width: 12px; height: 12px; border: 1px solid #8d96a0;
-    border-radius: 2px; background: #0d1117; }
-QCheckBox::indicator:checked, QGroupBox::indicator:checked { background: #1f6feb; border-color: #58a6ff; }
-QCheckBox::indicator:disabled { border-color: #484f58; }
-"""
+class _VisibleIndicators(QProxyStyle):
+    """Fusion outlines check boxes and radio buttons with the window colour darkened, which vanishes on a
+    dark window. This style draws them as Fusion does, tick included, with a light outline."""
+
+    OUTLINE_BASE = QColor("#b1bac4")  # Fusion darkens it by 40 %: a grey that stands out on dark fields
+
+    def drawPrimitive(  # noqa: N802 - Qt override
+        self,
+        element: QStyle.PrimitiveElement,
+        option: QStyleOption,
+        painter: QPainter,
+        widget: QWidget | None = None,
+    ) -> None:
+        if element in (
+            QStyle.PrimitiveElement.PE_IndicatorCheckBox,
+            QStyle.PrimitiveElement.PE_IndicatorRadioButton,
+            QStyle.PrimitiveElement.PE_IndicatorItemViewItemCheck,
+        ):
+            option = type(option)(option)
+            option.palette.setColor(QPalette.ColorRole.Window, self.OUTLINE_BASE)
+        super().drawPrimitive(element, option, painter, widget)
 
 
 def apply(app: QApplication, mode: str = "system") -> Colors:
     """Style the whole application; returns the colours the HTML renderer should use."""
-    app.setStyle("Fusion")  # the one style that honours a custom palette on every platform
     colors = resolve(mode)
+    # Fusion: the one style that honours a custom palette on every platform.
+    app.setStyle(_VisibleIndicators("Fusion") if colors.dark else QStyleFactory.create("Fusion"))
     app.setPalette(_dark_palette() if colors.dark else app.style().standardPalette())
-    app.setStyleSheet(DARK_INDICATORS if colors.dark else "")
     return colors
 
 
-MODES = ("system", "light", "dark")
+MODES = THEMES  # what --theme accepts, and the View menu offers
 SETTINGS_KEY = "theme"
 
 

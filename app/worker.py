@@ -48,7 +48,7 @@ def default_engine_factory(
 def user_message(exc: BaseException) -> str:
     """What the user is shown for an error: the engine's own words, never a traceback."""
     if isinstance(exc, TandemError):
-        return str(exc)
+        return exc.for_gui()
     if isinstance(exc, MemoryError):
         return "Out of memory. Try a smaller model, a shorter context or fewer GPU layers."
     return f"Unexpected error in the engine ({type(exc).__name__}: {exc}). Details were written to the log."

@@ -59,6 +59,12 @@ class ChatMessage:
     content: str
 
 
+# The context window a model is loaded with unless the user asks for another: the CLI's --ctx, the app and
+# the model manager's context slider all start here.
+DEFAULT_N_CTX = 4096
+DEFAULT_N_BATCH = 512
+
+
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
     model_path: Path
@@ -66,12 +72,12 @@ class LoadConfig:
     drafter: DrafterKind = "auto"
     draft_model_path: Path | None = None  # classic small draft model
     assistant_path: Path | None = None  # Gemma 4 -assistant MTP file
-    n_ctx: int = 4096
+    n_ctx: int = DEFAULT_N_CTX
     n_gpu_layers: int = 0
     n_threads: int | None = None  # None: physical cores
     flash_attn: bool | None = None  # None: llama.cpp decides
     kv_type: KVType = "f16"
-    n_batch: int = 512
+    n_batch: int = DEFAULT_N_BATCH
 
 
 class CancelToken:

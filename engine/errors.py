@@ -9,7 +9,16 @@ from engine.units import format_bytes
 
 
 class TandemError(Exception):
-    """Base class for every error the engine raises on purpose."""
+    """Base class for every error the engine raises on purpose. The message is written for the command line
+    ("run the same command again"); `gui`, when given, says the same for the app's windows."""
+
+    def __init__(self, *args: object, gui: str | None = None) -> None:
+        super().__init__(*args)
+        self.gui = gui
+
+    def for_gui(self) -> str:
+        """The message as the app shows it."""
+        return self.gui or str(self)
 
 
 class ModelFileError(TandemError):
@@ -73,9 +82,11 @@ class InsufficientDiskError(TandemError):
         self.path = Path(path)
         self.needed = needed
         self.free = free
+        sizes = f"need {format_bytes(needed)}, {format_bytes(free)} free"
+        problem = f"not enough free disk space in {self.path}: {sizes}"
         super().__init__(
-            f"not enough free disk space in {self.path}: need {format_bytes(needed)}, "
-            f"{format_bytes(free)} free; free some space or move the data dir with TANDEM_DATA_DIR"
+            f"{problem}; free some space or move the data dir with TANDEM_DATA_DIR",
+            gui=f"{problem[0].upper()}{problem[1:]}. Free some space, then try again.",
         )
 
 
@@ -86,7 +97,9 @@ class DiskFullError(TandemError):
         self.path = Path(path)
         super().__init__(
             f"disk full while writing {self.path} ({detail}); free some space and run the same command "
-            "again: the download resumes where it stopped"
+            "again: the download resumes where it stopped",
+            gui=f"The disk filled up while writing {self.path} ({detail}). Free some space, then press "
+            "Resume: the download goes on where it stopped.",
         )
 
 
@@ -103,7 +116,9 @@ class RepoNotFoundError(DownloadError):
         self.repo = repo
         super().__init__(
             f"repo {repo} not found on the Hugging Face Hub (check the spelling; a private repo also needs "
-            "a token: `hf auth login` or HF_TOKEN)"
+            "a token: `hf auth login` or HF_TOKEN)",
+            gui=f"The Hugging Face Hub has no repository {repo}. Check the spelling; a private repository "
+            "also needs a Hugging Face token (sign in once with `hf auth login` in a terminal).",
         )
 
 
@@ -150,7 +165,12 @@ class GatedRepoAccessError(DownloadError):
                 f"repo {repo} is gated and no Hugging Face token was found: accept its licence on "
                 f"https://huggingface.co/{repo}, then log in with `hf auth login` or set HF_TOKEN"
             )
-        super().__init__(why)
+        gui = (
+            f"{repo} asks you to accept its licence first: open https://huggingface.co/{repo}, accept it "
+            + ("with the account of your Hugging Face token, then try again." if has_token else
+               "and sign in once with `hf auth login` in a terminal, then try again.")
+        )  # fmt: skip
+        super().__init__(why, gui=gui)
 
 
 class ChecksumMismatchError(DownloadError):
@@ -161,9 +181,10 @@ class ChecksumMismatchError(DownloadError):
         self.filename = filename
         self.expected = expected
         self.actual = actual
+        problem = f"{repo}/{filename}: checksum mismatch (the hub says {expected[:16]}…, got {actual[:16]}…)"
         super().__init__(
-            f"{repo}/{filename}: checksum mismatch (hub says {expected[:16]}…, got {actual[:16]}…); "
-            "the corrupt download was deleted, run the command again to fetch it afresh"
+            f"{problem}; the corrupt download was deleted, run the command again to fetch it afresh",
+            gui=f"{problem}. The damaged download was deleted: press Try again to download it afresh.",
         )
 
 

@@ -1,7 +1,10 @@
 """Reproduce the app's screenshots into screenshots/out/ (git-ignored).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--theme dark] [--real MODEL.gguf]
-        [--scene all|chat|manager|speed] [--vram-gb 8] [--ram-gb 32]
+        [--scene all|chat|manager|speed] [--vram-gb 8] [--ram-gb 32] [--size 1024x700]
+
+--size sets the main window's size (and names the files after it): 1024x700 shows what a small screen gets,
+with the speed panel docked beside the chat in the speed scene.
 
 Runs the real windows against the fake engine of the GUI tests (scripted reply with Markdown, code, a table, a
 link, raw HTML, emoji and CJK; speculative provenance varies token by token), or against a real model with
@@ -77,7 +80,9 @@ def main() -> int:
     parser.add_argument("--scene", choices=("all", "chat", "manager", "speed"), default="all")
     parser.add_argument("--vram-gb", type=float, default=8.0, help="manager scene: simulated GPU (0: none)")
     parser.add_argument("--ram-gb", type=float, default=32.0, help="manager scene: simulated free RAM")
+    parser.add_argument("--size", help="main window size, WIDTHxHEIGHT (default: 1280x860, speed 1400x980)")
     args = parser.parse_args()
+    size = tuple(int(n) for n in args.size.split("x")) if args.size else None
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="tandem-shots-"))
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
@@ -86,7 +91,7 @@ def main() -> int:
     app.setOrganizationName("TandemScreenshots")
     app.setApplicationName("Tandem")
     colors = theme.apply(app, args.theme)
-    suffix = "" if args.theme == "light" else "_dark"
+    suffix = ("" if args.theme == "light" else "_dark") + (f"_{args.size}" if args.size else "")
 
     if args.real:
         factory, model = default_engine_factory, args.real
@@ -102,7 +107,7 @@ def main() -> int:
         store.add_message(chat_id, "user", f"Question about {title.lower()}")
         store.add_message(chat_id, "assistant", f"An earlier answer about **{title}**.")
     window = MainWindow(context)
-    window.resize(1280, 860)
+    window.resize(*(size or (1280, 860)))
     window.show()
     client.load(LoadConfig(model_path=model))
     wait_until(lambda: client.info is not None, 120)
@@ -110,7 +115,7 @@ def main() -> int:
     if args.scene in ("all", "chat"):
         chat_scene(window, context, suffix)
     if args.scene in ("all", "manager"):
-        manager_scene(window, context, tmp, suffix, args.vram_gb, args.ram_gb)
+        manager_scene(window, context, tmp, suffix, args.vram_gb, args.ram_gb, size)
 
     window.close()
     context.shutdown()
@@ -118,7 +123,7 @@ def main() -> int:
     store.close()
 
     if args.scene in ("all", "speed"):
-        speed_scene(tmp, colors, args.real, suffix)
+        speed_scene(tmp, colors, args.real, suffix, size)
     return 0
 
 
@@ -150,6 +155,19 @@ def chat_scene(window: MainWindow, context: AppContext, suffix: str) -> None:
     shoot(window, f"provenance_view{suffix}")
     panel.provenance_toggle.setChecked(False)
 
+    window.sidebar.search.setText("python")  # matches in titles and in replies, highlighted
+    settle(0.4)
+    shoot(window, f"search{suffix}")
+    window.sidebar.search.setText("zebras")
+    settle(0.4)
+    shoot(window.sidebar, f"search_no_match{suffix}")
+    window.sidebar.search.clear()
+    settle(0.4)
+
+    window.speed.show()  # docked beside the chat: the chat's own controls must stay readable
+    shoot(window, f"main_window_docked{suffix}")
+    window.speed.hide()
+
     from app.settings_dialog import ChatSettingsDialog
 
     dialog = ChatSettingsDialog(session.settings, window)
@@ -159,9 +177,27 @@ def chat_scene(window: MainWindow, context: AppContext, suffix: str) -> None:
 
     second.close()
 
+    # Regenerate keeps the first reply (‹ 2/2 ›); a model switch is named where it happens.
+    panel.regenerate()
+    wait_until(lambda: session.state == "idle", 120)
+    client = context.client
+    loaded = client.info
+    client.load(LoadConfig(model_path=Path("gemma-3-270m-it-Q4_K_M.gguf"), drafter="none"))
+    wait_until(lambda: client.info is not None and client.info is not loaded, 120)
+    panel.composer.setPlainText("And in one sentence?")
+    panel.send()
+    wait_until(lambda: session.state == "idle", 120)
+    shoot(window, f"versions_and_model_switch{suffix}")
+
 
 def manager_scene(
-    window: MainWindow, context: AppContext, tmp: Path, suffix: str, vram_gb: float, ram_gb: float
+    window: MainWindow,
+    context: AppContext,
+    tmp: Path,
+    suffix: str,
+    vram_gb: float,
+    ram_gb: float,
+    size: tuple[int, ...] | None,
 ) -> None:
     import os
 
@@ -199,6 +235,8 @@ def manager_scene(
         manager = ModelManager(context, window, hardware=hardware, store=store)
         window.models = manager
         manager.move(window.x() + 60, window.y() + 40)
+        if size:
+            manager.resize(*size)
         manager.show()
         tab = manager.catalog_tab
         wait_until(lambda: len(tab.fits) == len(tab.state.catalog.pairs))
@@ -236,7 +274,9 @@ def tiny_fixture_model() -> Path:
     return cached_build("tiny-llama", tiny_llama.__file__, tiny_llama.build_tiny_llama)
 
 
-def speed_scene(tmp: Path, colors: theme.Colors, real: Path | None, suffix: str) -> None:
+def speed_scene(
+    tmp: Path, colors: theme.Colors, real: Path | None, suffix: str, size: tuple[int, ...] | None
+) -> None:
     """A main window on the real engine: replies with speculation on, off, on again, then the A/B button, so
     every part of the speed panel has data."""
     model = real or tiny_fixture_model()
@@ -244,7 +284,7 @@ def speed_scene(tmp: Path, colors: theme.Colors, real: Path | None, suffix: str)
     client = WorkerClient(default_engine_factory, profiles=ProfileStore(tmp / "speed_profiles.json"))
     context = AppContext(store, client, colors)
     window = MainWindow(context)
-    window.resize(1400, 980)
+    window.resize(*(size or (1400, 980)))
     window.show()
     client.load(LoadConfig(model_path=model, n_ctx=2048))
     wait_until(lambda: client.info is not None, 120)
@@ -253,7 +293,7 @@ def speed_scene(tmp: Path, colors: theme.Colors, real: Path | None, suffix: str)
     assert session is not None
     session.set_settings(ChatSettings(temperature=0.0, max_tokens=160, seed=7))
     window.speed.show()
-    window.resizeDocks([window.speed], [460], Qt.Orientation.Horizontal)
+    window.resizeDocks([window.speed], [min(460, window.width() // 3)], Qt.Orientation.Horizontal)
     prompts = (
         "Explain speculative decoding in three short sentences.",
         "Now list three fruits, one per line.",

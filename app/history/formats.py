@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from app.history.errors import ChatImportError
 from app.history.schema import ROLES, STATUSES
+from app.history.versions import path_indexes
 from engine.measure.ab import ABReport
 from engine.stats import GenerationStats
 
 EXPORT_FORMAT = "tandem-chat"
-EXPORT_VERSION = 1  # of the JSON document: bump when a field changes meaning, and keep reading old ones
+# Of the JSON document: bump when a field changes meaning, and keep reading old ones. 2: every version of
+# every turn, with `parent` links and `chat.current`; the model and drafter of each reply.
+EXPORT_VERSION = 2
 DEFAULT_TITLE = "New chat"
 TITLE_CHARS = 48
 
@@ -32,6 +36,9 @@ class ImportedMessage:
     settings: dict[str, Any] | None
     stats: dict[str, Any] | None
     ab: dict[str, Any] | None
+    parent: int | None = None  # index of the message this one follows
+    model: str | None = None
+    drafter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class ImportedChat:
     updated_at: float | None
     settings: dict[str, Any]
     messages: list[ImportedMessage]
+    current: int | None = None  # index of the last message of the conversation shown
 
 
 def stats_summary(stats: dict[str, Any] | None) -> dict[str, Any]:
@@ -104,16 +112,20 @@ def parse_chat_document(data: dict[str, Any] | str | bytes) -> ImportedChat:
     chat = _field(data, "chat", dict, "")
     title = _field(chat, "title", str, "chat.").strip() or DEFAULT_TITLE
     raw_messages = _field(data, "messages", list, "")
+    messages = [_parse_message(m, i) for i, m in enumerate(raw_messages)]
+    current = _optional_index(chat, "current", len(messages), "chat.")
     return ImportedChat(
         title=" ".join(title.split()),
         created_at=_optional_time(chat, "created_at", "chat."),
         updated_at=_optional_time(chat, "updated_at", "chat."),
         settings=_optional_dict(chat, "settings", "chat.") or {},
-        messages=[_parse_message(m, f"messages[{i}].") for i, m in enumerate(raw_messages)],
+        messages=messages,
+        current=len(messages) - 1 if current is None and messages else current,
     )
 
 
-def _parse_message(raw: Any, where: str) -> ImportedMessage:
+def _parse_message(raw: Any, index: int) -> ImportedMessage:
+    where = f"messages[{index}]."
     if not isinstance(raw, dict):
         raise ChatImportError(f"{where[:-1]}: expected an object, got {_kind(raw)}")
     role = _field(raw, "role", str, where)
@@ -131,7 +143,33 @@ def _parse_message(raw: Any, where: str) -> ImportedMessage:
         settings=_optional_dict(raw, "settings", where),
         stats=_optional_dict(raw, "stats", where),
         ab=_optional_dict(raw, "ab", where),
+        # A message follows the one before it unless it names another (format 1 has no versions).
+        parent=_optional_index(raw, "parent", index, where) if "parent" in raw else _previous(index),
+        model=_optional_str(raw, "model", where),
+        drafter=_optional_str(raw, "drafter", where),
     )
+
+
+def _optional_index(obj: dict[str, Any], key: str, limit: int, where: str) -> int | None:
+    """An index into the messages below `limit` (a parent comes before its replies), or None."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+        raise ChatImportError(f"{where}{key}: expected the index of an earlier message or null, got "
+            f"{value!r}")
+    return value
+
+
+def _previous(index: int) -> int | None:
+    return index - 1 if index else None
+
+
+def _optional_str(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ChatImportError(f"{where}{key}: expected a string or null, got {_kind(value)}")
+    return value
 
 
 def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -188,14 +226,20 @@ _FENCE_OPEN = re.compile(r"^( {0,3})(`{3,}(?=[^`]*$)|~{3,})")
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    """Markdown for an export document. Message text is Markdown already and is kept as written, except that
-    a code block left open (a reply stopped mid-code) is closed so it cannot swallow the rest of the file."""
+    """Markdown for an export document: the conversation shown, each reply with the model that wrote it, and
+    the other versions of a turn (Regenerate, Edit) quoted under it. Message text is Markdown already and is
+    kept as written, except that a code block left open (a reply stopped mid-code) is closed so it cannot
+    swallow the rest of the file."""
     chat = doc["chat"]
-    out = [f"# {_one_line(chat['title'])}", ""]
+    messages = doc["messages"]
+    parents = [m.get("parent") for m in messages] if all("parent" in m for m in messages) else None
+    shown = path_indexes(parents, chat.get("current")) if parents is not None else range(len(messages))
+    out = [f"# {_one_line(chat['title'])}", "", f"*{_escape(_provenance_line(doc, shown))}*", ""]
     system_prompt = chat.get("settings", {}).get("system_prompt")
     if isinstance(system_prompt, str) and system_prompt.strip():
         out += ["**System prompt**", "", _fenced(system_prompt), ""]
-    for message in doc["messages"]:
+    for i in shown:
+        message = messages[i]
         out += ["---", "", f"## {message['role'].capitalize()}", ""]
         if message["role"] == "system":
             out += [_fenced(message["content"]), ""]
@@ -207,7 +251,36 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ab = _ab_line(message)
         if ab:
             out += [f"*{ab}*", ""]
+        if parents is not None:
+            out += _other_versions(messages, parents, i)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _provenance_line(doc: dict[str, Any], shown: Any) -> str:
+    """'Exported from Tandem on 2025-05-01 14:03 · replies by SmolLM2 135M Instruct'."""
+    when = doc.get("exported_at")
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if isinstance(when, int | float) else "?"
+    models = list(dict.fromkeys(m.get("model") for i in shown if (m := doc["messages"][i]).get("model")))
+    by = f" · replies by {', '.join(models)}" if models else ""
+    return f"Exported from Tandem on {stamp}{by}"
+
+
+def _other_versions(messages: list[dict[str, Any]], parents: list[int | None], index: int) -> list[str]:
+    siblings = [i for i, p in enumerate(parents) if p == parents[index]]
+    if len(siblings) < 2:
+        return []
+    out = [f"*Version {siblings.index(index) + 1} of {len(siblings)} of this turn; the others:*", ""]
+    for n, i in enumerate(siblings, 1):
+        if i == index:
+            continue
+        other = messages[i]
+        footer = _footer(other)
+        out.append(f"> **Version {n}**" + (f" · *{footer}*" if footer else ""))
+        out.append(">")
+        text = close_open_fence(other["content"]).rstrip("\n") if other["content"] else "(empty)"
+        out += [f"> {line}".rstrip() for line in text.split("\n")]
+        out.append("")
+    return out
 
 
 def close_open_fence(text: str) -> str:
@@ -238,6 +311,10 @@ def _fenced(text: str) -> str:
 
 def _footer(message: dict[str, Any]) -> str:
     parts = []
+    model = message.get("model")
+    if isinstance(model, str) and model:
+        drafter = message.get("drafter")
+        parts.append(f"{model} + {drafter}" if isinstance(drafter, str) and drafter else model)
     summary = message.get("summary") or {}
     if summary.get("n_generated"):
         parts.append(f"{summary['n_generated']} tokens, {summary['decode_tps']:.1f} tok/s")

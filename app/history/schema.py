@@ -53,7 +53,31 @@ def _v2_soft_delete_and_ab(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX chats_by_update ON chats(deleted_at, updated_at)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1_initial, _v2_soft_delete_and_ab]
+def _v3_versions_and_models(conn: sqlite3.Connection) -> None:
+    # Regenerate and Edit keep the earlier versions: the messages of a chat form a tree (parent_id), whose
+    # path from the root to chats.current_id is the conversation shown; siblings are versions of one turn.
+    # Every reply names the model (and drafter) that wrote it. Older rows form a chain and name no model.
+    conn.execute(
+        "ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE"
+    )
+    conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+    conn.execute("ALTER TABLE messages ADD COLUMN drafter TEXT")
+    conn.execute("ALTER TABLE chats ADD COLUMN current_id INTEGER")
+    conn.execute(
+        """UPDATE messages SET parent_id = (SELECT max(p.id) FROM messages p
+                                            WHERE p.chat_id = messages.chat_id AND p.id < messages.id)"""
+    )
+    conn.execute(
+        "UPDATE chats SET current_id = (SELECT max(m.id) FROM messages m WHERE m.chat_id = chats.id)"
+    )
+    conn.execute("CREATE INDEX messages_by_parent ON messages(parent_id)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_initial,
+    _v2_soft_delete_and_ab,
+    _v3_versions_and_models,
+]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

@@ -42,6 +42,7 @@ from app.history.formats import (
     suggest_title,
 )
 from app.history.schema import ROLES, STATUSES, migrate
+from app.history.versions import MessageTree
 from engine.paths import history_path
 
 __all__ = [
@@ -86,6 +87,11 @@ class StoredMessage:
     settings: dict[str, Any] | None  # generation settings the message was produced with
     stats: dict[str, Any] | None  # dataclasses.asdict(GenerationStats); tuples come back as lists
     ab: dict[str, Any] | None  # A/B comparison result attached to this message
+    parent_id: int | None = None  # the message this one follows (None: the first of the chat)
+    model: str | None = None  # the model that wrote a reply (None: unknown, or a message of the user's)
+    drafter: str | None = None  # the drafter that helped it, if speculation was on
+    version: int = 1  # which version of this turn (Regenerate and Edit add versions), of n_versions
+    n_versions: int = 1
 
 
 class HistoryStore:
@@ -178,8 +184,10 @@ class HistoryStore:
         sql = """
             SELECT c.id, c.title, c.created_at, c.updated_at,
                    (SELECT count(*) FROM messages m WHERE m.chat_id = c.id),
-                   (SELECT substr(m.content, 1, 1000) FROM messages m
-                     WHERE m.chat_id = c.id AND m.role != 'system' ORDER BY m.id DESC LIMIT 1),
+                   coalesce((SELECT substr(m.content, 1, 1000) FROM messages m
+                              WHERE m.id = c.current_id AND m.role != 'system'),
+                            (SELECT substr(m.content, 1, 1000) FROM messages m
+                              WHERE m.chat_id = c.id AND m.role != 'system' ORDER BY m.id DESC LIMIT 1)),
                    (SELECT m.content FROM messages m
                      WHERE ?1 IS NOT NULL AND m.chat_id = c.id AND instr(tandem_fold(m.content), ?1) > 0
                      ORDER BY m.id LIMIT 1)
@@ -210,8 +218,11 @@ class HistoryStore:
             row = self._conn.execute(
                 """SELECT id, title, created_at, updated_at,
                           (SELECT count(*) FROM messages m WHERE m.chat_id = c.id),
-                          (SELECT substr(m.content, 1, 1000) FROM messages m
-                            WHERE m.chat_id = c.id AND m.role != 'system' ORDER BY m.id DESC LIMIT 1)
+                          coalesce((SELECT substr(m.content, 1, 1000) FROM messages m
+                                     WHERE m.id = c.current_id AND m.role != 'system'),
+                                   (SELECT substr(m.content, 1, 1000) FROM messages m
+                                     WHERE m.chat_id = c.id AND m.role != 'system'
+                                     ORDER BY m.id DESC LIMIT 1))
                    FROM chats c WHERE id = ?""",
                 (chat_id,),
             ).fetchone()
@@ -275,28 +286,70 @@ class HistoryStore:
 
     # ------------------------------------------------------------ messages
 
+    _COLUMNS = (
+        "id, chat_id, role, content, status, created_at, settings_json, stats_json, ab_json, parent_id, "
+        "model, drafter"
+    )
+
     def messages(self, chat_id: int) -> list[StoredMessage]:
+        """The conversation shown: the current version of every turn, first to last."""
+        tree, rows, current = self._tree(chat_id)
+        return [self._stored(rows[i], tree) for i in tree.path(current)]
+
+    def all_messages(self, chat_id: int) -> list[StoredMessage]:
+        """Every message of the chat, every version of every turn, oldest first."""
+        tree, rows, _ = self._tree(chat_id)
+        return [self._stored(row, tree) for row in rows.values()]
+
+    def current_message(self, chat_id: int) -> int | None:
+        """The last message of the conversation shown (None: the chat is empty)."""
+        tree, _, current = self._tree(chat_id)
+        path = tree.path(current)
+        return path[-1] if path else None
+
+    def _tree(self, chat_id: int) -> tuple[MessageTree, dict[int, tuple[Any, ...]], int | None]:
         with self._lock:
             self._require_chat(self._conn, chat_id)
             rows = self._conn.execute(
-                """SELECT id, chat_id, role, content, status, created_at, settings_json, stats_json, ab_json
-                   FROM messages WHERE chat_id = ? ORDER BY id""",
-                (chat_id,),
+                f"SELECT {self._COLUMNS} FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,)
             ).fetchall()
-        return [
-            StoredMessage(
-                id=r[0],
-                chat_id=r[1],
-                role=r[2],
-                content=r[3],
-                status=r[4],
-                created_at=r[5],
-                settings=_from_json(r[6]),
-                stats=_from_json(r[7]),
-                ab=_from_json(r[8]),
-            )
-            for r in rows
-        ]
+            current = self._current(self._conn, chat_id)
+        by_id = {r[0]: r for r in rows}
+        return MessageTree((r[0], r[9]) for r in rows), by_id, current
+
+    @staticmethod
+    def _stored(r: tuple[Any, ...], tree: MessageTree) -> StoredMessage:
+        version = tree.version(r[0])
+        return StoredMessage(
+            id=r[0],
+            chat_id=r[1],
+            role=r[2],
+            content=r[3],
+            status=r[4],
+            created_at=r[5],
+            settings=_from_json(r[6]),
+            stats=_from_json(r[7]),
+            ab=_from_json(r[8]),
+            parent_id=r[9],
+            model=r[10],
+            drafter=r[11],
+            version=version.index,
+            n_versions=version.count,
+        )
+
+    def versions(self, message_id: int) -> list[int]:
+        """The ids of every version of this message's turn (itself included), oldest first."""
+        with self._lock:
+            chat_id = self._message_chat(self._conn, message_id)
+        tree, _, _ = self._tree(chat_id)
+        return list(tree.version(message_id).siblings)
+
+    def show_version(self, message_id: int) -> None:
+        """Show this version of its turn, and below it the newest of the replies that followed it."""
+        with self._write(durable=False) as conn:
+            chat_id = self._message_chat(conn, message_id)
+            leaf = _tree(conn, chat_id).latest_leaf(message_id)
+            conn.execute("UPDATE chats SET current_id = ? WHERE id = ?", (leaf, chat_id))
 
     def add_message(
         self,
@@ -311,9 +364,41 @@ class HistoryStore:
         _check_choice(status, STATUSES, "status")
         with self._write() as conn:
             self._require_chat(conn, chat_id)
-            message_id = self._insert_message(conn, chat_id, role, content, status, settings, stats)
-            self._touch(conn, chat_id)
+            parent = self._current(conn, chat_id)
+            message_id = self._insert_message(
+                conn, chat_id, role, content, status, settings, stats, parent=parent
+            )
+            self._advance(conn, chat_id, message_id)
         return message_id
+
+    def add_version(self, message_id: int, content: str) -> int:
+        """A new version of a message (an edit): same turn, same role and settings, shown from now on. The
+        old version and the replies that followed it are kept."""
+        with self._write() as conn:
+            chat_id = self._message_chat(conn, message_id)
+            role, status, settings, parent = conn.execute(
+                "SELECT role, status, settings_json, parent_id FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+            new_id = self._insert_message(
+                conn, chat_id, role, content, "complete" if status == "streaming" else status,
+                _from_json(settings), None, parent=parent,
+            )  # fmt: skip
+            self._advance(conn, chat_id, new_id)
+        return new_id
+
+    def _current(self, conn: sqlite3.Connection, chat_id: int) -> int | None:
+        row = conn.execute(
+            """SELECT coalesce(c.current_id, (SELECT max(m.id) FROM messages m WHERE m.chat_id = c.id))
+               FROM chats c WHERE c.id = ?""",
+            (chat_id,),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _advance(self, conn: sqlite3.Connection, chat_id: int, message_id: int) -> None:
+        """`message_id` is the chat's newest turn: show it, and mark the chat active."""
+        conn.execute(
+            "UPDATE chats SET current_id = ?, updated_at = ? WHERE id = ?", (message_id, self._now(), chat_id)
+        )
 
     def _insert_message(
         self,
@@ -326,13 +411,17 @@ class HistoryStore:
         stats: dict[str, Any] | None,
         ab: dict[str, Any] | None = None,
         created_at: float | None = None,
+        *,
+        parent: int | None,
+        model: str | None = None,
+        drafter: str | None = None,
     ) -> int:
         if not isinstance(content, str):
             raise TypeError(f"message content must be str, got {type(content).__name__}")
         cur = conn.execute(
-            """INSERT INTO messages
-                 (chat_id, role, content, status, created_at, settings_json, stats_json, ab_json)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            """INSERT INTO messages (chat_id, role, content, status, created_at, settings_json, stats_json,
+                                     ab_json, parent_id, model, drafter)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 chat_id,
                 role,
@@ -342,6 +431,9 @@ class HistoryStore:
                 _to_json_or_null(settings, "message settings"),
                 _to_json_or_null(stats, "message stats"),
                 _to_json_or_null(ab, "A/B result"),
+                parent,
+                model,
+                drafter,
             ),
         )
         return int(cur.lastrowid or 0)
@@ -353,12 +445,27 @@ class HistoryStore:
             conn.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
             self._touch(conn, chat_id)
 
-    def begin_reply(self, chat_id: int, settings: dict[str, Any] | None = None) -> int:
-        """Start an assistant message with status "streaming" and no text yet; return its id."""
+    def begin_reply(
+        self,
+        chat_id: int,
+        settings: dict[str, Any] | None = None,
+        *,
+        after: int | None = None,
+        model: str | None = None,
+        drafter: str | None = None,
+    ) -> int:
+        """Start an assistant message with status "streaming" and no text yet; return its id. It follows the
+        current message, or `after` (Regenerate: a new version of the reply to that message)."""
         with self._write() as conn:
             self._require_chat(conn, chat_id)
-            message_id = self._insert_message(conn, chat_id, "assistant", "", "streaming", settings, None)
-            self._touch(conn, chat_id)
+            parent = self._current(conn, chat_id) if after is None else after
+            if after is not None and self._message_chat(conn, after) != chat_id:
+                raise ChatNotFoundError(f"message {after} is not in chat {chat_id}")
+            message_id = self._insert_message(
+                conn, chat_id, "assistant", "", "streaming", settings, None, parent=parent, model=model,
+                drafter=drafter,
+            )  # fmt: skip
+            self._advance(conn, chat_id, message_id)
         return message_id
 
     def checkpoint_reply(self, message_id: int, content: str) -> None:
@@ -371,15 +478,23 @@ class HistoryStore:
             )
 
     def finish_reply(
-        self, message_id: int, content: str, stats: dict[str, Any] | None, status: str = "complete"
+        self,
+        message_id: int,
+        content: str,
+        stats: dict[str, Any] | None,
+        status: str = "complete",
+        *,
+        drafter: str | None = None,
     ) -> None:
+        """`drafter`: the drafter the engine reported at the end (None: the one given to begin_reply)."""
         _check_choice(status, FINISHED_STATUSES, "final status")
         stats_json = _to_json_or_null(stats, "message stats")
         with self._write() as conn:
             chat_id = self._message_chat(conn, message_id)
             conn.execute(
-                "UPDATE messages SET content = ?, stats_json = ?, status = ? WHERE id = ?",
-                (content, stats_json, status, message_id),
+                """UPDATE messages SET content = ?, stats_json = ?, status = ?, drafter = coalesce(?, drafter)
+                   WHERE id = ?""",
+                (content, stats_json, status, drafter, message_id),
             )
             self._touch(conn, chat_id)
 
@@ -390,20 +505,29 @@ class HistoryStore:
             conn.execute("UPDATE messages SET ab_json = ? WHERE id = ?", (data, message_id))
 
     def truncate_after(self, chat_id: int, message_id: int, inclusive: bool = False) -> None:
-        """Delete the messages after `message_id` in the chat (and that message too if `inclusive`)."""
+        """Delete every message that follows `message_id`, in every version (and that message too if
+        `inclusive`); the conversation shown then ends at it (or at the message it followed)."""
         with self._write() as conn:
             if self._message_chat(conn, message_id) != chat_id:
                 raise ChatNotFoundError(f"message {message_id} is not in chat {chat_id}")
-            op = ">=" if inclusive else ">"
-            conn.execute(f"DELETE FROM messages WHERE chat_id = ? AND id {op} ?", (chat_id, message_id))
+            tree = _tree(conn, chat_id)
+            gone = tree.descendants(message_id) + ([message_id] if inclusive else [])
+            conn.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in sorted(gone, reverse=True)])
+            current = tree.parent.get(message_id) if inclusive else message_id
+            conn.execute("UPDATE chats SET current_id = ? WHERE id = ?", (current, chat_id))
             self._touch(conn, chat_id)
 
     # ------------------------------------------------------------ export / import
 
     def export_json(self, chat_id: int) -> dict[str, Any]:
-        """The chat as a JSON-ready document: format version, chat settings, and per message its settings,
-        raw stats, a `summary` of speed and acceptance figures, and any A/B result. Ids are not exported."""
+        """The chat as a JSON-ready document: format version, chat settings, and every message (every version
+        of every turn) with the model and drafter that wrote it, its settings, raw stats, a `summary` of speed
+        and acceptance figures, any A/B result, and `parent`: the index of the message it follows. The
+        conversation shown is the path to `chat.current`. Ids are not exported."""
         summary = self.chat(chat_id)
+        messages = self.all_messages(chat_id)
+        index = {m.id: i for i, m in enumerate(messages)}
+        current = self.current_message(chat_id)
         return {
             "format": EXPORT_FORMAT,
             "version": EXPORT_VERSION,
@@ -413,6 +537,7 @@ class HistoryStore:
                 "created_at": summary.created_at,
                 "updated_at": summary.updated_at,
                 "settings": self.chat_settings(chat_id),
+                "current": index.get(current) if current is not None else None,
             },
             "messages": [
                 {
@@ -420,12 +545,15 @@ class HistoryStore:
                     "content": m.content,
                     "status": m.status,
                     "created_at": m.created_at,
+                    "model": m.model,
+                    "drafter": m.drafter,
+                    "parent": index.get(m.parent_id) if m.parent_id is not None else None,
                     "settings": m.settings,
                     "stats": m.stats,
                     "summary": stats_summary(m.stats),
                     "ab": m.ab,
                 }
-                for m in self.messages(chat_id)
+                for m in messages
             ],
         }
 
@@ -449,14 +577,25 @@ class HistoryStore:
                 ),
             )
             chat_id = int(cur.lastrowid or 0)
+            ids: list[int] = []
             for m in chat.messages:
-                self._insert_message(
-                    conn, chat_id, m.role, m.content, m.status, m.settings, m.stats, m.ab, m.created_at
+                parent = ids[m.parent] if m.parent is not None else None
+                ids.append(
+                    self._insert_message(
+                        conn, chat_id, m.role, m.content, m.status, m.settings, m.stats, m.ab, m.created_at,
+                        parent=parent, model=m.model, drafter=m.drafter,
+                    )  # fmt: skip
                 )
+            current = ids[chat.current] if chat.current is not None else None
+            conn.execute("UPDATE chats SET current_id = ? WHERE id = ?", (current, chat_id))
         return chat_id
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _tree(conn: sqlite3.Connection, chat_id: int) -> MessageTree:
+    return MessageTree(conn.execute("SELECT id, parent_id FROM messages WHERE chat_id = ?", (chat_id,)))
 
 
 def _fold(text: str | None) -> str | None:

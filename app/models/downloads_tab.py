@@ -46,7 +46,7 @@ def job_status(job: DownloadJob) -> str:
         ]
         return f"{state} — {which}"
     pct = 100 * p.bytes_done / p.bytes_total if p.bytes_total else 100.0
-    text = f"{which} — {format_bytes(p.bytes_done)} of {format_bytes(p.bytes_total)} ({pct:.0f}%)"
+    text = f"{which} — {format_bytes(p.bytes_done)} of {format_bytes(p.bytes_total)} ({int(pct)}%)"
     if job.state is JobState.PAUSED:
         return f"Paused — {text}; Resume continues where it stopped"
     text += f" · {format_bytes(p.rate_bps)}/s"
@@ -87,15 +87,18 @@ class JobRow(QFrame):
         if job.state is JobState.DONE:
             self.bar.setValue(1000)
         elif p is not None and p.bytes_total:
-            self.bar.setValue(round(1000 * p.bytes_done / p.bytes_total))
+            self.bar.setValue(int(1000 * p.bytes_done / p.bytes_total))  # floored, as the text's percentage
         elif job.state is JobState.RUNNING and job.current.pypi:
             self.bar.setRange(0, 0)  # the package index reports no progress: busy indicator
-        self.bar.setFormat(f"{self.bar.value() / 10:.0f}%")
+        self.bar.setFormat(f"{self.bar.value() // 10}%")
         self.status.setText(job_status(job))
         stoppable = not job.current.pypi
         self.pause_button.setVisible(job.state in (JobState.QUEUED, JobState.RUNNING) and stoppable)
         self.pause_button.setEnabled(job.stop is None)
         self.resume_button.setVisible(job.state in (JobState.PAUSED, JobState.FAILED))
+        # Resume only what has bytes on disk to resume; a download that never got going is tried again.
+        started = p is not None and p.bytes_done > 0
+        self.resume_button.setText("Resume" if started or job.file_index > 0 else "Try again")
         self.cancel_button.setVisible(not job.state.finished and stoppable)
         self.cancel_button.setEnabled(job.stop is None)
         if job.state.finished or job.state is JobState.PAUSED:

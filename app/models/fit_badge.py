@@ -8,29 +8,30 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QTreeWidgetItem, QWidget
 
 from app.theme import Colors
-from engine.fit.badges import BadgeLevel, FitBadge
+from engine.fit.badges import FitBadge, Tone
 
-# (background, text) per level; text on background passes WCAG AA in both themes.
-LIGHT_BADGES: dict[BadgeLevel, tuple[str, str]] = {
-    "gpu": ("#dafbe1", "#116329"),
-    "partial": ("#fff1c2", "#7a4a00"),
-    "cpu": ("#ddf4ff", "#0a4a9c"),
-    "too_large": ("#ffebe9", "#a40e26"),
+# (background, text) per tone: green fits the GPU or runs fast, yellow about reading speed, orange slow, red
+# too large (LM Studio's colours). Text on background passes WCAG AA in both themes.
+LIGHT_BADGES: dict[Tone, tuple[str, str]] = {
+    "good": ("#dafbe1", "#116329"),
+    "fair": ("#fff1c2", "#7a4a00"),
+    "poor": ("#ffe7d6", "#953800"),
+    "bad": ("#ffebe9", "#a40e26"),
     "unknown": ("#eaeef2", "#424a53"),
 }
-DARK_BADGES: dict[BadgeLevel, tuple[str, str]] = {
-    "gpu": ("#12361d", "#7ee787"),
-    "partial": ("#3d2e00", "#f2cc60"),
-    "cpu": ("#0c2d57", "#8ac8ff"),
-    "too_large": ("#4c1419", "#ffa198"),
+DARK_BADGES: dict[Tone, tuple[str, str]] = {
+    "good": ("#12361d", "#7ee787"),
+    "fair": ("#3d2e00", "#f2cc60"),
+    "poor": ("#3d1d00", "#ffa657"),
+    "bad": ("#4c1419", "#ffa198"),
     "unknown": ("#2d333b", "#adbac7"),
 }
 ESTIMATING = "estimating…"
 BADGE_ROLE = int(Qt.ItemDataRole.UserRole) + 7  # the badge level of a tree cell (tests, sorting)
 
 
-def badge_colors(level: BadgeLevel, colors: Colors) -> tuple[str, str]:
-    return (DARK_BADGES if colors.dark else LIGHT_BADGES)[level]
+def badge_colors(tone: Tone, colors: Colors) -> tuple[str, str]:
+    return (DARK_BADGES if colors.dark else LIGHT_BADGES)[tone]
 
 
 def set_item_badge(item: QTreeWidgetItem, column: int, badge: FitBadge | None, colors: Colors) -> None:
@@ -42,8 +43,10 @@ def set_item_badge(item: QTreeWidgetItem, column: int, badge: FitBadge | None, c
         item.setBackground(column, QBrush())
         item.setForeground(column, QBrush())
         return
-    bg, fg = badge_colors(badge.level, colors)
-    item.setText(column, badge.label)
+    bg, fg = badge_colors(badge.tone, colors)
+    # The column shows the verdict and speed; what the plan gives up is the tooltip's first lines (and the
+    # details pane's), so nothing is cut off mid-word.
+    item.setText(column, badge.label + ("  ⚠" if badge.caveat else ""))
     item.setToolTip(column, badge.tooltip)
     item.setData(column, BADGE_ROLE, badge.level)
     item.setBackground(column, QBrush(QColor(bg)))
@@ -71,8 +74,8 @@ class BadgeLabel(QLabel):
             self.setToolTip("")
             self.setStyleSheet("padding: 4px 8px;")
             return
-        bg, fg = badge_colors(badge.level, self._colors)
-        self.setText(badge.label)
+        bg, fg = badge_colors(badge.tone, self._colors)
+        self.setText(badge.full_label)
         self.setToolTip(badge.tooltip)
         self.setStyleSheet(
             f"background: {bg}; color: {fg}; border-radius: 6px; padding: 4px 8px; font-weight: 600;"

@@ -80,7 +80,7 @@ def scan(store: ModelStore) -> LocalScan:
         try:
             info, problem = read_gguf(path), None
         except TandemError as exc:
-            info, problem = None, str(exc)
+            info, problem = None, exc.for_gui()
         rows.append(LocalModel(name, path, size, kind, source, removable, info, problem))
     untracked = tuple(p for p in store.untracked() if p != bundled)
     store.models_dir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +336,7 @@ class LocalTab(QWidget):
         try:
             freed = self.state.store.remove(m.name)
         except TandemError as exc:
-            self.status.setText(str(exc))
+            self.status.setText(exc.for_gui())
             return
         self.status.setText(f"Removed {m.name}; freed {format_bytes(freed)}.")
         self.refresh()

@@ -1,12 +1,13 @@
 """The model manager window (File ▸ Models…): this computer's memory and a context slider on top, the
 Catalog / Search / On this computer / Downloads tabs, and the load status at the bottom.
 
-Loading goes through the app's one inference worker (`context.client.load`); the main window's status bar
+Loading goes through the app's one inference worker (`context.load`); the main window's status bar
 follows it as for any load, and this window shows the progress and the engine's reason when it fails.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer
@@ -19,11 +20,13 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QTabWidget,
+    QTreeWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.context import AppContext
+from app.geometry import resize_to_fit
 from app.labels import describe_model
 from app.models.catalog_tab import CatalogTab
 from app.models.download_jobs import DownloadJob, JobState
@@ -35,7 +38,6 @@ from app.theme import Colors
 from engine.config import LoadConfig
 from engine.fit.badges import CONTEXT_STEPS, hardware_summary
 from engine.fit.hardware import HardwareInfo, detect
-from engine.fit.planner import DEFAULT_CTX
 from engine.inference.api import EngineInfo
 from engine.store.catalog import Catalog, load_catalog
 from engine.store.model_store import ModelStore
@@ -59,6 +61,7 @@ class ModelManager(QWidget):
         self.state = ManagerState(catalog or load_catalog(), store or ModelStore(), context.colors, self)
         self._closed = False
         self._loading_title: str | None = None
+        self._failed = False  # the status line shows a load error
 
         self.hardware_label = QLabel("Detecting this computer…")
         self.hardware_label.setWordWrap(True)
@@ -66,7 +69,7 @@ class ModelManager(QWidget):
         self.slider.setRange(0, len(CONTEXT_STEPS) - 1)
         self.slider.setPageStep(1)
         self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.slider.setValue(CONTEXT_STEPS.index(DEFAULT_CTX))
+        self.slider.setValue(CONTEXT_STEPS.index(self.state.n_ctx))
         self.slider.setMinimumWidth(220)
         self.slider.setToolTip("Context window the badges are estimated for (the KV cache grows with it)")
         self.context_label = QLabel()
@@ -109,7 +112,7 @@ class ModelManager(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.tabs, 1)
         layout.addLayout(bottom)
-        self.resize(1180, 720)
+        resize_to_fit(self, 1180, 720)
 
         client = context.client
         client.loadStarted.connect(self._on_load_started)
@@ -118,6 +121,10 @@ class ModelManager(QWidget):
         client.loadFailed.connect(self._on_load_failed)
         context.colorsChanged.connect(self._on_colors)
         self.state.loadRequested.connect(self._load)
+        # A load error is about the model picked then: once the user looks at another, it no longer applies.
+        self.tabs.currentChanged.connect(self._clear_error)
+        for tree in self.tabs.findChildren(QTreeWidget):
+            tree.currentItemChanged.connect(self._clear_error)
         self.state.downloads.jobAdded.connect(self._count_downloads)
         self.state.downloads.jobChanged.connect(self._count_downloads)
         app = QApplication.instance()
@@ -168,9 +175,10 @@ class ModelManager(QWidget):
     # --- loading --------------------------------------------------------------------------------------------
     def _load(self, config: LoadConfig, title: str) -> None:
         self._loading_title = title
-        self.context.client.load(config)
+        self.context.load(config)
 
     def _on_load_started(self, config: LoadConfig) -> None:
+        self._failed = False
         title = self._loading_title or config.model_path.name
         self.load_status.setText(f"Loading {title}…")
         self.load_progress.setValue(0)
@@ -179,6 +187,7 @@ class ModelManager(QWidget):
 
     def _on_loaded(self, info: EngineInfo) -> None:
         self._loading_title = None
+        self._failed = False
         self.load_progress.hide()
         self.load_status.setText(f"Loaded: {describe_model(info)}")
         self.chat_button.show()
@@ -187,8 +196,16 @@ class ModelManager(QWidget):
         self._loading_title = None
         self.load_progress.hide()
         self.load_status.setText(
-            f"<span style='color:{self.context.colors.error}'>Could not load the model: {message}</span>"
+            f"<span style='color:{self.context.colors.error}'>Could not load the model: "
+            f"{html.escape(message)}</span>"
         )
+        self._failed = True
+
+    def _clear_error(self, *_: object) -> None:
+        if self._failed:
+            self._failed = False
+            info = self.context.client.info
+            self.load_status.setText(f"Loaded: {describe_model(info)}" if info is not None else "")
 
     def go_chat(self) -> None:
         parent = self.parentWidget()

@@ -1,5 +1,6 @@
 """The drafter chooser of the manager's details panes: every candidate drafter for the chosen target, the
-usable ones selectable, the others greyed out with the rule they fail (engine.compat.options)."""
+usable ones selectable, the others greyed out with the reason (engine.compat.options; the rule's id is for
+tests and logs, not for people)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ def option_text(option: DrafterOption) -> str:
     kind = "" if option.label.startswith(option.kind_label) else f"  ·  {option.kind_label}"
     if option.compatible:
         return f"✓  {option.label}{kind}"
-    return f"✗  {option.label}{kind}\n      {option.rule}: {option.reason}"
+    return f"✗  {option.label}{kind}\n      {capitalised(option.reason or 'not usable with this target')}"
+
+
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class DrafterList(QListWidget):
@@ -51,7 +56,7 @@ class DrafterList(QListWidget):
                     chosen = item
             else:
                 item.setFlags(Qt.ItemFlag.NoItemFlags)  # greyed, not selectable
-                item.setToolTip(f"Not usable with this target ({option.rule}): {option.reason}")
+                item.setToolTip(f"Not usable with this target: {option.reason}")
             self.addItem(item)
         if chosen is not None:
             chosen.setSelected(True)

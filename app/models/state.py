@@ -12,10 +12,9 @@ from PySide6.QtWidgets import QMessageBox, QSplitter, QWidget
 from app.models.download_jobs import DownloadQueue
 from app.models.tasks import TaskRunner
 from app.theme import Colors
-from engine.config import KVType, LoadConfig
+from engine.config import DEFAULT_N_CTX, KVType, LoadConfig
 from engine.fit.badges import FitBadge
 from engine.fit.hardware import HardwareInfo
-from engine.fit.planner import DEFAULT_CTX
 from engine.store.catalog import Catalog
 from engine.store.model_store import ModelStore
 
@@ -43,7 +42,7 @@ class ManagerState(QObject):
         self.colors = colors
         self.kv_type: KVType = kv_type
         self.hardware: HardwareInfo | None = None
-        self.n_ctx = DEFAULT_CTX
+        self.n_ctx = DEFAULT_N_CTX  # what the app loads with unless the slider says otherwise
         self.runner = TaskRunner("model-manager", self)
         self.downloads = DownloadQueue(store, self)
 
@@ -64,7 +63,7 @@ class ManagerState(QObject):
         """Ask the worker to load `config`; when no plan fits this machine, only after a "Load anyway"."""
         if badge is not None and badge.needs_confirmation:
             box = QMessageBox(QMessageBox.Icon.Warning, "This may not fit", "", parent=parent)
-            box.setText(f"{title} does not fit this computer as estimated: {badge.label}.")
+            box.setText(f"{title} does not fit this computer as estimated: {badge.full_label}.")
             box.setInformativeText(
                 badge.tooltip.splitlines()[0]
                 + "\n\nLoading anyway may fail or make the computer swap heavily. It will run on the CPU "

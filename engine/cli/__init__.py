@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tandem",
         description="Tandem: local LLM chat with lossless speculative decoding (MTP assistants, NextN heads, "
-        "draft models, n-gram lookup). Without a subcommand, opens the desktop app.",
+        "draft models, n-gram lookup). Without a subcommand, opens the desktop app: `tandem --model X` is "
+        "`tandem app --model X`.",
     )
     parser.add_argument("--version", action="version", version=f"tandem {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -28,11 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_command(argv: Sequence[str]) -> list[str]:
+    """`argv` with "app" in front when it names no subcommand (`tandem --model X` opens the app with X)."""
+    argv = list(argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        return ["app", *argv]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["app", *(argv or [])])
+    args = parser.parse_args(with_command(sys.argv[1:] if argv is None else argv))
     try:
         code: int = args.func(args)
     except TandemError as exc:

@@ -5,17 +5,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.config import MODEL_DRAFT_K_MAX, NGRAM_K_MAX, LoadConfig, SpecParams
+from engine.config import (
+    DEFAULT_N_BATCH,
+    DEFAULT_N_CTX,
+    MODEL_DRAFT_K_MAX,
+    NGRAM_K_MAX,
+    LoadConfig,
+    SpecParams,
+)
 from engine.errors import TandemError
 
+MODEL_DEFAULT_HELP = " (default: the embedded SmolLM2-135M)"
 
-def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = False) -> None:
+
+def add_model_args(
+    p: argparse.ArgumentParser, *, model_required: bool = False, model_default: str = MODEL_DEFAULT_HELP
+) -> None:
+    """The options that say which model to load and how: the same spelling in every subcommand and the app."""
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
         type=Path,
         required=model_required,
-        help="target GGUF file" + ("" if model_required else " (default: the embedded SmolLM2-135M)"),
+        help="target GGUF file" + ("" if model_required else model_default),
     )
     g.add_argument(
         "--draft-model", type=Path, help="a small draft model GGUF sharing the target's vocabulary"
@@ -27,11 +39,18 @@ def add_model_args(p: argparse.ArgumentParser, *, model_required: bool = False) 
         default="auto",
         help="auto: MTP if available, else the draft model if given, else n-gram lookup (default: auto)",
     )
-    g.add_argument("--ctx", type=int, default=4096, help="context size in tokens (default: 4096)")
+    g.add_argument(
+        "--ctx", type=int, default=DEFAULT_N_CTX, help=f"context size in tokens (default: {DEFAULT_N_CTX})"
+    )
     g.add_argument(
         "--gpu-layers", type=int, default=0, help="layers to offload to the GPU (-1: all; default 0)"
     )
-    g.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    g.add_argument(
+        "--threads", type=int, help="CPU threads (default: physical cores, one fewer while the CPU is busy)"
+    )
+    g.add_argument(
+        "--batch", type=int, default=DEFAULT_N_BATCH, help=f"prompt batch size (default: {DEFAULT_N_BATCH})"
+    )
     g.add_argument("--flash-attn", choices=["auto", "on", "off"], default="auto", help="flash attention")
     g.add_argument(
         "--kv-type", choices=["f16", "q8_0", "f32"], default="f16", help="KV cache type (default f16)"
@@ -49,6 +68,13 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
                 "no model given and the embedded default model is not installed: "
                 "run `python -m engine.store.default_model` or pass --model PATH"
             )
+    return config_from_args(args, model)
+
+
+def config_from_args(args: argparse.Namespace, model: Path) -> LoadConfig:
+    """The LoadConfig of `add_model_args`' options for `model`."""
+    if args.ctx < 1 or args.batch < 1 or (args.threads is not None and args.threads < 1):
+        raise TandemError("--ctx, --batch and --threads must be 1 or more")
     return LoadConfig(
         model_path=model,
         drafter=args.drafter,
@@ -59,6 +85,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         n_threads=args.threads,
         flash_attn={"auto": None, "on": True, "off": False}[args.flash_attn],
         kv_type=args.kv_type,
+        n_batch=args.batch,
     )
 
 

@@ -17,7 +17,7 @@ from engine.errors import CatalogError
 from engine.fit.hardware import HardwareInfo, detect, fake_hardware
 from engine.fit.planner import FitResult, ModelRef, QuantChoice, fit, pick_quant
 from engine.store.catalog import Catalog, ModelEntry, Pair, load_catalog
-from engine.units import GIB
+from engine.units import GIB, format_bytes
 
 
 def add_fit_parser(models_subparsers: Any) -> None:
@@ -134,9 +134,9 @@ def result_to_dict(r: FitResult) -> dict[str, Any]:
 
 
 def format_result(r: FitResult, hw: HardwareInfo, choice: QuantChoice | None) -> str:
-    gpus = ", ".join(f"{d.name} {d.total_bytes / GIB:.1f} GiB" for d in hw.offload_devices) or "none"
+    gpus = ", ".join(f"{d.name} {format_bytes(d.total_bytes)}" for d in hw.offload_devices) or "none"
     simulated = " (simulated)" if hw.fake else ""
-    lines = [f"Hardware{simulated}: GPUs {gpus}; RAM {hw.ram_available_bytes / GIB:.1f} GiB free"]
+    lines = [f"Hardware{simulated}: GPUs {gpus}; RAM {format_bytes(hw.ram_available_bytes)} free"]
     if choice is not None and choice.quant is not None:
         lines.append(
             f"Quantization: {choice.quant.name} "

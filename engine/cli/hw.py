@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from engine.fit.hardware import HardwareInfo, detect
-from engine.units import GIB
+from engine.units import format_bytes
 
 
 def register(subparsers: Any) -> None:
@@ -38,10 +38,10 @@ def format_hardware(hw: HardwareInfo) -> str:
         role = " - layers go here" if d in offload else ""
         lines.append(
             f"  {d.name:<10} {d.description} [{d.type.name}, {d.backend}] "
-            f"{d.free_bytes / GIB:.1f} GiB free of {d.total_bytes / GIB:.1f} GiB{role}"
+            f"{format_bytes(d.free_bytes)} free of {format_bytes(d.total_bytes)}{role}"
         )
     lines.append(
-        f"RAM: {hw.ram_available_bytes / GIB:.1f} GiB available of {hw.ram_total_bytes / GIB:.1f} GiB"
+        f"RAM: {format_bytes(hw.ram_available_bytes)} available of {format_bytes(hw.ram_total_bytes)}"
     )
     lines.append(f"CPU cores: {hw.cores_physical} physical, {hw.cores_logical} logical")
     lines.append(f"Backends: {', '.join(hw.backends) or 'none'}")

@@ -220,7 +220,7 @@ def check_assistant_pair(target: ModelMeta, assistant: ModelMeta) -> None:
     if out is None or out != target.embedding_length or out == assistant.embedding_length:
         raise _refuse(
             RULE_HIDDEN_SIZE,
-            f"{a_name} expects target hidden size {out} (embedding_length_out), "
+            f"{a_name} is made for another model size: it expects hidden size {out}, "
             f"{t_name} has {target.embedding_length}",
         )
     if assistant.n_vocab != target.n_vocab or assistant.n_vocab <= 0:

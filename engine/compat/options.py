@@ -119,7 +119,7 @@ def _catalog_assistant(target: ModelEntry, assistant: ModelEntry) -> DrafterOpti
     elif a.n_embd_out is not None and t.n_embd is not None and a.n_embd_out != t.n_embd:
         refusal = (
             RULE_HIDDEN_SIZE,
-            f"width mismatch: it expects hidden size {a.n_embd_out}, the target has {t.n_embd}",
+            f"made for another model size: it expects hidden size {a.n_embd_out}, the target has {t.n_embd}",
         )
     elif a.n_vocab is not None and t.n_vocab is not None and a.n_vocab != t.n_vocab:
         refusal = (RULE_VOCAB, f"vocabulary mismatch: {a.n_vocab} tokens, the target has {t.n_vocab}")

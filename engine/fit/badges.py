@@ -1,7 +1,9 @@
 """Fit badges: the estimator's verdict for one pair and quantization on this machine, in words a newcomer
-reads at a glance ("Fits on GPU", "Partial offload (19 of 36 layers)", "CPU only", "Too large"), with a
-breakdown of the memory (weights, KV at the chosen context, compute, drafter) against each device's free
-memory for a tooltip. Plain data: the model manager's widgets only paint it.
+reads at a glance ("Fits on GPU", "Partial offload (19 of 36 layers)", "CPU only", "Too large"), with the
+speed to expect where the CPU does the work ("CPU only · ≈ 42 tok/s", engine.fit.speed) and a `tone` that
+colours it (green: fits the GPU or fast; yellow: about reading speed; red: slow or too large), like LM
+Studio's badges. A breakdown of the memory (weights, KV at the chosen context, compute, drafter) against
+each device's free memory goes in the tooltip. Plain data: the model manager's widgets only paint it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from engine.errors import TandemError
 from engine.fit.hardware import HardwareInfo
 from engine.fit.memory import CPU, DrafterKind
 from engine.fit.planner import FitResult, Verdict, fit, memory_parts, pick_quant
+from engine.fit.speed import SpeedClass, SpeedEstimate, expected_speed
 from engine.store.catalog import Catalog, Pair
 from engine.units import format_bytes
 
 BadgeLevel = Literal["gpu", "partial", "cpu", "too_large", "unknown"]
+Tone = Literal["good", "fair", "poor", "bad", "unknown"]
+TONES: dict[SpeedClass, Tone] = {"fast": "good", "usable": "fair", "slow": "poor"}
 
 VERDICT_TEXT = {
     Verdict.FITS_GPU: "Fits on GPU",
@@ -47,10 +52,18 @@ class FitBadge:
     n_ctx: int  # the context the plan is for
     verdict: Verdict | None = None  # None: no estimate could be made
     breakdown: tuple[str, ...] = ()  # the memory lines of the tooltip alone (for a details pane)
+    speed: SpeedEstimate | None = None  # where the CPU does (some of) the work
+    tone: Tone = "unknown"
 
     @property
     def label(self) -> str:
-        return f"{self.text} · {self.caveat}" if self.caveat else self.text
+        """The verdict and the speed: what a column of badges shows."""
+        return f"{self.text} · {self.speed.short}" if self.speed is not None else self.text
+
+    @property
+    def full_label(self) -> str:
+        """The label and what the plan gives up to fit (a details pane, a dialog)."""
+        return f"{self.label} · {self.caveat}" if self.caveat else self.label
 
     @property
     def needs_confirmation(self) -> bool:
@@ -103,22 +116,44 @@ def _breakdown(result: FitResult, hw: HardwareInfo) -> list[str]:
     return lines
 
 
+def _speed(result: FitResult, hw: HardwareInfo) -> SpeedEstimate | None:
+    if result.estimate is None or result.verdict not in (Verdict.PARTIAL, Verdict.CPU_ONLY):
+        return None
+    target = result.estimate.target
+    return expected_speed(target.on(CPU).weights - target.lookup_bytes, hw)
+
+
+def _tone(verdict: Verdict, speed: SpeedEstimate | None) -> Tone:
+    if verdict == Verdict.FITS_GPU:
+        return "good"
+    if verdict == Verdict.TOO_LARGE:
+        return "bad"
+    return TONES[speed.speed_class] if speed is not None else "fair"
+
+
 def badge_for(result: FitResult, hw: HardwareInfo, *, has_drafter: bool) -> FitBadge:
     """The badge of a fit() result on `hw`; `has_drafter`: the pair asked for a drafter model or head."""
     text = VERDICT_TEXT[result.verdict]
     if result.verdict == Verdict.PARTIAL:
         text += f" ({result.shown_gpu_layers} of {result.shown_layers} layers)"
+    speed = _speed(result, hw)
+    caveat = _caveat(result, has_drafter) if result.verdict != Verdict.TOO_LARGE else None
     breakdown = _breakdown(result, hw)
-    lines = [f"{text}: {result.explanation}", f"This computer: {hardware_summary(hw)}", *breakdown]
+    lines = [f"{text}: {result.explanation}"]
+    lines += [f"Plan: {caveat}."] if caveat else []
+    lines += [speed.explanation()] if speed is not None else []
+    lines += [f"This computer: {hardware_summary(hw)}", *breakdown]
     lines += [f"• {n}" for n in result.notes]
     return FitBadge(
         LEVELS[result.verdict],
         text,
-        _caveat(result, has_drafter) if result.verdict != Verdict.TOO_LARGE else None,
+        caveat,
         "\n".join(lines),
         result.n_ctx,
         result.verdict,
         tuple(breakdown),
+        speed,
+        _tone(result.verdict, speed),
     )
 
 

@@ -124,6 +124,9 @@ class ModelMemory:
     n_gpu_layers: int  # as passed to llama.cpp (n_layer_all + 1 = everything)
     kv_cells: int
     swa_cells: int
+    # Input tables on the CPU a token reads one row of (token and per-layer embeddings): weights decoding
+    # does not stream through (engine.fit.speed). A tied output on the CPU reads its table whole.
+    lookup_bytes: int = 0
 
     def on(self, device: str) -> Usage:
         return self.by_device.get(device, Usage())
@@ -280,9 +283,11 @@ def model_memory(
             add(next(d for d in devs if d != CPU), compute=max(cpu_blocks))
     if context == "main":
         add(CPU, output=spec.n_vocab * 4 * max(1, s.logit_rows))
-    return ModelMemory(
-        spec.name, usage, n_gpu_layers, s.kv_cells, s.swa_cells(spec.n_swa) if spec.n_swa else 0
-    )
+    lookup = 0
+    if context == "main":
+        lookup = spec.input_bytes - (spec.tied_output_bytes if devs[-1] == CPU else 0)
+    swa_cells = s.swa_cells(spec.n_swa) if spec.n_swa else 0
+    return ModelMemory(spec.name, usage, n_gpu_layers, s.kv_cells, swa_cells, max(lookup, 0))
 
 
 def _check_kv_type(spec: ModelSpec, kv_type: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import ctypes
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import DecodeError, KVRollbackError, ModelLoadError
+from engine.store.names import display_name
+from engine.threads import recommended_threads
 
 log = logging.getLogger("tandem.llama")
 
@@ -72,14 +73,8 @@ def _failure_reason() -> str:
 
 
 def default_threads() -> int:
-    """Physical cores: llama.cpp decode is memory-bound and hyper-threads slow it down."""
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except Exception:  # noqa: BLE001 - psutil may be missing or fail in a sandbox
-        n = None
-    return max(1, n or os.cpu_count() or 1)
+    """Physical cores (one fewer while other programs keep the CPU busy): engine.threads."""
+    return recommended_threads()
 
 
 KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
@@ -144,7 +139,8 @@ class Model:
 
     @property
     def name(self) -> str:
-        return self.meta("general.name") or self.path.stem
+        """The name a person reads: the catalog's, or one cleaned from the file (engine.store.names)."""
+        return display_name(self.path, self.meta("general.name"))
 
     @property
     def architecture(self) -> str:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from engine.compat.mtp import MTPPlan
 from engine.compat.vocab import check_draft_compatible
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
-from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
+from engine.errors import ContextOverflowError, IncompatibleDrafterError, ModelFileError, TandemError
 from engine.events import Event, NoticeEvent
 from engine.gguf.metadata import GGUFInfo, read_gguf, validate_model_file
 from engine.inference.api import EngineInfo
@@ -71,6 +71,12 @@ class ChatEngine:
     @classmethod
     def load(cls, config: LoadConfig, progress: Callable[[float], bool] | None = None) -> ChatEngine:
         info = validate_model_file(config.model_path)
+        if info.kind == "gemma4-assistant":  # llama.cpp would refuse it later, with a context-size error
+            raise ModelFileError(
+                config.model_path,
+                "this is a drafter (a Gemma 4 MTP assistant), not a model to chat with: load its target "
+                "model and pair this file with it as its assistant",
+            )
         wants_mtp = config.drafter in ("auto", "mtp") and config.assistant_path is not None
         assistant = read_gguf(config.assistant_path) if wants_mtp and config.assistant_path else None
         # MTP decides how the target is loaded (its NextN layers, recurrent rollback snapshots) and checks a

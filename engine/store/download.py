@@ -243,7 +243,8 @@ def _transfer(
             raise DiskFullError(partial, exc.strerror or str(exc)) from exc
         if exc.errno is None:  # http_get's "Consistency check failed": the stream ended early
             raise DownloadError(
-                f"{remote.filename}: the transfer ended early ({exc}); run the same command again to resume"
+                f"{remote.filename}: the transfer ended early ({exc}); run the same command again to resume",
+                gui=f"{remote.filename}: the transfer ended early ({exc}). Press Resume to go on.",
             ) from exc
         raise
     meter.finish()

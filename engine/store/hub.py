@@ -180,9 +180,12 @@ def hub_errors(
         raise DownloadError(f"the hub answered HTTP {status} {during}: {exc.server_message or exc}") from exc
     except (httpx2.TransportError, httpx2.TooManyRedirects) as exc:
         where = f" {during}" if during else ""
+        problem = f"cannot reach the hub at {endpoint}{where} ({type(exc).__name__}: {exc})"
         raise HubOfflineError(
-            f"cannot reach the hub at {endpoint}{where} ({type(exc).__name__}: {exc}); check the network "
-            "connection and proxy, then run the same command again (partial downloads resume)"
+            f"{problem}; check the network connection and proxy, then run the same command again (partial "
+            "downloads resume)",
+            gui=f"Tandem {problem}. Check the network connection and proxy, then try again (a partial "
+            "download resumes).",
         ) from exc
 
 

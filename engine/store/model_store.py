@@ -198,7 +198,9 @@ class ModelStore:
                 return existing
             raise StoreError(
                 f"a different model named {existing.name} is already in the store; rename the file or "
-                f"remove the stored one with `tandem models rm {existing.name}`"
+                f"remove the stored one with `tandem models rm {existing.name}`",
+                gui=f"A different model named {existing.name} is already on this computer. Rename the file, "
+                "or remove the stored one first (Remove… on the On this computer tab).",
             )
         return self._place(src, None, src.name, digest, source, None, kind, move=False)
 

@@ -18,8 +18,10 @@ from tests.app.fake_engine import FakeOptions, fake_factory
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path: Path) -> Iterator[None]:
-    """Window geometry and other QSettings go to a temporary folder, never the user's."""
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Window geometry and other QSettings, the log and other data go to a temporary folder, never the
+    user's."""
+    monkeypatch.setenv("TANDEM_DATA_DIR", str(tmp_path / "data"))
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
     QCoreApplication.setOrganizationName("TandemTest")

@@ -73,20 +73,41 @@ def test_stop_mid_stream_keeps_partial_text(qtbot, context, store, fake_options)
     assert (stored.status, stored.content) == ("stopped", reply.content)
 
 
-def test_regenerate_replaces_the_last_reply(qtbot, context, store, fake_options):
+def test_regenerate_adds_a_version_of_the_last_reply(qtbot, context, store, fake_options):
     session = new_session(context)
     session.send("first question")
     wait_idle(qtbot, session)
-    old_id = session.messages[-1].id
+    old = session.messages[-1]
+    assert old.model == "fake-target" and old.drafter == "MTP (fake assistant)"
     assert session.regenerate()
     wait_idle(qtbot, session)
     stored = store.messages(session.chat_id)
     assert [m.role for m in stored] == ["user", "assistant"]
-    assert stored[-1].id != old_id and stored[-1].status == "complete"
+    assert stored[-1].id != old.id and stored[-1].status == "complete"
+    assert (stored[-1].version, stored[-1].n_versions, stored[-1].model) == (2, 2, "fake-target")
+    assert (session.messages[-1].version, session.messages[-1].n_versions) == (2, 2)
     assert [c[-1].content for c in fake_options.calls] == ["first question", "first question"]
+    assert session.show_version(session.messages[-1], -1)  # the first reply is still there
+    assert session.messages[-1].id == old.id and session.messages[-1].version == 1
 
 
-def test_edit_and_rerun_truncates_after_the_edited_message(qtbot, context, store, fake_options):
+def test_regenerate_cancelled_while_waiting_keeps_the_old_reply(qtbot, context, store, fake_options):
+    session, other = new_session(context), new_session(context)
+    session.send("question")
+    wait_idle(qtbot, session)
+    old_id = session.messages[-1].id
+    fake_options.gate = threading.Event()
+    other.send("busy")
+    qtbot.waitUntil(lambda: other.state == "generating", timeout=2000)
+    assert session.regenerate()
+    session.stop()
+    wait_idle(qtbot, session)
+    assert [m.id for m in session.messages][-1] == old_id and session.messages[-1].n_versions == 1
+    fake_options.gate.set()
+    wait_idle(qtbot, other)
+
+
+def test_edit_and_rerun_keeps_the_original_turn(qtbot, context, store, fake_options):
     session = new_session(context)
     for text in ("one", "two", "three"):
         session.send(text)
@@ -103,6 +124,31 @@ def test_edit_and_rerun_truncates_after_the_edited_message(qtbot, context, store
     ]
     # The model saw the edited conversation, without the old third turn.
     assert [m.content for m in fake_options.calls[-1] if m.role == "user"] == ["one", "TWO, edited"]
+    edited = session.messages[2]
+    assert (edited.version, edited.n_versions) == (2, 2)
+    assert session.show_version(edited, -1)  # the original, with the replies that followed it
+    assert [m.content.split("\n")[0] for m in session.messages] == [
+        "one", "You said: one", "two", "You said: two", "three", "You said: three",
+    ]  # fmt: skip
+
+
+def test_a_reply_by_another_model_shows_the_switch(qtbot, context, store):
+    from pathlib import Path
+
+    from engine.config import LoadConfig
+
+    session = new_session(context)
+    session.send("hello")
+    wait_idle(qtbot, session)
+    with qtbot.waitSignal(context.client.modelLoaded, timeout=5000):
+        context.client.load(LoadConfig(model_path=Path("/models/other-model.gguf"), drafter="none"))
+    session.send("and now?")
+    wait_idle(qtbot, session)
+    first, second = (m for m in session.messages if m.role == "assistant")
+    assert (first.model, second.model, second.drafter) == ("fake-target", "other-model", None)
+    assert first.switched_from is None and second.switched_from == "fake-target"
+    session.reload()
+    assert session.messages[-1].switched_from == "fake-target"
 
 
 def test_two_chats_queue_on_one_model(qtbot, context, store, fake_options):

@@ -151,6 +151,14 @@ def test_regenerate_and_edit_buttons(qtbot, context, fake_options):
     user.editRequested.emit(user.item, user.editor.toPlainText())
     qtbot.waitUntil(lambda: window.panel.session.state == "idle", timeout=10_000)
     assert [m.content.split("\n")[0] for m in window.panel.session.messages] == ["edited", "You said: edited"]
+    user = [w for w in window.panel.view.widgets.values() if w.item.role == "user"][0]
+    assert user.versions.isVisible() and user.versions.label.text() == "2/2"
+    user.versions.previous.click()  # back to the original question and the newest of its replies
+    messages = window.panel.session.messages
+    assert [m.content.split("\n")[0] for m in messages] == ["original", "You said: original"]
+    reply = assistant_widget(window)
+    assert reply.versions.label.text() == "2/2" and not reply.versions.next.isEnabled()
+    assert "fake-target" in reply.model_label.text()
 
 
 def test_provenance_view_shades_draft_tokens(qtbot, context):
@@ -163,10 +171,11 @@ def test_provenance_view_shades_draft_tokens(qtbot, context):
     assert "background-color:" + colors.prov_depth[0] in html.replace(" ", "")
     assert body_text(widget).startswith("You said: colours")
     assert "draft 1" in widget.footer.text()
-    # Markdown markup is shown raw here (token boundaries matter, not formatting).
-    assert "**quick answer**" in body_text(widget)
+    # The reply keeps its rendering: Markdown and highlighted code, with the shading on top.
+    assert "**quick answer**" not in body_text(widget) and "quick answer" in body_text(widget)
+    assert widget.code_blocks and 'font-weight:700' in html.replace(" ", "")
     window.panel.provenance_toggle.setChecked(False)
-    assert "**quick answer**" not in body_text(assistant_widget(window))
+    assert "background-color:" + colors.prov_depth[0] not in assistant_widget(window).body.toHtml()
 
 
 def test_find_in_chat(qtbot, context):
@@ -275,6 +284,31 @@ def test_settings_dialog_round_trip(qtbot, context, monkeypatch):
     assert context.store.chat_settings(window.panel.chat_id)["speculative"] is False
 
 
+def test_the_speculation_toggles_name_the_drafter_loaded(qtbot, context, monkeypatch):
+    from pathlib import Path
+
+    from app import chat_window
+    from app.chat_window import spec_label
+    from engine.config import LoadConfig
+    from engine.inference.api import EngineInfo
+
+    def info(drafter: str | None) -> EngineInfo:
+        return EngineInfo("m", Path("m.gguf"), "llama", 512, drafter, None, "CPU", 0, 1)
+
+    assert spec_label(info("n-gram")) == "Speculative decoding (n-gram)"
+    assert spec_label(info("draft model: Qwen3 0.6B")) == "Speculative decoding (draft model)"
+    assert spec_label(info("MTP (Gemma 4 assistant)")) == "Speculative decoding (MTP)"
+    assert spec_label(info(None)) == "Speculative decoding (no drafter)"
+    window = open_window(qtbot, context)
+    with qtbot.waitSignal(context.client.modelLoaded, timeout=5000):
+        context.client.load(LoadConfig(model_path=Path("/m/plain.gguf"), drafter="none"))
+    assert window.panel.spec_toggle.text() == "Speculative decoding (no drafter)"
+    shown: list[str] = []
+    monkeypatch.setattr(chat_window.ChatSettingsDialog, "exec", lambda d: shown.append(d.speculative.text()))
+    window.panel.open_settings()
+    assert shown == ["Speculative decoding (no drafter)"]
+
+
 def test_switching_to_provenance_leaves_no_stale_stream_text(qtbot, context, fake_options):
     """The browsers a streamed reply was shown in must vanish at once when the reply is re-rendered whole
     (the provenance view): left visible until their deferred delete, they painted over the new body."""
@@ -287,3 +321,16 @@ def test_switching_to_provenance_leaves_no_stale_stream_text(qtbot, context, fak
     # No event loop has run since: deferred deletes are still pending.
     visible = [b for b in widget.findChildren(MessageBrowser) if b.isVisibleTo(widget)]
     assert visible == [widget.body]
+
+
+def test_the_composer_grows_with_its_text(qtbot, context):
+    window = open_window(qtbot, context)
+    composer = window.panel.composer
+    empty = composer.height()
+    assert empty == composer.lines_for(composer.MIN_LINES)
+    composer.setPlainText("\n".join(f"line {i}" for i in range(5)))
+    qtbot.waitUntil(lambda: composer.height() == composer.lines_for(5), timeout=2000)
+    composer.setPlainText("\n".join(f"line {i}" for i in range(40)))
+    qtbot.waitUntil(lambda: composer.height() == composer.lines_for(composer.MAX_LINES), timeout=2000)
+    composer.clear()
+    qtbot.waitUntil(lambda: composer.height() == empty, timeout=2000)

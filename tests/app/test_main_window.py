@@ -11,6 +11,7 @@ from PySide6.QtCore import QPoint, QSize
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from app import main as app_main
+from app.chat_list_delegate import PreviewRole, highlight
 from app.main_window import MainWindow
 from engine.errors import ModelFileError
 from tests.app.fake_engine import FakeOptions, fake_factory
@@ -49,15 +50,34 @@ def test_new_chat_search_rename(qtbot, window, context):
     window.panel.send()
     finish(qtbot, window)
     assert len(titles(window)) == 2 and all(t != "New chat" for t in titles(window))
-    window.sidebar.search.setText("kites")
+    window.sidebar.search.setText("KITES")
     qtbot.waitUntil(lambda: len(titles(window)) == 1, timeout=2000)
     kites = window.sidebar.model.rows[0].id
+    index = window.sidebar.model.index(0)
+    assert "kites" in index.data(PreviewRole).lower() and window.sidebar.delegate.needle == "KITES"
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    option = QStyleOptionViewItem()
+    window.sidebar.list.initViewItemOption(option)
+    option.rect = window.sidebar.list.visualRect(index)
+    doc = window.sidebar.delegate._document(option, index)
+    assert "background-color:#f2cc60" in doc.toHtml().replace(" ", "")  # the match is highlighted
+    assert not window.sidebar.no_match.isVisible()
+    window.sidebar.search.setText("<b>zebras")
+    qtbot.waitUntil(lambda: window.sidebar.no_match.isVisible(), timeout=2000)
+    assert window.sidebar.no_match.text() == "No chats match “<b>zebras”." and titles(window) == []
     window.sidebar.search.clear()
     qtbot.waitUntil(lambda: len(titles(window)) == 2, timeout=2000)
     window.sidebar.select(kites)
     assert window.panel.chat_id == kites
     window.sidebar.rename(kites, "Kites")
     assert "Kites" in titles(window) and window.panel.title.text() == "Kites"
+
+
+def test_highlight_marks_every_match_and_escapes():
+    marked = highlight("Kites <fly>, kites!", "kites", ("y", "k"))
+    span = '<span style="background-color:y; color:k">'
+    assert marked == f"{span}Kites</span> &lt;fly&gt;, {span}kites</span>!"
 
 
 def test_delete_with_undo(qtbot, window, context, store):
@@ -211,10 +231,11 @@ def test_main_loads_the_given_model(qtbot, monkeypatch, tmp_path):
         windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
         return any(w.model_label.text().startswith("m · no drafter") for w in windows)
 
-    argv = ["--model", str(tmp_path / "m.gguf"), "--no-speculation"]
+    argv = ["--model", str(tmp_path / "m.gguf"), "--drafter", "none", "--ctx", "2048"]
     shown = run_main(monkeypatch, argv, factory, tmp_path, until=loaded, qtbot=qtbot)
     assert shown == []
     assert len(seen) == 1 and seen[0].model_path == tmp_path / "m.gguf" and seen[0].drafter == "none"
+    assert seen[0].n_ctx == 2048
 
 
 def test_theme_switch_rerenders_open_chats(qtbot, window, context):
@@ -324,3 +345,142 @@ def test_quitting_mid_stream_keeps_the_partial_reply(qtbot, monkeypatch, tmp_pat
         assert reply.stats["app"]["stop_reason"] == "cancelled"
     finally:
         store.close()
+
+
+def test_delete_and_f2_work_on_a_clicked_chat(qtbot, window, context, store, monkeypatch):
+    """Issue 16: clicking a chat moved the focus to the composer, so Delete and F2 never reached the list."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QInputDialog
+
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=2000)
+    first = window.panel.chat_id
+    window.new_chat()
+    second = window.panel.chat_id
+    listing = window.sidebar.list
+    row = window.sidebar.model.row_of(first)
+    center = listing.visualRect(window.sidebar.model.index(row)).center()
+    qtbot.mouseClick(listing.viewport(), Qt.MouseButton.LeftButton, pos=center)
+    assert window.panel.chat_id == first
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Renamed by F2", True))
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_F2)
+    assert "Renamed by F2" in titles(window)
+
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Delete)
+    assert [c.id for c in store.list_chats()] == [second]
+    assert window.sidebar.undo_bar.isVisible()
+
+
+def test_app_reopens_with_the_last_model_and_its_performance_settings(qtbot, monkeypatch, tmp_path):
+    if app_main.qt_binding_problem():
+        pytest.skip("this PySide6 cannot run the app")
+    from app.model_settings import Performance, save_performance
+
+    model = tmp_path / "last-one.gguf"
+    model.write_bytes(b"GGUF")  # the fake engine never reads it; the app only checks that it is still there
+    seen: list[object] = []
+    base = fake_factory(FakeOptions())
+
+    def factory(config, progress=None):
+        seen.append(config)
+        return base(config, progress)
+
+    def loaded() -> bool:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        return any(w.model_label.text().startswith("last-one") for w in windows)
+
+    run_main(monkeypatch, ["--model", str(model), "--drafter", "none", "--ctx", "2048"], factory, tmp_path,
+             until=loaded, qtbot=qtbot)  # fmt: skip
+    save_performance(Performance(threads=3, batch=256))
+    run_main(monkeypatch, [], factory, tmp_path, until=loaded, qtbot=qtbot)
+    run_main(monkeypatch, ["--ctx", "1024"], factory, tmp_path, until=loaded, qtbot=qtbot)
+    first, again, smaller = seen
+    assert (first.model_path, first.n_threads, first.n_batch) == (model, None, 512)
+    assert (again.model_path, again.drafter, again.n_ctx) == (model, "none", 2048)
+    assert (again.n_threads, again.n_batch) == (3, 256)
+    assert (smaller.model_path, smaller.n_ctx) == (model, 1024)
+    model.unlink()  # gone: the app falls back to the embedded model
+    from app.model_settings import last_model
+
+    assert last_model() is None
+
+
+def test_a_second_window_has_the_menus_and_the_status_bar(qtbot, window, context):
+    window.sidebar.openInWindow.emit(window.panel.chat_id)
+    other = context.windows[0]
+    qtbot.addWidget(other)
+    menus = {a.text().replace("&", ""): a.menu() for a in other.menuBar().actions()}
+    assert list(menus) == ["File", "Chat", "View", "Help"]
+    texts = {a.text(): a for menu in menus.values() for a in menu.actions()}
+    assert {"Models…", "Export chat as Markdown…", "Performance settings…", "Open log"} <= set(texts)
+    assert "fake-target" in other.model_status.model_label.text()
+    requested: list[bool] = []
+    context.modelsRequested.connect(lambda: requested.append(True))
+    texts["Models…"].trigger()
+    assert requested == [True] and window.models is not None
+    window.models.shutdown()
+    window.models.close()
+
+
+def test_export_offers_documents_remembers_the_folder_and_confirms(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtCore import QStandardPaths
+
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    monkeypatch.setattr(QStandardPaths, "writableLocation", lambda _where: str(documents))
+    window.panel.composer.setPlainText("Kites?")
+    window.panel.send()
+    finish(qtbot, window)
+    asked: list[tuple[str, str]] = []
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def save_as(_parent, _title, suggested, filters):
+        asked.append((suggested, filters))
+        return str(elsewhere / "kites"), filters  # no suffix typed: the format's is added
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_as)
+    window.export_chat("md")
+    suggested, filters = asked[0]
+    assert Path(suggested).parent == documents and suggested.endswith(".md") and filters == "Markdown (*.md)"
+    written = (elsewhere / "kites.md").read_text(encoding="utf-8")
+    assert "Exported from Tandem on " in written and "fake-target" in written
+    assert str(elsewhere / "kites.md") in window.statusBar().currentMessage()
+    window.export_chat("json")
+    assert Path(asked[1][0]).parent == elsewhere and asked[1][1] == "Tandem chat (*.json)"
+
+
+def test_a_failed_reply_offers_the_model_manager(qtbot, window, context):
+    context.client.unload()
+    qtbot.waitUntil(lambda: context.client.info is None, timeout=5000)
+    window.panel.composer.setPlainText("anyone there?")
+    window.panel.send()
+    finish(qtbot, window)
+    reply = [w for w in window.panel.view.widgets.values() if w.item.role == "assistant"][-1]
+    assert reply.item.status == "error" and reply.models_button.isVisible()
+    reply.models_button.click()
+    assert window.models is not None and window.models.isVisible()
+    window.models.shutdown()
+    window.models.close()
+
+
+def test_performance_settings_reload_the_model(qtbot, window, context, monkeypatch):
+    from app.model_settings import load_performance
+    from app.performance_dialog import PerformanceDialog
+    from engine.config import LoadConfig
+
+    configs: list[object] = []
+    context.client.loadStarted.connect(configs.append)
+    with qtbot.waitSignal(context.client.modelLoaded, timeout=5000):
+        context.load(LoadConfig(model_path=Path("/m/fast.gguf")))
+    dialog = PerformanceDialog(context, window)
+    assert dialog.threads.value() == 0 and dialog.threads.specialValueText().startswith("Automatic (")
+    dialog.threads.setValue(2)
+    dialog.batch.setCurrentIndex(dialog.batch.findData(1024))
+    with qtbot.waitSignal(context.client.modelLoaded, timeout=5000):
+        dialog.accept()
+    assert (load_performance().threads, load_performance().batch) == (2, 1024)
+    assert [(c.model_path.name, c.n_threads, c.n_batch) for c in configs] == [
+        ("fast.gguf", None, 512), ("fast.gguf", 2, 1024),
+    ]  # fmt: skip

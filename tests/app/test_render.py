@@ -98,13 +98,31 @@ def test_blank_line_before_list_item_does_not_split():
     assert [b.text for b in blocks] == ["Steps:\n\n1. one\n\n2. two", "Done."]
 
 
-def test_provenance_html_escapes_and_shades_by_depth():
-    pieces = [("<b>", 0), (" hi", 1), (" there", 2), ("\n", 2), ("deep", 7)]
-    html = render.provenance_html(pieces, LIGHT)
-    assert "<b>" not in html and "&lt;b&gt;" in html
-    assert f'<span style="background-color:{LIGHT.prov_depth[0]}"> hi</span>' in html
-    assert f'<span style="background-color:{LIGHT.prov_depth[1]}"> there<br></span>' in html
-    assert f'<span style="background-color:{LIGHT.prov_depth[-1]}">deep</span>' in html  # 3+ share a shade
+def test_provenance_shades_the_rendered_markdown_by_depth(qapp):
+    from PySide6.QtGui import QTextDocument
+
+    from app.provenance import draft_runs, shade
+
+    pieces = [("Say", 0), (" **", 1), ("hi", 1), ("**", 2), (" <b> 🚀", 0), ("\n\n```py", 0), ("\nx = 1", 3),
+              ("\n```", 0), ("\n🚀", 0), ("deep", 7)]  # fmt: skip
+    assert draft_runs(pieces)[:2] == [(3, 8, 1), (8, 10, 2)]
+    html, codes = render.Renderer(LIGHT).document("".join(t for t, _ in pieces))
+    doc = QTextDocument()
+    doc.setHtml(html)
+    assert shade(doc, pieces, LIGHT) > 0
+    shaded: dict[str, str] = {}  # shade -> the text shaded with it, in order
+    block = doc.begin()
+    while block.isValid():
+        for fragment in (it.fragment() for it in block):
+            fmt = fragment.charFormat()
+            if fmt.background().style() != fmt.background().style().NoBrush:
+                color = fmt.background().color().name()
+                shaded[color] = shaded.get(color, "") + fragment.text()
+        block = block.next()
+    # Bold text stays bold and is shaded by its draft depth; so is code, inside its highlighted block;
+    # depths past the last shade share it; the code block's "Copy" line is never shaded.
+    assert shaded == {LIGHT.prov_depth[0]: " hi", LIGHT.prov_depth[2]: "x = 1", LIGHT.prov_depth[3]: "deep"}
+    assert codes == ["x = 1"]
 
 
 def _stats(spec: bool) -> GenerationStats:

@@ -216,6 +216,30 @@ def test_speed_points_in_run_order() -> None:
     assert points.n_runs == 4
 
 
+def test_charts_never_join_two_models() -> None:
+    from app.speed_panel import model_figures, other_models, shown_model
+
+    ab = {"version": 1, **{f.name: 0 for f in dataclasses.fields(ABReport)}}
+    ab.update(plain_tps=40.0, spec_tps=60.0, identical=True, context_before="", plain_piece="", spec_piece="")
+    messages = [
+        MessageItem(1, "user", "q"),
+        MessageItem(2, "assistant", "a", stats=_stats(spec=True), model="Small"),  # 10 tok/s
+        MessageItem(3, "user", "q2"),
+        MessageItem(4, "assistant", "b", stats=_stats(spec=False, tps_tokens=21), model="Big",
+                    ab={**ab, "model": "Small"}),  # an A/B on Small, kept with Big's reply
+        MessageItem(5, "user", "q3"),
+        MessageItem(6, "assistant", "c", stats=_stats(spec=True, tps_tokens=31), model="Big"),
+    ]  # fmt: skip
+    small = speed_points(model_figures(messages, "Small"))
+    assert (small.speculative, small.plain) == (((1, 10.0), (2, 60.0)), ((2, 40.0),))
+    big = speed_points(model_figures(messages, "Big"))
+    assert (big.speculative, big.plain) == (((2, 30.0),), ((1, 20.0),))
+    assert shown_model(messages, None) == "Big" and shown_model(messages, _info()) == _info().model_name
+    assert other_models(messages, "Big") == ["Small"]
+    legacy = [MessageItem(1, "user", "q"), MessageItem(2, "assistant", "a", stats=_stats(spec=True))]
+    assert speed_points(model_figures(legacy, "Any")).speculative == ((1, 10.0),)  # no model recorded yet
+
+
 def test_step_points_follow_the_provenance() -> None:
     rec = SpecRecorder("n-gram")
     # First token from the prompt; steps: k=3 accepting 2, k=3 accepting 0, k=0 (off), k=2 accepting 2.

@@ -397,7 +397,7 @@ def filled_chat(store: HistoryStore) -> int:
 def test_json_round_trip_is_lossless(store: HistoryStore) -> None:
     chat = filled_chat(store)
     exported = store.export_json(chat)
-    assert (exported["format"], exported["version"]) == ("tandem-chat", 1)
+    assert (exported["format"], exported["version"]) == ("tandem-chat", 2)
     summary = exported["messages"][2]["summary"]
     gen = generation_stats()
     assert gen.spec is not None
@@ -567,3 +567,82 @@ def test_markdown_mentions_the_ab_result(store: HistoryStore) -> None:
     assert "first token 0.31 s vs 0.30 s" in lines[0]
     assert "differ from token 9" in lines[1] and "almost tied" in lines[1]
     assert "a \\*b\\*" in lines[1]  # model text cannot break out of the italics
+
+
+# ---------------------------------------------------------------- versions and models
+
+
+def test_regenerate_and_edit_keep_every_version(store: HistoryStore) -> None:
+    chat = store.create_chat()
+    question = store.add_message(chat, "user", "Name a colour")
+    first = store.begin_reply(chat, model="SmolLM2 135M Instruct", drafter="n-gram")
+    store.finish_reply(first, "Red", None)
+    second = store.begin_reply(chat, after=question, model="Gemma 3 270M")  # Regenerate
+    store.finish_reply(second, "Blue", None, drafter="MTP")
+    shown = store.messages(chat)
+    assert [m.content for m in shown] == ["Name a colour", "Blue"]
+    assert (shown[1].version, shown[1].n_versions, shown[1].model, shown[1].drafter) == (
+        2, 2, "Gemma 3 270M", "MTP",
+    )  # fmt: skip
+    store.show_version(first)
+    assert [(m.content, m.model, m.drafter) for m in store.messages(chat)] == [
+        ("Name a colour", None, None), ("Red", "SmolLM2 135M Instruct", "n-gram"),
+    ]  # fmt: skip
+
+    edited = store.add_version(question, "Name a fruit")  # Edit: the old turn stays, with its replies
+    assert [m.content for m in store.messages(chat)] == ["Name a fruit"]
+    assert store.versions(question) == [question, edited]
+    store.add_message(chat, "assistant", "Apple")
+    store.show_version(question)  # back to the old question: its newest reply comes with it
+    assert [m.content for m in store.messages(chat)] == ["Name a colour", "Blue"]
+    assert len(store.all_messages(chat)) == 5
+    assert store.list_chats()[0].preview == "Blue"
+
+
+def test_versions_survive_export_and_import(store: HistoryStore) -> None:
+    chat = store.create_chat("Versions")
+    question = store.add_message(chat, "user", "Name a colour")
+    old = store.begin_reply(chat, model="SmolLM2 135M Instruct")
+    store.finish_reply(old, "Red", None)
+    new = store.begin_reply(chat, after=question, model="Gemma 3 270M", drafter="MTP")
+    store.finish_reply(new, "Blue", None)
+    store.show_version(old)
+    exported = store.export_json(chat)
+    assert [m["parent"] for m in exported["messages"]] == [None, 0, 0]
+    assert exported["chat"]["current"] == 1
+    assert [m["model"] for m in exported["messages"]] == [None, "SmolLM2 135M Instruct", "Gemma 3 270M"]
+    copy = store.import_json(json.dumps(exported))
+    assert [(m.content, m.version, m.n_versions) for m in store.messages(copy)] == [
+        ("Name a colour", 1, 1), ("Red", 1, 2),
+    ]  # fmt: skip
+
+    md = store.export_markdown(chat)
+    assert "Exported from Tandem on " in md and "replies by SmolLM2 135M Instruct" in md
+    assert "*Version 1 of 2 of this turn; the others:*" in md
+    assert "> **Version 2** · *Gemma 3 270M + MTP*" in md and "> Blue" in md
+    headings, still_open = markdown_headings_outside_code(md)
+    assert headings == ["# Versions", "## User", "## Assistant"] and not still_open
+
+    bad = exported | {"messages": [dict(m) for m in exported["messages"]]}
+    bad["messages"][1]["parent"] = 2  # a reply before the message it follows
+    with pytest.raises(ChatImportError, match=r"messages\[1\].parent: expected the index of an earlier"):
+        store.import_json(bad)
+
+
+def test_migrates_v2_messages_into_one_version_each(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.executescript(V1_SCHEMA)
+    conn.executescript(
+        """ALTER TABLE chats ADD COLUMN deleted_at REAL; ALTER TABLE messages ADD COLUMN ab_json TEXT;
+        INSERT INTO messages VALUES (3, 1, 'user', 'again', 'complete', 170.0, NULL, NULL, NULL);
+        PRAGMA user_version = 2;"""
+    )
+    conn.close()
+    with HistoryStore(db_path) as store:
+        assert store.migrated_from == 2
+        shown = store.messages(1)
+        assert [m.id for m in shown] == [1, 2, 3] and [m.parent_id for m in shown] == [None, 1, 2]
+        assert all(m.n_versions == 1 and m.model is None for m in shown)
+        reply = store.begin_reply(1, model="SmolLM2 135M Instruct")
+        assert store.messages(1)[-1].id == reply

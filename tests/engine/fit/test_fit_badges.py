@@ -35,6 +35,21 @@ def test_verdicts_for_three_machines():
     assert "needs at least" in big.badge.tooltip
 
 
+def test_cpu_only_badges_tell_a_small_model_from_a_large_one():
+    """Issue 16: "CPU only" for both a 135M and a 31B model told nothing."""
+    catalog = load_catalog()
+    roomy = fake_hardware((), ram_gb=64)
+    small, e2b, large = (pair_fit(catalog.pair(p), roomy, 4096).badge
+                         for p in ("smollm2-135m", "gemma4-e2b-mtp", "gemma4-31b-mtp"))  # fmt: skip
+    assert small.text == e2b.text == large.text == "CPU only"
+    assert small.speed and e2b.speed and large.speed
+    assert small.speed.tokens_per_s > 10 * e2b.speed.tokens_per_s > 10 * large.speed.tokens_per_s
+    assert (small.tone, large.tone) == ("good", "poor") and small.label.startswith("CPU only · ≈ ")
+    assert "tok/s" in small.label and "GB/s" in small.tooltip
+    gpu = pair_fit(catalog.pair("gemma4-e2b-mtp"), HUGE_GPU, 4096).badge
+    assert gpu.speed is None and gpu.tone == "good" and gpu.label == "Fits on GPU"
+
+
 def test_every_quant_gets_a_badge_and_the_best_is_preselected():
     fits = catalog_fits(load_catalog().pairs, HUGE_GPU, 4096)
     assert all(len(f.quants) >= 1 and f.best is not None for f in fits)
@@ -65,7 +80,8 @@ def test_caveats_when_the_plan_gives_something_up():
     pair = catalog.pair("gemma4-12b-mtp")
     result = fit(pair, fake_hardware((2,), ram_gb=8), n_ctx=8192, quant="UD-Q4_K_XL")
     badge = badge_for(result, fake_hardware((2,), ram_gb=8), has_drafter=True)
-    assert result.drafter == "none" and "without the drafter" in badge.label and not badge.needs_confirmation
+    assert result.drafter == "none" and "without the drafter" in badge.full_label
+    assert not badge.needs_confirmation and "without the drafter" not in badge.label  # the column stays short
     ngram = pair_fit(with_drafter(pair, catalog, NGRAM), fake_hardware((2,), ram_gb=8), 8192)
     assert all("drafter" not in (q.badge.caveat or "") for q in ngram.quants)
 

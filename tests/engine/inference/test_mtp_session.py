@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import ChatMessage, GenerationParams, LoadConfig, SpecParams
+from engine.errors import ModelFileError
 from engine.events import DoneEvent, NoticeEvent
 from engine.inference.session import ChatEngine
 from tests import REPO_ROOT
@@ -143,3 +144,9 @@ def test_tandem_chat_with_nextn_matches_plain(tiny_nextn_path: Path) -> None:
     plain = _chat("--model", str(tiny_nextn_path), "--drafter", "none")
     assert "drafter: MTP (NextN)" in spec[1] and spec[0].strip()
     assert spec[0] == plain[0]
+
+
+def test_an_assistant_loaded_as_the_model_says_it_is_a_drafter(tiny_gemma4_assistant_path: Path) -> None:
+    """Issue 16: it failed with llama.cpp's context-size error instead."""
+    with pytest.raises(ModelFileError, match="this is a drafter .* pair this file with it as its assistant"):
+        ChatEngine.load(LoadConfig(model_path=tiny_gemma4_assistant_path))
