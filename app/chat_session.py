@@ -9,7 +9,7 @@ Several views (the main window and a separate window) may show the same session.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
@@ -18,6 +18,9 @@ from app.records import ChatSettings, MessageItem, apply_stats_dict, stats_to_di
 from app.worker import Request, RequestState, WorkerClient
 from engine.config import ChatMessage
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent
+
+if TYPE_CHECKING:
+    from app.remote_engines import RemoteEngines
 
 PAINT_INTERVAL_MS = 40
 STATS_INTERVAL_MS = 1000
@@ -37,10 +40,19 @@ class ChatSession(QObject):
     titleChanged = Signal(str)
     settingsChanged = Signal(object)  # ChatSettings
 
-    def __init__(self, store: Any, client: WorkerClient, chat_id: int, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        store: Any,
+        client: WorkerClient,
+        chat_id: int,
+        parent: QObject | None = None,
+        engines: RemoteEngines | None = None,
+    ) -> None:
+        """`client`: the loaded model's; `engines`: the remote engines a chat may be set to."""
         super().__init__(parent)
         self.store = store
-        self.client = client
+        self.local_client = client
+        self._engines = engines
         self.chat_id = chat_id
         self.messages: list[MessageItem] = []
         self.settings = ChatSettings.from_dict(store.chat_settings(chat_id))
@@ -67,6 +79,19 @@ class ChatSession(QObject):
     @property
     def busy(self) -> bool:
         return self.state != "idle"
+
+    @property
+    def client(self) -> WorkerClient:
+        """Where this chat's requests go: the remote engine it is set to, else the loaded model."""
+        if self.settings.engine and self._engines is not None:
+            remote = self._engines.client(self.settings.engine)
+            if remote is not None:
+                return remote
+        return self.local_client
+
+    @property
+    def remote(self) -> bool:
+        return self.client is not self.local_client
 
     def last_assistant(self) -> MessageItem | None:
         return next((m for m in reversed(self.messages) if m.role == "assistant"), None)
@@ -128,6 +153,8 @@ class ChatSession(QObject):
 
     # --- the reply ------------------------------------------------------------------------------------
     def _start_reply(self) -> None:
+        if self.remote and self._engines is not None:
+            self._engines.retry(self.settings.engine)  # a server that was down may be up now
         request = self.client.submit(self.prompt(), self.settings.to_params())
         self._request = request
         self._reply = MessageItem(None, "assistant", "", status="waiting")
@@ -150,6 +177,10 @@ class ChatSession(QObject):
         reply.status = "streaming"
         info = self.client.info
         reply.drafter = getattr(info, "drafter", None) if self.settings.speculative else None
+        if info is not None:
+            from app.remote_engines import engine_label
+
+            reply.engine = engine_label(info)
         self._live.start = time.perf_counter()
         self._stats.start()
         self._checkpoint.start()
@@ -178,6 +209,9 @@ class ChatSession(QObject):
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         assert self._reply is not None
+        client = self.client
+        if self.remote and client.info is None and client.load_error:
+            message = f"Could not reach the remote engine “{self.settings.engine}”: {client.load_error}"
         self._reply.error = message
         self.error.emit(message)
 

@@ -9,6 +9,8 @@ from PySide6.QtCore import QObject, Signal
 
 from app.chat_session import ChatSession
 from app.records import ChatSettings
+from app.remote_engines import RemoteEngines
+from app.server_bridge import AppServer
 from app.theme import Colors
 from app.worker import WorkerClient
 
@@ -31,6 +33,8 @@ class AppContext(QObject):
         self.default_settings = ChatSettings()
         self.sessions: dict[int, ChatSession] = {}
         self.windows: list[ChatWindow] = []
+        self.remotes = RemoteEngines(self)
+        self.server = AppServer(client, self)
 
     def set_colors(self, colors: Colors) -> None:
         if colors != self.colors:
@@ -41,7 +45,7 @@ class AppContext(QObject):
         """The one session of a chat, shared by every view that shows it."""
         session = self.sessions.get(chat_id)
         if session is None:
-            session = ChatSession(self.store, self.client, chat_id, parent=self)
+            session = ChatSession(self.store, self.client, chat_id, parent=self, engines=self.remotes)
             session.titleChanged.connect(self.chatsChanged)
             session.replyFinished.connect(self.chatsChanged)
             session.messageAppended.connect(self.chatsChanged)
@@ -90,4 +94,6 @@ class AppContext(QObject):
             window.close()
         for session in self.sessions.values():
             session.stop()
+        self.server.shutdown()
+        self.remotes.shutdown()
         self.client.shutdown()

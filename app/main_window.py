@@ -24,6 +24,7 @@ from app import theme
 from app.chat_window import ChatPanel, add_chat_actions
 from app.context import AppContext
 from app.conversations import ConversationSidebar
+from app.server_controls import ServerControls
 from app.speed_panel import attach_speed_panel
 from engine.config import LoadConfig
 
@@ -64,6 +65,7 @@ class MainWindow(QMainWindow):
         self.sidebar.openInWindow.connect(context.open_window)
         self._build_menus()
         self._build_status_bar()
+        self.server_controls = ServerControls(self, context)  # the Server menu, after View
         self._restore_geometry()
         chats = context.store.list_chats()
         if chats:

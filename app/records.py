@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.config import GenerationParams, SamplingParams, SpecParams
-from engine.stats import GenerationStats, SpecStats
+from engine.stats import GenerationStats, ServerSpecStats, SpecStats
 
 STATS_VERSION = 1
 APP_KEY = "app"  # the app's own additions inside a stored stats dict
@@ -22,6 +22,7 @@ class ChatSettings:
     max_tokens: int = 1024
     seed: int | None = None  # None: a random seed per request
     speculative: bool = True  # "speculative decoding (MTP)" on/off for this chat
+    engine: str = ""  # "": the model loaded on this computer; else the name of a remote engine
 
     def to_params(self) -> GenerationParams:
         return GenerationParams(
@@ -70,6 +71,7 @@ class MessageItem:
     stats: GenerationStats | None = None
     stop_reason: str | None = None
     drafter: str | None = None
+    engine: str | None = None  # which engine answered (app.remote_engines.engine_label)
     error: str | None = None
     notices: list[str] = field(default_factory=list)
     pieces: list[tuple[str, int]] = field(default_factory=list)
@@ -89,6 +91,7 @@ def stats_to_dict(item: MessageItem) -> dict[str, Any]:
         "version": STATS_VERSION,
         "stop_reason": item.stop_reason,
         "drafter": item.drafter,
+        "engine": item.engine,
         "error": item.error,
         "notices": list(item.notices),
         "pieces": [[text, depth] for text, depth in item.pieces],
@@ -104,6 +107,8 @@ def apply_stats_dict(item: MessageItem, data: dict[str, Any] | None) -> None:
     if isinstance(extra, dict):
         item.stop_reason = extra.get("stop_reason")
         item.drafter = extra.get("drafter")
+        engine = extra.get("engine")
+        item.engine = engine if isinstance(engine, str) else None
         item.error = extra.get("error")
         item.notices = [str(n) for n in extra.get("notices") or []]
         pieces = extra.get("pieces") or []
@@ -121,7 +126,12 @@ def stats_from_dict(data: Any) -> GenerationStats | None:
         if isinstance(spec_data, dict):
             names = {f.name for f in dataclasses.fields(SpecStats)}
             spec = SpecStats(**{k: _tuples(v) for k, v in spec_data.items() if k in names})
-        names = {f.name for f in dataclasses.fields(GenerationStats)} - {"spec"}
-        return GenerationStats(**{k: v for k, v in data.items() if k in names}, spec=spec)
+        server_data = data.get("server")
+        server = None
+        if isinstance(server_data, dict):
+            names = {f.name for f in dataclasses.fields(ServerSpecStats)}
+            server = ServerSpecStats(**{k: _tuples(v) for k, v in server_data.items() if k in names})
+        names = {f.name for f in dataclasses.fields(GenerationStats)} - {"spec", "server"}
+        return GenerationStats(**{k: v for k, v in data.items() if k in names}, spec=spec, server=server)
     except TypeError:  # a field missing: written by an incompatible version
         return None

@@ -8,6 +8,7 @@ second, A/B progress to five a second, and bursts of signals land in one refresh
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -29,6 +30,7 @@ from app.chat_session import ChatSession
 from app.records import ChatSettings, MessageItem
 from app.speed_charts import HistogramChart, SpeedChart, StepChart, speed_points
 from app.theme import Colors
+from engine.remote.figures import NONE_REPORTED
 from engine.stats import GenerationStats, SpecStats
 
 REFRESH_DELAY_MS = 100
@@ -47,6 +49,28 @@ def why_not_speculating(settings: ChatSettings | None, info: Any, spec: SpecStat
         reason = spec.main_reason or "the controller chose not to draft"
         return f"Drafting paused at the end of the last reply — {reason}."
     return None
+
+
+def remote_figures_text(stats: GenerationStats) -> str:
+    """The last reply's figures as a server reported them (engine.remote.figures)."""
+    f = stats.server
+    speed = f"{stats.decode_tps:.1f} tok/s here" if stats.n_generated > 1 else "one token"
+    if f is None or not f.reported:
+        why = f.caveat if f is not None and f.caveat else NONE_REPORTED
+        return f"Last reply: {speed} · {escape(why)}."  # a server's words: escaped before rich text
+    parts = [
+        f"Last reply, as the server reported it ({f.source}): drafted <b>{f.drafted}</b>, accepted "
+        f"<b>{f.accepted}</b>"
+    ]
+    if f.drafted:
+        parts.append(f"<b>{f.acceptance_rate or 0.0:.0%}</b> of drafted tokens accepted")
+    if f.mean_accepted_length is not None:
+        parts.append(f"mean accepted length <b>{f.mean_accepted_length:.2f}</b> over {f.steps} steps")
+    if f.server_tps:
+        parts.append(f"{f.server_tps:.1f} tok/s on the server")
+    parts.append(speed)
+    text = " · ".join(parts)
+    return text + (f"<br>Note: {escape(f.caveat)}." if f.caveat else "")
 
 
 def last_reply_stats(messages: list[MessageItem]) -> GenerationStats | None:
@@ -111,6 +135,7 @@ class SpeedPanel(QDockWidget):
         client = context.client
         for signal in (client.modelLoaded, client.modelUnloaded, client.predictionChanged):
             signal.connect(self.refresh)
+        context.remotes.engineChanged.connect(self.schedule_refresh)
         context.colorsChanged.connect(self.set_colors)
         self.set_colors(colors)
 
@@ -118,6 +143,7 @@ class SpeedPanel(QDockWidget):
         client = self.context.client
         for signal in (client.modelLoaded, client.modelUnloaded, client.predictionChanged):
             signal.disconnect(self.refresh)
+        self.context.remotes.engineChanged.disconnect(self.schedule_refresh)
         self.context.colorsChanged.disconnect(self.set_colors)
         self.bind(None)
 
@@ -190,8 +216,14 @@ class SpeedPanel(QDockWidget):
         running = s is not None and s.ab.state != "idle"
         self.ab_button.setEnabled(s is not None and s.ab.can_run())
         self.ab_cancel.setVisible(running)
-        if s is None or s.client.info is None:
-            self.ab_button.setToolTip("Load a model first")
+        info = s.client.info if s is not None else None
+        if s is None or info is None:
+            self.ab_button.setToolTip("Load a model first" if s is None or not s.remote else "Not connected")
+        elif info.endpoint and not info.spec_per_request:
+            self.ab_button.setToolTip(
+                f"{info.server} turns speculation on or off for the whole server, not per request: an A/B "
+                "cannot run one side plain there"
+            )
         elif not s.ab.prompt():
             self.ab_button.setToolTip("Send a message first: the A/B re-runs your last prompt")
         else:
@@ -220,14 +252,24 @@ class SpeedPanel(QDockWidget):
         if self._stale:  # charts are not worth redrawing unseen
             return
         s = self.session
-        info = self.context.client.info
+        info = s.client.info if s is not None else self.context.client.info
         colors: Colors = self.context.colors
         messages = s.messages if s is not None else []
         stats = last_reply_stats(messages)
         spec = stats.spec if stats is not None else None
 
         if info is None:
-            self.pair_label.setText("<b>No model loaded.</b>")
+            self.pair_label.setText(
+                "<b>Not connected.</b>" if s is not None and s.remote else "<b>No model loaded.</b>"
+            )
+        elif info.endpoint:
+            drafter = f" · drafting with {info.drafter}" if info.drafter else ""
+            self.pair_label.setText(
+                f"<b>{escape(info.model_name)}</b> on {escape(info.server or 'a server')} at "
+                f"{escape(info.endpoint)}{escape(drafter)}<br>Speculation runs on the server: the figures "
+                "are what it reports."
+            )
+            self.pair_label.setToolTip("")
         else:
             prediction = self.context.client.prediction
             expected = (
@@ -240,12 +282,18 @@ class SpeedPanel(QDockWidget):
             self.pair_label.setText(f"<b>{info.model_name}</b> · {drafter}<br>{expected}")
             self.pair_label.setToolTip(prediction.detail() if prediction is not None else "")
 
-        why = why_not_speculating(s.settings if s else None, info, spec)
+        why = (
+            why_not_speculating(s.settings if s else None, info, spec)
+            if not getattr(info, "endpoint", None)
+            else None
+        )
         self.why_label.setVisible(why is not None)
         self.why_label.setText(why or "")
         self.why_label.setStyleSheet(f"color: {WARN_COLOR[1] if colors.dark else WARN_COLOR[0]}")
 
-        if spec is not None and spec.steps:
+        if stats is not None and stats.server is not None:
+            self.figures_label.setText(remote_figures_text(stats))
+        elif spec is not None and spec.steps:
             self.figures_label.setText(
                 f"Last reply: <b>{spec.acceptance_rate:.0%}</b> of drafted tokens accepted · mean accepted "
                 f"length <b>{spec.mean_accepted_length:.2f}</b> · draft length now <b>{spec.current_k}</b> · "
