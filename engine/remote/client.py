@@ -1,7 +1,7 @@
 """A chat on an OpenAI-compatible server, as Tandem's own events.
 
 `RemoteClient.probe()` learns what kind of server it is (`/v1/models`: `owned_by` says "tandem", "llamacpp"
-or "vllm"; llama-server's `/props` says whether it speculates). `chat()` streams `/v1/chat/completions` and
+or "vllm"; llama-server's `/slots` says whether it speculates). `chat()` streams `/v1/chat/completions` and
 yields TokenEvents (text deltas; a server gives no token ids, so `token` is -1) and one DoneEvent whose stats
 carry the server's speculative figures (engine.remote.figures) in `GenerationStats.server`. Speeds are
 measured here, on the client: time to first token and tokens per second are what the user gets, network
@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx2
@@ -97,19 +97,25 @@ class _Reply:
 
 
 class RemoteClient:
-    def __init__(self, endpoint: RemoteEndpoint, *, http: httpx2.Client | None = None) -> None:
+    def __init__(self, endpoint: RemoteEndpoint) -> None:
         self.endpoint = endpoint
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-        self._http = http or httpx2.Client(
+        timeout = httpx2.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        self._http = httpx2.Client(headers=headers, timeout=timeout, follow_redirects=False)
+        # Chat streams on connections of their own (no keep-alive): the cancel watcher may shut one down.
+        self._streams = httpx2.Client(
             headers=headers,
-            timeout=httpx2.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            timeout=timeout,
             follow_redirects=False,
+            limits=httpx2.Limits(max_keepalive_connections=0),
         )
         self._probe: ServerProbe | None = None
         self._per_request_figures = False  # responses of this server carried speculative figures
+        self._has_metrics: bool | None = None  # whether /metrics has speculative counters (None: not tried)
 
     def close(self) -> None:
         self._http.close()
+        self._streams.close()
 
     # --- what the server is ---------------------------------------------------------------------------
     def probe(self) -> ServerProbe:
@@ -144,25 +150,33 @@ class RemoteClient:
                     n_ctx=_int(extra.get("n_ctx")),
                 )
         elif kind == LLAMA_SERVER:
-            probe = self._llama_props(probe)
+            probe = self._llama_slots(probe)
         self._probe = probe
         return probe
 
-    def _llama_props(self, probe: ServerProbe) -> ServerProbe:
-        """llama-server's /props: its speculative types ("none" when it runs no drafter) and context."""
+    def _llama_slots(self, probe: ServerProbe) -> ServerProbe:
+        """llama-server's /slots: whether its slots speculate, and with what. (Its /props lists the
+        per-request defaults, where speculative.types reads "none" even on a speculating server.)"""
         try:
-            props = self._get_json("/props")
-        except RemoteError:
+            slots = self._get_json("/slots")
+        except RemoteError:  # started with --no-slots: the replies' timings will tell
             return probe
-        settings = props.get("default_generation_settings") if isinstance(props, dict) else None
-        params = settings.get("params") if isinstance(settings, dict) else None
+        slot = slots[0] if isinstance(slots, list) and slots and isinstance(slots[0], dict) else {}
+        params = slot.get("params")
+        speculating = slot.get("speculative")
         types = params.get("speculative.types") if isinstance(params, dict) else None
-        n_ctx = _int(settings.get("n_ctx")) if isinstance(settings, dict) else 0
-        if not isinstance(types, str):
-            return ServerProbe(probe.kind, probe.models, probe.model, n_ctx=n_ctx)
-        speculating = types.strip() not in ("", "none")
-        drafter = types.strip()[:200] if speculating else None
-        return ServerProbe(probe.kind, probe.models, probe.model, drafter, speculating, False, n_ctx)
+        drafter = None
+        if isinstance(types, str):
+            named = [t for t in types.split(",") if t.strip() and t.strip() != "none"]
+            drafter = ", ".join(named)[:200] or None
+        return ServerProbe(
+            probe.kind,
+            probe.models,
+            probe.model,
+            drafter=drafter if speculating is True else None,
+            speculating=speculating if isinstance(speculating, bool) else None,
+            n_ctx=_int(slot.get("n_ctx")),
+        )
 
     def _get_json(self, path: str) -> Any:
         url = self.endpoint.root + path
@@ -199,7 +213,13 @@ class RemoteClient:
             yield NoticeEvent(
                 f"{probe.kind} decides speculation for all its requests: switching it off here has no effect"
             )
-        before = None if self._per_request_figures or probe.kind == TANDEM else self._metrics()
+        # Counters before the request: the figures when a response carries none, and for llama-server
+        # (whose timings lack verification steps) the steps and per-position acceptance.
+        wants_counters = probe.kind == LLAMA_SERVER or (
+            probe.kind != TANDEM and not self._per_request_figures
+        )
+        before = self._metrics() if wants_counters and self._has_metrics is not False else None
+        self._has_metrics = before is not None if wants_counters else self._has_metrics
         body = self._body(probe, messages, params)
         reply = _Reply()
         t0 = time.perf_counter()
@@ -245,7 +265,10 @@ class RemoteClient:
         """Stream one request into `reply`, yielding TokenEvents; returns CANCELLED when cancelled."""
         url = self.endpoint.root + "/v1/chat/completions"
         try:
-            with self._http.stream("POST", url, json=body) as response, _HangUpOnCancel(cancel, response):
+            with (
+                _HangUpOnCancel(cancel) as hang_up,
+                self._streams.stream("POST", url, json=body, extensions={"trace": hang_up.trace}) as response,
+            ):
                 if response.status_code != 200:
                     content = b"".join(_bounded(response.iter_raw(), MAX_ERROR_BYTES))
                     raise RemoteError(
@@ -282,6 +305,8 @@ class RemoteClient:
         )
         if found is not None:
             self._per_request_figures = True
+            if before is not None and found.reported and found.steps is None:
+                return self._with_steps(found, before, n_generated)
             return found
         if before is not None:
             after = self._settled_metrics(before, n_generated)
@@ -291,6 +316,20 @@ class RemoteClient:
         if probe.speculating is False:
             return figures.none_reported("the server runs no drafter")
         return figures.none_reported()
+
+    def _with_steps(self, found: ServerSpecStats, before: dict[str, float], own: int) -> ServerSpecStats:
+        """Per-request figures plus the verification steps and per-position acceptance from the counters,
+        when the counters moved by exactly this request's drafts (no other client drafted meanwhile)."""
+        after = self._settled_metrics(before, own)
+        counted = figures.from_counters(before, after, own) if after else None
+        if counted is None or (counted.drafted, counted.accepted) != (found.drafted, found.accepted):
+            return found
+        return replace(
+            found,
+            source=f"{found.source} + /metrics",
+            steps=counted.steps,
+            accepted_by_position=counted.accepted_by_position,
+        )
 
     def _settled_metrics(self, before: dict[str, float], own: int) -> dict[str, float] | None:
         """/metrics after the request, read again briefly until the server has counted this request."""
@@ -363,15 +402,16 @@ def _stop_reason(finish: str | None) -> StopReason:
 
 
 class _HangUpOnCancel:
-    """While a response streams, a thread waits for the cancel and then shuts the socket down: that wakes a
-    read blocked on a quiet server and tells the server to stop (closing the socket would not wake the
-    reader). Leaving the block ends the watch first, so a socket back in the connection pool and serving
-    another request is never touched."""
+    """While a request is under way, a thread waits for the cancel and then shuts the socket down: that wakes
+    a read blocked on a quiet server (a long prompt, a queue) and tells the server to stop (closing the
+    socket would not wake the reader). The socket comes from httpx's `trace` hook as the connection opens,
+    so a cancel works before the response headers too; chat requests get a connection of their own, never
+    one from the pool. Leaving the block ends the watch first."""
 
-    def __init__(self, cancel: CancelToken, response: httpx2.Response) -> None:
+    def __init__(self, cancel: CancelToken) -> None:
         self._cancel = cancel
-        self._response = response
         self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
         self._done = False
         self._thread = threading.Thread(target=self._watch, name="tandem-remote-cancel", daemon=True)
 
@@ -383,6 +423,16 @@ class _HangUpOnCancel:
         with self._lock:
             self._done = True
 
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpx's trace extension: keep the socket of the connection this request opens."""
+        if name.endswith("connect_tcp.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            with self._lock:
+                self._sock = sock if isinstance(sock, socket.socket) else None
+                if self._cancel.cancelled and not self._done:
+                    self._shutdown()
+
     def _watch(self) -> None:
         while True:
             cancelled = self._cancel.wait(0.05)
@@ -390,15 +440,13 @@ class _HangUpOnCancel:
                 if self._done:
                     return
                 if cancelled:
-                    self._shutdown()
+                    self._shutdown()  # no socket yet: trace() shuts it as soon as there is one
                     return
 
     def _shutdown(self) -> None:
-        stream = self._response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if isinstance(sock, socket.socket):
+        if self._sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                self._sock.shutdown(socket.SHUT_RDWR)
 
 
 def _bounded(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
