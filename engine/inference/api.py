@@ -62,8 +62,9 @@ class ChatEngineAPI(Protocol):
     @property
     def model(self) -> Detokenizer: ...
 
-    def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
-        ...
+    def fit_messages(
+        self, messages: Sequence[ChatMessage], max_tokens: int
+    ) -> tuple[list[int], list[str]]: ...
 
     def chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken | None = None

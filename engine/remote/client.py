@@ -165,15 +165,15 @@ class RemoteClient:
         params = slot.get("params")
         speculating = slot.get("speculative")
         types = params.get("speculative.types") if isinstance(params, dict) else None
-        drafter = None
-        if isinstance(types, str):
+        drafter = "speculation on" if speculating is True else None  # its kind shows after a request
+        if isinstance(types, str) and speculating is True:
             named = [t for t in types.split(",") if t.strip() and t.strip() != "none"]
-            drafter = ", ".join(named)[:200] or None
+            drafter = ", ".join(named)[:200] or drafter
         return ServerProbe(
             probe.kind,
             probe.models,
             probe.model,
-            drafter=drafter if speculating is True else None,
+            drafter=drafter,
             speculating=speculating if isinstance(speculating, bool) else None,
             n_ctx=_int(slot.get("n_ctx")),
         )
@@ -229,6 +229,8 @@ class RemoteClient:
         total = time.perf_counter() - t0
         n_generated = _int((reply.usage or {}).get("completion_tokens")) or reply.pieces
         server = self._figures(probe, reply, before, n_generated)
+        if probe.kind == LLAMA_SERVER and probe.drafter == "speculation on" and stopped is None:
+            self._probe = self._llama_slots(probe)  # a slot that has served names its speculative types
         text = "".join(reply.text)
         yield DoneEvent(
             text=text,
