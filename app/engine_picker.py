@@ -95,5 +95,5 @@ class EnginePicker(QComboBox):
             self.setToolTip(f"Connecting to {endpoint.root}…")
         else:
             info = client.info
-            drafter = f", drafting with {info.drafter}" if info.drafter else ""
+            drafter = f", drafter: {info.drafter}" if info.drafter else ""
             self.setToolTip(f"{info.server} at {endpoint.root} · model {info.model_name}{drafter}")

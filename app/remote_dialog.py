@@ -24,8 +24,8 @@ from engine.remote.client import RemoteEndpoint
 
 HELP = (
     "A remote engine is an OpenAI-compatible server — llama-server, vLLM, or another Tandem "
-    "(Server ▸ Start) — that a chat can run on instead of this computer's model. Choose it per chat with "
-    "the Engine list above the chat."
+    "(Server ▸ Start) — that a chat can run on instead of this computer's model. Choose it per chat in "
+    "the list next to the Send button."
 )
 
 
@@ -47,7 +47,7 @@ class _Probe(QObject):
             return
         finally:
             client.close()
-        drafter = f", drafting with {probe.drafter}" if probe.drafter else ""
+        drafter = f", drafter: {probe.drafter}" if probe.drafter else ""
         models = f" ({len(probe.models)} models)" if len(probe.models) > 1 else ""
         self.done.emit(f"✓ {probe.kind}: model {probe.model or '?'}{models}{drafter}")
 

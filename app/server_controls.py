@@ -77,7 +77,7 @@ class ServerSettingsDialog(QDialog):
         box.accepted.connect(self.accept)
         box.rejected.connect(self.reject)
         layout.addWidget(box)
-        self.resize(560, 0)
+        self.setMinimumWidth(560)
 
     def result_settings(self, base: ServerSettings) -> ServerSettings:
         return replace(

@@ -263,7 +263,7 @@ class SpeedPanel(QDockWidget):
                 "<b>Not connected.</b>" if s is not None and s.remote else "<b>No model loaded.</b>"
             )
         elif info.endpoint:
-            drafter = f" · drafting with {info.drafter}" if info.drafter else ""
+            drafter = f" · drafter: {info.drafter}" if info.drafter else ""
             self.pair_label.setText(
                 f"<b>{escape(info.model_name)}</b> on {escape(info.server or 'a server')} at "
                 f"{escape(info.endpoint)}{escape(drafter)}<br>Speculation runs on the server: the figures "
@@ -308,6 +308,10 @@ class SpeedPanel(QDockWidget):
         self.speed_chart.show_points(speed_points(messages))
         self.step_chart.show_spec(spec)
         self.hist_chart.show_hist(spec.accepted_length_hist if spec is not None else ())
+        # A server reports no per-step draft lengths: empty step charts would only look like a fault.
+        remote = stats is not None and stats.server is not None
+        self.step_chart.setVisible(not remote)
+        self.hist_chart.setVisible(not remote)
         if s is None or s.ab.state == "idle":
             self.ab_view.show_report(s.ab.last_report() if s is not None else None)
         elif s.ab.state == "waiting":

@@ -41,6 +41,7 @@ MAX_TEXT_CHARS = 16 * 2**20  # a reply longer than this is cut off: a runaway se
 COUNTERS_SETTLE_S = 1.0  # /metrics may lag the end of the stream by a moment
 
 TANDEM, LLAMA_SERVER, VLLM, GENERIC = "Tandem", "llama-server", "vLLM", "OpenAI-compatible server"
+SERVER_SIDE = "server-side"  # a drafter the server runs but has not named yet
 _OWNERS = {"tandem": TANDEM, "llamacpp": LLAMA_SERVER, "vllm": VLLM}
 
 
@@ -165,7 +166,7 @@ class RemoteClient:
         params = slot.get("params")
         speculating = slot.get("speculative")
         types = params.get("speculative.types") if isinstance(params, dict) else None
-        drafter = "speculation on" if speculating is True else None  # its kind shows after a request
+        drafter = SERVER_SIDE if speculating is True else None  # its kind shows once a slot has served
         if isinstance(types, str) and speculating is True:
             named = [t for t in types.split(",") if t.strip() and t.strip() != "none"]
             drafter = ", ".join(named)[:200] or drafter
@@ -229,7 +230,7 @@ class RemoteClient:
         total = time.perf_counter() - t0
         n_generated = _int((reply.usage or {}).get("completion_tokens")) or reply.pieces
         server = self._figures(probe, reply, before, n_generated)
-        if probe.kind == LLAMA_SERVER and probe.drafter == "speculation on" and stopped is None:
+        if probe.kind == LLAMA_SERVER and probe.drafter == SERVER_SIDE and stopped is None:
             self._probe = self._llama_slots(probe)  # a slot that has served names its speculative types
         text = "".join(reply.text)
         yield DoneEvent(
