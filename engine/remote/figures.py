@@ -80,7 +80,8 @@ def from_tandem(timings: Any) -> ServerSpecStats | None:
         steps=_count(timings.get(tandem_keys.DRAFT_STEPS)),
         accepted_by_position=_counts(timings.get(tandem_keys.DRAFT_N_ACCEPTED_BY_POSITION)),
         drafter=drafter[:200] if isinstance(drafter, str) else None,
-        server_tps=_rate(timings.get("predicted_per_second")),
+        # Tandem's own decode figure (first token to last): measured like the client's, so comparable.
+        server_tps=_rate(timings.get(tandem_keys.DECODE_PER_SECOND, timings.get("predicted_per_second"))),
         caveat=f"speculation off: {off[:500]}" if isinstance(off, str) and off else None,
     )
 
