@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from app.engine_picker import EnginePicker
-from app.records import MessageItem, apply_stats_dict
+from app.records import ChatSettings, MessageItem, apply_stats_dict
 from app.remote_engines import RemoteEngines, load_endpoints
 from app.server_bridge import ServerSettings
+from app.settings_dialog import ChatSettingsDialog
 from app.speed_panel import SpeedPanel
 from engine.remote.client import RemoteEndpoint
 from tests.app.fake_engine import SCRIPT
@@ -114,3 +115,9 @@ def test_an_unreachable_engine_says_why(qtbot, context) -> None:
     qtbot.waitUntil(lambda: session.state == "idle", timeout=10_000)
     error = session.messages[-1].error or ""
     assert error.startswith(f"Could not reach the remote engine “{BOX}”") and "cannot reach" in error
+
+
+def test_chat_settings_dialog_keeps_the_engine(qtbot) -> None:
+    dialog = ChatSettingsDialog(ChatSettings(engine=BOX, temperature=0.2))
+    qtbot.addWidget(dialog)
+    assert dialog.result_settings() == ChatSettings(engine=BOX, temperature=0.2)
