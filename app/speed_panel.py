@@ -314,6 +314,10 @@ class SpeedPanel(QDockWidget):
         self.hist_chart.setVisible(not remote)
         if s is None or s.ab.state == "idle":
             self.ab_view.show_report(s.ab.last_report() if s is not None else None)
+            no_ab = info is not None and info.endpoint and not info.spec_per_request
+            if no_ab and self.ab_view.report is None:
+                # Say why there is no A/B here, instead of inviting a press on a disabled button.
+                self.ab_view.headline.setText(escape(self.ab_button.toolTip()) + ".")
         elif s.ab.state == "waiting":
             self.ab_view.show_waiting()
 
