@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QSettings, Signal, Slot
@@ -37,7 +37,7 @@ class ServerSettings:
     enabled: bool = False  # running when the app last closed: start it again at launch
     host: str = "127.0.0.1"
     port: int = 8642
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)
     cors_origins: tuple[str, ...] = ()
 
     @classmethod

@@ -54,7 +54,7 @@ class RemoteEndpoint:
     """A server the user named: its URL (with or without /v1), an API key, and the model to ask for."""
 
     url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a log line or a traceback
     model: str | None = None
     name: str = ""
 

@@ -55,7 +55,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     base: GenerationParams = field(default_factory=GenerationParams)  # the server's speculation settings
