@@ -138,6 +138,9 @@ class EngineThread:
                 job.emit(JobFailed("the server is shutting down", status=503))
         self._jobs.put(None)
         self._thread.join(timeout)
+        if self._thread.is_alive():  # still inside a decode: freeing the model under it would crash
+            log.warning("the engine is still busy; leaving it to the end of the process")
+            return
         self._engine.close()
 
     def _run(self) -> None:
