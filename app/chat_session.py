@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from app.ab_runner import ABRunner
 from app.history.store import HistoryStore, suggest_title  # the history module owns the titling rule
 from app.records import ChatSettings, MessageItem, apply_stats_dict, mark_model_switches, stats_to_dict
+from app.remote_engines import RemoteEngines, engine_label
 from app.worker import Request, RequestState, WorkerClient
 from engine.config import ChatMessage
 from engine.errors import TandemError
@@ -41,11 +42,18 @@ class ChatSession(QObject):
     settingsChanged = Signal(object)  # ChatSettings
 
     def __init__(
-        self, store: HistoryStore, client: WorkerClient, chat_id: int, parent: QObject | None = None
+        self,
+        store: HistoryStore,
+        client: WorkerClient,
+        chat_id: int,
+        parent: QObject | None = None,
+        engines: RemoteEngines | None = None,
     ) -> None:
+        """`client`: the loaded model's; `engines`: the remote engines a chat may be set to."""
         super().__init__(parent)
         self.store = store
-        self.client = client
+        self.local_client = client
+        self._engines = engines
         self.chat_id = chat_id
         self.messages: list[MessageItem] = []
         self.settings = ChatSettings.from_dict(store.chat_settings(chat_id))
@@ -77,6 +85,19 @@ class ChatSession(QObject):
     @property
     def busy(self) -> bool:
         return self.state != "idle"
+
+    @property
+    def client(self) -> WorkerClient:
+        """Where this chat's requests go: the remote engine it is set to, else the loaded model."""
+        if self.settings.engine and self._engines is not None:
+            remote = self._engines.client(self.settings.engine)
+            if remote is not None:
+                return remote
+        return self.local_client
+
+    @property
+    def remote(self) -> bool:
+        return self.client is not self.local_client
 
     def last_assistant(self) -> MessageItem | None:
         return next((m for m in reversed(self.messages) if m.role == "assistant"), None)
@@ -158,6 +179,8 @@ class ChatSession(QObject):
 
     # --- the reply ------------------------------------------------------------------------------------
     def _start_reply(self) -> None:
+        if self.remote and self._engines is not None:
+            self._engines.retry(self.settings.engine)  # a server that was down may be up now
         request = self.client.submit(self.prompt(), self.settings.to_params())
         self._request = request
         self._reply = MessageItem(None, "assistant", "", status="waiting")
@@ -179,6 +202,7 @@ class ChatSession(QObject):
         info = self.client.info
         reply.model = info.model_name if info is not None else None
         reply.drafter = info.drafter if info is not None and self.settings.speculative else None
+        reply.engine = engine_label(info) if info is not None else None
         before = [m.id for m in self.messages if m is not reply and m.id is not None]
         reply.id = self.store.begin_reply(
             self.chat_id,
@@ -219,6 +243,9 @@ class ChatSession(QObject):
     @Slot(str)
     def _on_failed(self, message: str) -> None:
         assert self._reply is not None
+        client = self.client
+        if self.remote and client.info is None and client.load_error:
+            message = f"Could not reach the remote engine “{self.settings.engine}”: {client.load_error}"
         self._reply.error = message
         self.error.emit(message)
 

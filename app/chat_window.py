@@ -25,6 +25,7 @@ from app.chat_session import ChatSession
 from app.chat_view import ChatView
 from app.context import AppContext
 from app.elided import ElidedLabel, FitLabel
+from app.engine_picker import EnginePicker
 from app.flow_layout import flow_row
 from app.geometry import resize_to_fit
 from app.settings_dialog import ChatSettingsDialog
@@ -145,6 +146,7 @@ class ChatPanel(QWidget):
         top.setContentsMargins(12, 6, 12, 0)
         self.title = ElidedLabel()
         self.title.setStyleSheet("font-size: 14pt; font-weight: bold")
+        self.engine_picker = EnginePicker(context)
         self.spec_toggle = QCheckBox(spec_label(context.client.info))
         self.spec_toggle.toggled.connect(self._on_spec_toggled)
         self.prediction_label = FitLabel()  # the pair's expected speedup, next to the toggle it is about
@@ -180,11 +182,16 @@ class ChatPanel(QWidget):
         self.send_button.setMinimumWidth(90)
         self.send_button.clicked.connect(self._send_or_stop)
         bottom.addWidget(self.composer, 1)
-        bottom.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        side = QVBoxLayout()  # which engine answers, above the button that sends to it
+        side.addWidget(self.engine_picker)
+        side.addStretch(1)
+        side.addWidget(self.send_button)
+        bottom.addLayout(side)
         layout.addLayout(bottom)
         client = context.client
         for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed, client.predictionChanged):
             signal.connect(self._update_state)
+        context.remotes.engineChanged.connect(self._update_state)
         self._update_state()
 
     def detach(self) -> None:
@@ -192,7 +199,9 @@ class ChatPanel(QWidget):
         client = self.context.client
         for signal in (client.modelLoaded, client.modelUnloaded, client.loadFailed, client.predictionChanged):
             signal.disconnect(self._update_state)
+        self.context.remotes.engineChanged.disconnect(self._update_state)
         self.context.colorsChanged.disconnect(self.view.set_colors)
+        self.engine_picker.detach()
         self.set_chat(None)
 
     @property
@@ -209,6 +218,7 @@ class ChatPanel(QWidget):
             self.session.ab.stateChanged.disconnect(self._update_state)
         self.session = self.context.session(chat_id) if chat_id is not None else None
         self.view.bind(self.session)
+        self.engine_picker.bind(self.session)
         if self.session is not None:
             self.session.stateChanged.connect(self._update_state)
             self.session.titleChanged.connect(self._set_title)
@@ -236,6 +246,7 @@ class ChatPanel(QWidget):
         self.spec_toggle.blockSignals(True)
         self.spec_toggle.setChecked(bool(getattr(settings, "speculative", True)))
         self.spec_toggle.blockSignals(False)
+        self._update_state()  # the chat may have moved to another engine
 
     def _on_provenance_toggled(self, on: bool) -> None:
         self.view.set_provenance(on)
@@ -289,10 +300,16 @@ class ChatPanel(QWidget):
         self.send_button.setEnabled(self.session is not None)
         self.composer.setEnabled(self.session is not None)
         self.provenance_toggle.setEnabled(self.session is not None)
-        info = self.context.client.info
+        client = self.session.client if self.session is not None else self.context.client
+        info = client.info
         self.spec_toggle.setText(spec_label(info))
         self.spec_toggle.setEnabled(self.session is not None and (info is None or bool(info.drafter)))
-        if info is not None and not info.drafter:
+        if info is not None and info.endpoint and not info.spec_per_request:
+            self.spec_toggle.setEnabled(False)
+            self.spec_toggle.setToolTip(
+                f"{info.server} decides speculation for all its requests: a chat cannot switch it off"
+            )
+        elif info is not None and not info.drafter:
             why = f": {info.drafter_note}" if info.drafter_note else ""
             self.spec_toggle.setToolTip(f"The loaded model has no drafter{why}")
         else:
@@ -305,7 +322,8 @@ class ChatPanel(QWidget):
 
     def _update_prediction(self, info: EngineInfo | None) -> None:
         prediction = self.context.client.prediction
-        self.prediction_label.setVisible(info is not None and bool(info.drafter))
+        local = info is not None and info.endpoint is None  # a server's speed is not learned here
+        self.prediction_label.setVisible(local and info is not None and bool(info.drafter))
         self.prediction_label.setStyleSheet(f"color: {self.context.colors.muted}; padding-left: 4px")
         if prediction is None:
             self.prediction_label.setText("no estimate yet")

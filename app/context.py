@@ -14,6 +14,8 @@ from app.history.store import HistoryStore
 from app.labels import describe_model
 from app.model_settings import load_performance, remember_model
 from app.records import ChatSettings
+from app.remote_engines import RemoteEngines
+from app.server_bridge import AppServer
 from app.theme import Colors
 from app.worker import WorkerClient
 from engine.config import DEFAULT_N_BATCH, LoadConfig
@@ -48,6 +50,8 @@ class AppContext(QObject):
         self.default_settings = ChatSettings()
         self.sessions: dict[int, ChatSession] = {}
         self.windows: list[ChatWindowHandle] = []  # the separate chat windows, in opening order
+        self.remotes = RemoteEngines(self)
+        self.server = AppServer(client, self)
         self.loaded_config: LoadConfig | None = None  # how the model now loaded was asked for
         self._loading: LoadConfig | None = None
         client.loadStarted.connect(self._on_load_started)
@@ -82,7 +86,7 @@ class AppContext(QObject):
         """The one session of a chat, shared by every view that shows it."""
         session = self.sessions.get(chat_id)
         if session is None:
-            session = ChatSession(self.store, self.client, chat_id, parent=self)
+            session = ChatSession(self.store, self.client, chat_id, parent=self, engines=self.remotes)
             session.titleChanged.connect(self.chatsChanged)
             session.replyFinished.connect(self.chatsChanged)
             session.messageAppended.connect(self.chatsChanged)
@@ -116,4 +120,6 @@ class AppContext(QObject):
             window.close()
         for session in self.sessions.values():
             session.stop()
+        self.server.shutdown()
+        self.remotes.shutdown()
         self.client.shutdown()

@@ -120,6 +120,8 @@ def main(
     theme.follow_system(app, context.set_colors)
     window = MainWindow(context)
     window.show()
+    if context.server.settings.enabled:  # it was serving when the app last closed
+        context.server.start()
     if config is None:
         QMessageBox.information(window, "No model installed", NO_MODEL_TEXT)
     else:

@@ -18,6 +18,7 @@ from app.context import AppContext
 from app.conversations import ConversationSidebar
 from app.export_dialog import export_chat, import_chat
 from app.geometry import resize_to_fit
+from app.server_controls import ServerControls
 from app.speed_panel import attach_speed_panel
 from app.status_bar import ModelStatus
 from app.window_menus import add_action, build_menus, set_theme
@@ -43,6 +44,7 @@ class MainWindow(QMainWindow):
         context.modelsRequested.connect(self.open_models)
         self._build_menus()
         self._build_status_bar()
+        self.server_controls = ServerControls(self, context)  # the Server menu, after View
         self._restore_geometry()
         chats = context.store.list_chats()
         if chats:

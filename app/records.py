@@ -22,6 +22,7 @@ class ChatSettings:
     max_tokens: int = 1024
     seed: int | None = None  # None: a random seed per request
     speculative: bool = True  # "speculative decoding (MTP)" on/off for this chat
+    engine: str = ""  # "": the model loaded on this computer; else the name of a remote engine
 
     def to_params(self) -> GenerationParams:
         return GenerationParams(
@@ -70,6 +71,7 @@ class MessageItem:
     stats: GenerationStats | None = None
     stop_reason: str | None = None
     drafter: str | None = None
+    engine: str | None = None  # which engine answered (app.remote_engines.engine_label)
     error: str | None = None
     notices: list[str] = field(default_factory=list)
     pieces: list[tuple[str, int]] = field(default_factory=list)
@@ -99,6 +101,7 @@ def stats_to_dict(item: MessageItem) -> dict[str, Any]:
         "version": STATS_VERSION,
         "stop_reason": item.stop_reason,
         "drafter": item.drafter,
+        "engine": item.engine,
         "error": item.error,
         "notices": list(item.notices),
         "pieces": [[text, depth] for text, depth in item.pieces],
@@ -114,6 +117,8 @@ def apply_stats_dict(item: MessageItem, data: dict[str, Any] | None) -> None:
     if isinstance(extra, dict):
         item.stop_reason = extra.get("stop_reason")
         item.drafter = extra.get("drafter")
+        engine = extra.get("engine")
+        item.engine = engine if isinstance(engine, str) else None
         item.error = extra.get("error")
         item.notices = [str(n) for n in extra.get("notices") or []]
         pieces = extra.get("pieces") or []

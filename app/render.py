@@ -246,7 +246,7 @@ def model_words(model: str | None, drafter: str | None) -> str:
 
 
 def footer_text(item: MessageItem) -> str:
-    """The statistics line under a finished reply."""
+    """The statistics line under a finished reply (HTML-escaped)."""
     parts: list[str] = []
     s = item.stats
     if s is not None:
@@ -263,15 +263,22 @@ def footer_text(item: MessageItem) -> str:
         elif spec is not None:
             reason = f" ({spec.main_reason})" if spec.main_reason else ""
             parts.append(f"{spec.drafter}: nothing drafted{reason}")
+        elif s.server is not None:
+            from engine.remote.figures import describe
+
+            parts.append(describe(s.server))
         else:
             parts.append("speculation off")
+    if item.engine and s is not None and s.server is not None:
+        parts.append(f"answered by {item.engine}")
     why = _STOP_WORDS.get(item.stop_reason or "", "")
     if why:
         parts.append(why)
     if item.status == "interrupted":
         parts.append("interrupted (the app closed while it was being written)")
     parts.extend(item.notices)
-    return " · ".join(parts)
+    # The footer is rich text, and a server's notices and figures are its own words: escape every part.
+    return " · ".join(html.escape(part) for part in parts)
 
 
 def live_footer_text(n_tokens: int, tps: float, draft_share: float, drafter: str | None) -> str:

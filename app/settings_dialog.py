@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -26,6 +28,7 @@ class ChatSettingsDialog(QDialog):
     ) -> None:
         """`spec_text`: the speculation check box's text, naming the drafter loaded (see spec_label)."""
         super().__init__(parent)
+        self._settings = settings  # what the dialog does not edit (the chat's engine) is kept
         self.setWindowTitle("Chat settings")
         self.setMinimumWidth(460)
         layout = QVBoxLayout(self)
@@ -78,7 +81,8 @@ class ChatSettingsDialog(QDialog):
 
     def result_settings(self) -> ChatSettings:
         seed = self.seed.value()
-        return ChatSettings(
+        return replace(
+            self._settings,
             system_prompt=self.system_prompt.toPlainText(),
             temperature=round(self.temperature.value(), 2),
             top_p=round(self.top_p.value(), 2),

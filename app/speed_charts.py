@@ -51,7 +51,9 @@ def speed_points(messages: Sequence[MessageItem], live: tuple[bool, float] | Non
         stats = item.stats
         if item.role == "assistant" and stats is not None and stats.n_generated > 1:
             run += 1
-            (spec if stats.spec is not None else plain).append((run, stats.decode_tps))
+            # A server's reply counts as speculative when the server reported drafting for it.
+            drafted = stats.spec is not None or bool(stats.server is not None and stats.server.drafted)
+            (spec if drafted else plain).append((run, stats.decode_tps))
         report = ABReport.from_dict(item.ab)
         if report is not None:
             run += 1

@@ -34,6 +34,7 @@ from app.speed_charts import HistogramChart, SpeedChart, StepChart, speed_points
 from app.theme import Colors
 from engine.inference.api import EngineInfo
 from engine.measure.ab import ABReport
+from engine.remote.figures import NONE_REPORTED
 from engine.stats import GenerationStats, SpecStats
 
 REFRESH_DELAY_MS = 100
@@ -54,6 +55,28 @@ def why_not_speculating(
         reason = spec.main_reason or "the controller chose not to draft"
         return f"Drafting paused at the end of the last reply — {reason}."
     return None
+
+
+def remote_figures_text(stats: GenerationStats) -> str:
+    """The last reply's figures as a server reported them (engine.remote.figures)."""
+    f = stats.server
+    speed = f"{stats.decode_tps:.1f} tok/s here" if stats.n_generated > 1 else "one token"
+    if f is None or not f.reported:
+        why = f.caveat if f is not None and f.caveat else NONE_REPORTED
+        return f"Last reply: {speed} · {html.escape(why)}."  # a server's words: escaped before rich text
+    parts = [
+        f"Last reply, as the server reported it ({f.source}): drafted <b>{f.drafted}</b>, accepted "
+        f"<b>{f.accepted}</b>"
+    ]
+    if f.drafted:
+        parts.append(f"<b>{f.acceptance_rate or 0.0:.0%}</b> of drafted tokens accepted")
+    if f.mean_accepted_length is not None:
+        parts.append(f"mean accepted length <b>{f.mean_accepted_length:.2f}</b> over {f.steps} steps")
+    if f.server_tps:
+        parts.append(f"{f.server_tps:.1f} tok/s on the server")
+    parts.append(speed)
+    text = " · ".join(parts)
+    return text + (f"<br>Note: {html.escape(f.caveat)}." if f.caveat else "")
 
 
 def last_reply_stats(messages: list[MessageItem]) -> GenerationStats | None:
@@ -151,6 +174,7 @@ class SpeedPanel(QDockWidget):
         client = context.client
         for signal in (client.modelLoaded, client.modelUnloaded, client.predictionChanged):
             signal.connect(self.refresh)
+        context.remotes.engineChanged.connect(self.schedule_refresh)
         context.colorsChanged.connect(self.set_colors)
         self.set_colors(colors)
 
@@ -158,6 +182,7 @@ class SpeedPanel(QDockWidget):
         client = self.context.client
         for signal in (client.modelLoaded, client.modelUnloaded, client.predictionChanged):
             signal.disconnect(self.refresh)
+        self.context.remotes.engineChanged.disconnect(self.schedule_refresh)
         self.context.colorsChanged.disconnect(self.set_colors)
         self.bind(None)
 
@@ -230,8 +255,14 @@ class SpeedPanel(QDockWidget):
         running = s is not None and s.ab.state != "idle"
         self.ab_button.setEnabled(s is not None and s.ab.can_run())
         self.ab_cancel.setVisible(running)
-        if s is None or s.client.info is None:
-            self.ab_button.setToolTip("Load a model first")
+        info = s.client.info if s is not None else None
+        if s is None or info is None:
+            self.ab_button.setToolTip("Load a model first" if s is None or not s.remote else "Not connected")
+        elif info.endpoint and not info.spec_per_request:
+            self.ab_button.setToolTip(
+                f"{info.server} turns speculation on or off for the whole server, not per request: an A/B "
+                "cannot run one side plain there"
+            )
         elif not s.ab.prompt():
             self.ab_button.setToolTip("Send a message first: the A/B re-runs your last prompt")
         else:
@@ -261,7 +292,7 @@ class SpeedPanel(QDockWidget):
         if self._stale:  # charts are not worth redrawing unseen
             return
         s = self.session
-        info = self.context.client.info
+        info = s.client.info if s is not None else self.context.client.info
         colors: Colors = self.context.colors
         every = s.messages if s is not None else []
         model = shown_model(every, info)
@@ -277,8 +308,19 @@ class SpeedPanel(QDockWidget):
             else ""
         )
         if info is None:
-            of = f" Figures of {html.escape(model)}, which wrote the last reply." if model else ""
-            self.pair_label.setText(f"<b>No model loaded.</b>{of}{also}")
+            if s is not None and s.remote:
+                self.pair_label.setText(f"<b>Not connected.</b>{also}")
+            else:
+                of = f" Figures of {html.escape(model)}, which wrote the last reply." if model else ""
+                self.pair_label.setText(f"<b>No model loaded.</b>{of}{also}")
+        elif info.endpoint:
+            drafter = f" · drafter: {info.drafter}" if info.drafter else ""
+            self.pair_label.setText(
+                f"<b>{html.escape(info.model_name)}</b> on {html.escape(info.server or 'a server')} at "
+                f"{html.escape(info.endpoint)}{html.escape(drafter)}<br>Speculation runs on the server: the "
+                f"figures are what it reports.{also}"
+            )
+            self.pair_label.setToolTip("")
         else:
             prediction = self.context.client.prediction
             expected = (
@@ -291,12 +333,18 @@ class SpeedPanel(QDockWidget):
             self.pair_label.setText(f"<b>{html.escape(info.model_name)}</b> · {drafter}<br>{expected}{also}")
             self.pair_label.setToolTip(prediction.detail() if prediction is not None else "")
 
-        why = why_not_speculating(s.settings if s else None, info, spec)
+        why = (
+            why_not_speculating(s.settings if s else None, info, spec)
+            if info is None or not info.endpoint
+            else None
+        )
         self.why_label.setVisible(why is not None)
         self.why_label.setText(why or "")
         self.why_label.setStyleSheet(f"color: {WARN_COLOR[1] if colors.dark else WARN_COLOR[0]}")
 
-        if stats is not None and spec is not None and spec.steps:
+        if stats is not None and stats.server is not None:
+            self.figures_label.setText(remote_figures_text(stats))
+        elif stats is not None and spec is not None and spec.steps:
             self.figures_label.setText(
                 f"Last reply: <b>{spec.acceptance_rate:.0%}</b> of drafted tokens accepted · mean accepted "
                 f"length <b>{spec.mean_accepted_length:.2f}</b> · draft length now <b>{spec.current_k}</b> · "
@@ -313,9 +361,17 @@ class SpeedPanel(QDockWidget):
         self.speed_chart.show_points(speed_points(messages))
         self.step_chart.show_spec(spec)
         self.hist_chart.show_hist(spec.accepted_length_hist if spec is not None else ())
+        # A server reports no per-step draft lengths: empty step charts would only look like a fault.
+        remote = stats is not None and stats.server is not None
+        self.step_chart.setVisible(not remote)
+        self.hist_chart.setVisible(not remote)
         if s is None or s.ab.state == "idle":
             reports = (ABReport.from_dict(m.ab) for m in reversed(messages))
             self.ab_view.show_report(next((r for r in reports if r is not None), None))  # the shown model's
+            no_ab = info is not None and info.endpoint and not info.spec_per_request
+            if no_ab and self.ab_view.report is None:
+                # Say why there is no A/B here, instead of inviting a press on a disabled button.
+                self.ab_view.headline.setText(html.escape(self.ab_button.toolTip()) + ".")
         elif s.ab.state == "waiting":
             self.ab_view.show_waiting()
 

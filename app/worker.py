@@ -29,11 +29,12 @@ from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import TandemError
 from engine.events import DoneEvent
 from engine.inference.api import ChatEngineAPI, EngineFactory, EngineInfo
-from engine.measure.ab import ABResult, ABStep
+from engine.measure.ab import ABReport, ABResult, ABStep
 from engine.measure.pair_profile import PairKey, Prediction, ProfileStore, pair_key
 from engine.stats import GenerationStats
 
 log = logging.getLogger(__name__)
+
 
 def default_engine_factory(
     config: LoadConfig, progress: Callable[[float], bool] | None = None
@@ -66,6 +67,8 @@ class GenerateJob:
     messages: tuple[ChatMessage, ...]
     params: GenerationParams
     cancel: CancelToken = field(default_factory=CancelToken)
+    origin: str = "chat"  # who asked: a chat window, or the server ("server: /v1/chat/completions from ...")
+    prompt: str | None = None  # raw text to continue without the chat template (the server's /v1/completions)
 
 
 @dataclass(eq=False)
@@ -103,7 +106,9 @@ class InferenceWorker(QObject):
                 return not job.cancel.cancelled
 
             self._engine = self._factory(job.config, progress)
-            self._pair = pair_key(job.config, self._engine.info) if self._engine.info.drafter else None
+            info = self._engine.info
+            # A remote server (engine.remote) is no pair of files this machine could learn a profile for.
+            self._pair = pair_key(job.config, info) if info.drafter and info.endpoint is None else None
             self._announce_prediction()  # before "loaded": the views find it known when the model appears
             self.loaded.emit(self._engine.info)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a message, the worker survives
@@ -144,7 +149,11 @@ class InferenceWorker(QObject):
             self.jobDone.emit()
 
     def _chat(self, engine: ChatEngineAPI, job: GenerateJob) -> None:
-        for event in engine.chat(job.messages, job.params, job.cancel):
+        if job.prompt is not None:
+            events = engine.complete(job.prompt, job.params, job.cancel)
+        else:
+            events = engine.chat(job.messages, job.params, job.cancel)
+        for event in events:
             self.generationEvent.emit(job.request_id, event)
             if isinstance(event, DoneEvent):
                 self._learn(event.stats)
@@ -152,6 +161,11 @@ class InferenceWorker(QObject):
     def _ab(self, engine: ChatEngineAPI, job: ABJob) -> None:
         from engine.measure.ab import iter_ab
 
+        remote_ab = getattr(engine, "ab", None)  # a remote server runs its own (engine.remote.ab)
+        if remote_ab is not None:
+            for item in remote_ab(job.messages, job.params, job.cancel):
+                self.generationEvent.emit(job.request_id, item)
+            return
         for item in iter_ab(engine, job.messages, job.params, job.cancel):
             self.generationEvent.emit(job.request_id, item)
             if isinstance(item, ABStep) and isinstance(item.event, DoneEvent):
@@ -216,7 +230,7 @@ class Request(QObject):
         self.job = job
         self.state = RequestState.WAITING
         self.done_event: DoneEvent | None = None
-        self.result: ABResult | None = None  # an A/B request's outcome
+        self.result: ABResult | ABReport | None = None  # an A/B request's outcome (a server's: a report)
         self.error: str | None = None
 
     def cancel(self) -> None:
@@ -233,6 +247,7 @@ class WorkerClient(QObject):
     modelUnloaded = Signal()
     busyChanged = Signal(bool)
     predictionChanged = Signal(object)  # Prediction | None for the loaded pair
+    queueChanged = Signal()  # a request was queued, started, finished or cancelled (see queue_entries)
 
     _submitLoad = Signal(object)
     _submitGenerate = Signal(object)
@@ -249,6 +264,7 @@ class WorkerClient(QObject):
         """`profiles`: where the learned acceptance of each model pair is kept; None keeps nothing."""
         super().__init__(parent)
         self.info: EngineInfo | None = None  # of the loaded model
+        self.load_error: str | None = None  # why the last load failed, until one succeeds
         self.prediction: Prediction | None = None  # the loaded pair's speedup, once there is evidence
         self.loading: LoadJob | None = None
         self._queue: deque[LoadJob | GenerateJob | None] = deque()  # None: unload
@@ -294,11 +310,26 @@ class WorkerClient(QObject):
         request's `result` (an ABResult) and as its last engineEvent."""
         return self._submit(ABJob(next(self._ids), tuple(messages), params))
 
+    def submit_job(self, job: GenerateJob) -> Request:
+        """Queue a prepared job (the server's requests carry their origin, cancel token and raw prompt)."""
+        return self._submit(job)
+
+    def new_request_id(self) -> int:
+        return next(self._ids)
+
     def _submit(self, job: GenerateJob) -> Request:
         request = Request(self, job)
         self._requests[job.request_id] = request
         self._enqueue(job)
         return request
+
+    def queue_entries(self) -> list[tuple[str, str]]:
+        """(origin, "running" | "waiting") of every request the worker runs or holds, in order."""
+        out = []
+        if isinstance(self._running, GenerateJob):
+            out.append((self._running.origin, "running"))
+        out.extend((job.origin, "waiting") for job in self._queue if isinstance(job, GenerateJob))
+        return out
 
     def cancel(self, request: Request) -> None:
         if request.state is RequestState.WAITING and request.job in self._queue:
@@ -366,6 +397,7 @@ class WorkerClient(QObject):
         self._announce_positions()
 
     def _announce_positions(self) -> None:
+        self.queueChanged.emit()
         ahead = 1 if self.busy else 0
         for job in self._queue:
             if isinstance(job, GenerateJob):
@@ -383,11 +415,13 @@ class WorkerClient(QObject):
     def _on_loaded(self, info: EngineInfo) -> None:
         self.loading = None
         self.info = info
+        self.load_error = None
         self.modelLoaded.emit(info)
 
     @Slot(str)
     def _on_load_failed(self, message: str) -> None:
         self.loading = None
+        self.load_error = message
         self.loadFailed.emit(message)
 
     @Slot()
@@ -407,7 +441,7 @@ class WorkerClient(QObject):
         if request is not None:
             if isinstance(event, DoneEvent):
                 request.done_event = event
-            elif isinstance(event, ABResult):
+            elif isinstance(event, ABResult | ABReport):
                 request.result = event
             request.engineEvent.emit(event)
 

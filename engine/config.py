@@ -92,3 +92,7 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds for a cancel; True once cancelled (a watcher thread's wait)."""
+        return self._event.wait(timeout)

@@ -94,6 +94,45 @@ class SpecStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSpecStats:
+    """Speculative-decoding figures a remote server reported for one request (engine.remote.figures reads
+    them from llama-server's `timings`, vLLM's `metrics.speculative_decoding`, Tandem's own timings or the
+    difference of Prometheus counters). None where the server did not say."""
+
+    source: str  # where the figures come from, in words ("llama-server timings"); "none" when nowhere
+    drafted: int | None = None
+    accepted: int | None = None
+    steps: int | None = None  # verification steps that carried a draft
+    accepted_by_position: tuple[int, ...] = ()  # index i: drafts accepted at depth i+1
+    drafter: str | None = None  # what the server drafts with, when it says
+    server_tps: float | None = None  # decode speed as the server measured it
+    caveat: str | None = None  # why the figures may be off, or why there are none
+
+    @property
+    def reported(self) -> bool:
+        return self.drafted is not None
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        if self.drafted is None or self.accepted is None:
+            return None
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServerSpecStats:
+        """From `asdict()` after a JSON round trip; unknown keys are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _as_tuple(v) for k, v in data.items() if k in known})
+
+    @property
+    def mean_accepted_length(self) -> float | None:
+        """Tokens per verification step (1 + accepted drafts), when the server counts its steps."""
+        if not self.steps or self.accepted is None:
+            return None
+        return 1.0 + self.accepted / self.steps
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationStats:
     n_prompt: int  # tokens in the rendered prompt
     n_prompt_cached: int  # of those, reused from the KV cache (not evaluated again)
@@ -103,6 +142,7 @@ class GenerationStats:
     decode_s: float  # from the first emitted token to the last
     total_s: float
     spec: SpecStats | None = None
+    server: ServerSpecStats | None = None  # a remote server generated: what it reported about speculation
 
     @property
     def n_prompt_evaluated(self) -> int:
@@ -122,11 +162,12 @@ class GenerationStats:
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationStats:
         """From `asdict()` after a JSON round trip; unknown keys are ignored, a missing field raises
         TypeError."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"spec"}
-        spec = data.get("spec")
+        known = {f.name for f in dataclasses.fields(cls)} - {"spec", "server"}
+        spec, server = data.get("spec"), data.get("server")
         return cls(
             **{k: v for k, v in data.items() if k in known},
             spec=SpecStats.from_dict(spec) if isinstance(spec, Mapping) else None,
+            server=ServerSpecStats.from_dict(server) if isinstance(server, Mapping) else None,
         )
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.fixtures import tiny_llama
 
-pytest_plugins = ["tests.fixtures.conftest_mtp"]
+pytest_plugins = ["tests.fixtures.conftest_mtp", "tests.fixtures.fake_server"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

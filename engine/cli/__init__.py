@@ -12,7 +12,7 @@ from engine import __version__
 from engine.errors import TandemError
 
 # Subcommand modules, in --help order.
-COMMANDS: tuple[str, ...] = ("app", "chat", "bench", "models", "hw")
+COMMANDS: tuple[str, ...] = ("app", "chat", "serve", "bench", "models", "hw")
 
 
 def build_parser() -> argparse.ArgumentParser:

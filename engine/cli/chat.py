@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 
 from engine.cli.common import add_model_args, add_spec_args, load_config, spec_params
 from engine.config import CancelToken, ChatMessage, GenerationParams, SamplingParams
-from engine.events import DoneEvent, NoticeEvent, TokenEvent
-from engine.inference.session import ChatEngine
+from engine.events import DoneEvent, Event, NoticeEvent, TokenEvent
+from engine.inference.api import EngineInfo
+
+
+class _Chat(Protocol):
+    """What the terminal chat needs: the loaded pair (ChatEngine) or a server (RemoteChatEngine)."""
+
+    @property
+    def info(self) -> EngineInfo: ...
+
+    def chat(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("chat", help="chat in the terminal", description="Chat with a model in the terminal.")
     p.add_argument("prompt", nargs="?", help="one message to answer; without it, chat interactively")
     add_model_args(p)
+    remote = p.add_argument_group("remote engine")
+    remote.add_argument(
+        "--server",
+        metavar="URL",
+        help="chat on an OpenAI-compatible server instead (llama-server, vLLM, another Tandem ...); "
+        "--model then names the server's model (default: the first it lists)",
+    )
+    remote.add_argument("--api-key", help="the server's API key (default: $TANDEM_API_KEY)")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--temp", type=float, default=0.0, help="temperature; 0 = greedy (default 0)")
     p.add_argument("--top-k", type=int, default=40)
@@ -63,12 +86,14 @@ def format_stats(done: DoneEvent) -> str:
         )
         if sp.main_reason:
             line += f"; off because: {sp.main_reason}"
+    if s.server is not None:
+        from engine.remote.figures import describe
+
+        line += "; " + describe(s.server)
     return line + "]"
 
 
-def _reply(
-    engine: ChatEngine, messages: list[ChatMessage], params: GenerationParams, show_stats: bool
-) -> str:
+def _reply(engine: _Chat, messages: list[ChatMessage], params: GenerationParams, show_stats: bool) -> str:
     cancel = CancelToken()
     text = ""
     try:
@@ -90,13 +115,27 @@ def _reply(
     return text
 
 
+def _open(args: argparse.Namespace) -> _Chat:
+    if args.server:
+        from engine.remote.client import RemoteEndpoint
+        from engine.remote.engine import RemoteChatEngine
+
+        key = args.api_key or os.environ.get("TANDEM_API_KEY") or None
+        model = str(args.model) if args.model is not None else None
+        return RemoteChatEngine(RemoteEndpoint(args.server, key, model))
+    from engine.inference.session import ChatEngine
+
+    return ChatEngine.load(load_config(args))
+
+
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args)
     params = params_from(args)
-    with ChatEngine.load(config) as engine:
+    engine = _open(args)
+    try:
         info = engine.info
+        where = f" · {info.device}" if info.endpoint else ""
         print(
-            f"[{info.model_name} · {info.n_ctx} ctx · drafter: {info.drafter or 'none'}"
+            f"[{info.model_name}{where} · {info.n_ctx} ctx · drafter: {info.drafter or 'none'}"
             + (f" ({info.drafter_note})" if info.drafter_note else "")
             + "]",
             file=sys.stderr,
@@ -123,3 +162,5 @@ def run(args: argparse.Namespace) -> int:
             history.append(ChatMessage("user", line))
             reply = _reply(engine, history, params, args.stats)
             history.append(ChatMessage("assistant", reply))
+    finally:
+        engine.close()

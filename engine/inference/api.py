@@ -29,6 +29,9 @@ class EngineInfo:
     n_gpu_layers: int
     model_bytes: int
     drafter_bytes: int = 0  # memory the drafter adds (weights + its own KV)
+    endpoint: str | None = None  # the server's URL when a remote server generates (engine.remote)
+    server: str | None = None  # what kind of server that is ("llama-server", "vLLM", "Tandem")
+    spec_per_request: bool = True  # whether one request can turn speculation off (a client's own A/B)
 
 
 class Detokenizer(Protocol):
@@ -59,11 +62,16 @@ class ChatEngineAPI(Protocol):
     @property
     def model(self) -> Detokenizer: ...
 
-    def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
-        ...
+    def fit_messages(
+        self, messages: Sequence[ChatMessage], max_tokens: int
+    ) -> tuple[list[int], list[str]]: ...
 
     def chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[Event]: ...
+
+    def complete(
+        self, prompt: str, params: GenerationParams, cancel: CancelToken | None = None
     ) -> Iterator[Event]: ...
 
     def make_loop(

@@ -152,6 +152,24 @@ class ChatEngine:
             yield NoticeEvent(f"speculative decoding is off: {self.info.drafter_note}")
         yield from self.generate(tokens, params, cancel)
 
+    def complete(
+        self, prompt: str, params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[Event]:
+        """Continue raw text, without the chat template (the server's /v1/completions)."""
+        # add_special: BOS where the vocabulary wants one; parse_special off: the text is the client's, and
+        # "<end_of_turn>" typed in it stays text.
+        tokens = self.model.tokenize(prompt, add_special=True, parse_special=False)
+        if not tokens:
+            raise TandemError("the prompt is empty: there is nothing to continue")
+        if len(tokens) + 1 >= self.ctx.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt needs {len(tokens)} tokens but the context holds {self.ctx.n_ctx}: "
+                "shorten it or load the model with a larger context"
+            )
+        if params.spec.enabled and self.drafter is None and self.info.drafter_note:
+            yield NoticeEvent(f"speculative decoding is off: {self.info.drafter_note}")
+        yield from self.generate(tokens, params, cancel)
+
     def generate(
         self,
         prompt: Sequence[int],

@@ -129,6 +129,9 @@ class ABReport:
     plain_piece: str
     spec_piece: str
     created_at: float
+    # The server the run went to (engine.remote.ab), or None for the loaded pair. A server reports no
+    # logit margins, so a divergence there cannot be told apart as rounding or fault.
+    remote: str | None = None
 
     @property
     def speedup(self) -> float:
@@ -143,7 +146,8 @@ class ABReport:
         if not isinstance(data, dict) or data.get("version") != REPORT_VERSION:
             return None
         try:
-            return cls(**{f.name: data[f.name] for f in fields(cls)})
+            # Fields with a default were added later: a report saved before them still reads.
+            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data or f.name != "remote"})
         except (KeyError, TypeError):
             return None
 
@@ -165,6 +169,13 @@ class ABReport:
                 f"Speculative decoding changes how fast the reply comes, not what it says.{sampled}"
             )
         where = self.divergence_position or 0
+        if self.remote is not None and self.plain_piece and self.spec_piece:  # both wrote on, differently
+            return (
+                f"The replies agree for the first {where} streamed pieces, then differ: after "
+                f"“…{self.context_before}” plain wrote “{self.plain_piece}” and speculative wrote "
+                f"“{self.spec_piece}”. {self.remote} reports no logit margins, so Tandem cannot tell whether "
+                "that was a near-tie rounded differently by a batched verify or a fault in the server."
+            )
         if self.divergence_margin is None:
             plain_stop = _STOPS.get(self.plain_stop, self.plain_stop)
             spec_stop = _STOPS.get(self.spec_stop, self.spec_stop)

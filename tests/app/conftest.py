@@ -61,6 +61,8 @@ def context(store: HistoryStore, client: WorkerClient) -> Iterator[AppContext]:
     yield ctx
     for window in list(ctx.windows):
         window.close()
+    ctx.server.shutdown()
+    ctx.remotes.shutdown()  # their worker threads must end before Qt objects are collected
 
 
 # The offscreen platform plugin warns about window-manager requests it cannot pass on; they say nothing about

@@ -136,6 +136,12 @@ class FakeChatEngine:
         tokens, _ = self.fit_messages(messages, params.max_tokens)
         yield from self.make_loop(params, cancel).run(tokens)
 
+    def complete(
+        self, prompt: str, params: GenerationParams, cancel: CancelToken | None = None
+    ) -> Iterator[TokenEvent | NoticeEvent | DoneEvent]:
+        """Raw text is scripted like a chat whose one user message is the prompt."""
+        yield from self.chat([ChatMessage("user", prompt)], params, cancel)
+
     def close(self) -> None:
         self.closed = True
 
