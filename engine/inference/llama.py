@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import DecodeError, KVRollbackError, ModelLoadError
+from engine.fit.hardware import load_backends
 
 log = logging.getLogger("tandem.llama")
 
@@ -56,7 +57,7 @@ def ensure_backend() -> None:
         if _backend_ready:
             return
         L.llama_log_set(_log_callback, ctypes.c_void_p(0))
-        L.llama_backend_init()
+        load_backends()
         _backend_ready = True
 
 
