@@ -6,13 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app import render, theme
+from app import qt_platform, render, theme
 from app.context import AppContext
 from app.main_window import MainWindow
 from app.worker import EngineFactory, WorkerClient
@@ -21,6 +23,7 @@ from engine.measure.pair_profile import ProfileStore
 
 ORGANISATION = "Tandem"
 APPLICATION = "Tandem"
+DESKTOP_FILE = "tandem"
 
 NO_MODEL_TEXT = (
     "Tandem did not find a model to load.\n\n"
@@ -93,7 +96,7 @@ def main(
 ) -> int:
     """Run the app until its last window closes. Tests pass a fake engine factory and a store."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    problem = qt_binding_problem()
+    problem = qt_binding_problem() or qt_platform.platform_problem()
     if problem is not None:
         print(f"tandem-app: {problem}", file=sys.stderr)
         return 2
@@ -103,6 +106,8 @@ def main(
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APPLICATION)
+    app.setDesktopFileName(DESKTOP_FILE)  # ties windows to the installers' tandem.desktop (icon, taskbar)
+    app.setWindowIcon(QIcon(str(resources.files("resources").joinpath("icons").joinpath("tandem.png"))))
     if args.theme:
         theme.save_mode(args.theme)
     colors = theme.apply(app, theme.saved_mode())
