@@ -1,5 +1,6 @@
 """`tandem app`: open the desktop app. Runs `python -m app` in this interpreter so the engine package never
-imports Qt."""
+imports Qt; an installed Tandem (a frozen program, its own interpreter) runs itself as `tandem app ...`,
+which its launcher hands to the app (installers/launcher.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    argv = [sys.executable, "-m", "app", *args.app_args]
+    if getattr(sys, "frozen", False):
+        argv = [sys.executable, "app", *args.app_args]
+    else:
+        argv = [sys.executable, "-m", "app", *args.app_args]
     os.execv(sys.executable, argv)
     return 0  # not reached
