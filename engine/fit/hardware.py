@@ -17,6 +17,7 @@ import enum
 import os
 import platform
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -175,10 +176,20 @@ class _DlInfo(ctypes.Structure):
 
 
 def _libggml() -> Any:
-    from llama_cpp._ggml import libggml
+    """ggml as libllama sees it. A wheel stores no symlinks, so llama_cpp/lib holds libggml.so and
+    libggml.so.0 as two files, and the binding's `_ggml.libggml` (the first) and libllama's dependency (the
+    second) are two copies in memory, each with its own backend registry: the backends must be loaded into,
+    and read from, libllama's. dlsym on libllama's handle finds its dependencies' symbols; Windows'
+    GetProcAddress does not, but there ggml.dll is one file, loaded once."""
+    import llama_cpp.llama_cpp as binding
 
-    _bind(libggml)
-    return libggml
+    lib = binding._lib
+    try:
+        lib.ggml_backend_reg_count  # noqa: B018 - probes whether dlsym reaches ggml through libllama
+    except AttributeError:
+        from llama_cpp._ggml import libggml as lib
+    _bind(lib)
+    return lib
 
 
 def load_backends() -> None:
@@ -274,7 +285,6 @@ def _ggml_devices() -> tuple[list[Device], list[str], bool]:
 def rebuild_hint() -> str:
     """How to reinstall llama-cpp-python with GPU offload, for the GPU this machine seems to have."""
     import importlib.metadata
-    import sys
 
     if getattr(sys, "frozen", False):
         return (

@@ -128,8 +128,7 @@ def test_the_cpu_backend_llama_cpp_runs_on_is_named() -> None:
     cpu = cpu_backend()
     assert cpu is not None and cpu == detect().cpu_backend
     assert all(f and f == f.upper() for f in cpu.features)
-    from llama_cpp._ggml import libggml
-
+    libggml = hardware._libggml()
     reg = libggml.ggml_backend_reg_by_name(b"CPU")
     features_fn = libggml.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
     library = hardware._library_of(features_fn)
@@ -148,8 +147,7 @@ def test_cpu_variant_comes_from_the_library_name() -> None:
 
 
 def test_loading_the_backends_twice_registers_nothing_new() -> None:
-    from llama_cpp._ggml import libggml
-
+    libggml = hardware._libggml()
     load_backends()
     count = libggml.ggml_backend_reg_count()
     load_backends()
@@ -163,3 +161,9 @@ def test_cli_hw_names_the_chosen_variant() -> None:
     assert "compiled for AVX AVX2 FMA" in text
     plain = hw_cli.format_hardware(dataclasses.replace(hw, cpu_backend=CpuBackend(None, ("AVX2",))))
     assert "CPU backend: built in" in plain
+
+
+def test_an_installed_tandem_does_not_suggest_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardware.sys, "frozen", True, raising=False)
+    hint = rebuild_hint()
+    assert "pip" not in hint and "GPU builds" in hint
