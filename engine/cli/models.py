@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from engine.errors import human_bytes
+from engine.store.default_model import default_model_path
 from engine.store.download import DownloadProgress, download
 from engine.store.hub import choose_gguf, drafter_files, repo_files, search, split_shards
 from engine.store.model_store import ModelStore
@@ -90,6 +91,9 @@ def _list(args: argparse.Namespace) -> int:
         print("not registered (add with `tandem models import PATH`):")
         for path in untracked:
             print(f"  {path}")
+    embedded = default_model_path()
+    if embedded is not None and embedded not in untracked:  # an installed Tandem's own copy
+        print(f"built in (the default model, used without --model): {embedded}")
     return 0
 
 

