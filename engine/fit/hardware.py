@@ -1,8 +1,8 @@
 """What the machine offers llama.cpp: its devices (through ggml's own device API, so exactly the devices
 llama.cpp will offload to, whatever the backend: CUDA, Metal, Vulkan, ROCm, SYCL), RAM and cores.
 
-ggml's device functions are not wrapped by llama-cpp-python; they are called with ctypes on the libggml it
-bundles (`llama_cpp._ggml.libggml`), after `load_backends()` has registered the backends. Signatures and
+ggml's device functions are not wrapped by llama-cpp-python; they are called with ctypes on the libggml that
+libllama uses (`_libggml`), after `load_backends()` has registered the backends. Signatures and
 the `ggml_backend_dev_props` layout follow vendor/llama.cpp/ggml/include/ggml-backend.h of the pinned release.
 
 A llama.cpp built with GGML_BACKEND_DL (the installers' build) has its backends as loadable modules: the CPU
