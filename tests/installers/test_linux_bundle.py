@@ -2,7 +2,7 @@
 no venv, no project Python and an `env -i`-style environment. It opens its window under Xvfb and chats with
 the model it carries, in the window and in the terminal.
 
-Slow (minutes; about 35 more on a machine whose packaging build of llama-cpp-python is not cached yet):
+Slow (2 minutes; about 38 more on a machine whose packaging build of llama-cpp-python is not cached yet):
 `make test-installer`. TANDEM_INSTALLER_ARTIFACT=path/to.tar.gz checks an artifact built before.
 Needs Xvfb and xdotool (Debian: apt install xvfb xdotool).
 """
