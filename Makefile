@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Extra CMake flags for llama-cpp-python, e.g. CMAKE_ARGS="-DGGML_CUDA=on" make run
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test install install-dev lint
+.PHONY: run test install install-dev lint installer test-installer
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,3 +37,11 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+## installer: build the desktop installer for this machine into dist/ (installers/README.md)
+installer:
+	$(PY) installers/build.py
+
+## test-installer: build the Linux installer and run it as a user would (Xvfb, no venv, offline)
+test-installer: install-dev
+	$(BIN)/python -m pytest -m slow -s tests/installers $(PYTEST_ARGS)

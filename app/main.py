@@ -7,13 +7,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from app import render, theme
+from app import qt_platform, render, theme
 from app.context import AppContext
 from app.logs import setup_logging
 from app.main_window import MainWindow
@@ -28,6 +30,7 @@ from engine.measure.pair_profile import ProfileStore
 
 ORGANISATION = "Tandem"
 APPLICATION = "Tandem"
+DESKTOP_FILE = "tandem"
 
 NO_MODEL_TEXT = (
     "Tandem did not find a model to load.\n\n"
@@ -96,7 +99,7 @@ def main(
         config_from_args(args, Path("model.gguf"))  # bad values end here, before any window opens
     except TandemError as exc:
         parser.error(str(exc))
-    problem = qt_binding_problem()
+    problem = qt_binding_problem() or qt_platform.platform_problem()
     if problem is not None:
         print(f"tandem-app: {problem}", file=sys.stderr)
         return 2
@@ -106,6 +109,8 @@ def main(
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APPLICATION)
+    app.setDesktopFileName(DESKTOP_FILE)  # ties windows to the installers' tandem.desktop (icon, taskbar)
+    app.setWindowIcon(QIcon(str(resources.files("resources").joinpath("icons").joinpath("tandem.png"))))
     if args.theme:
         theme.save_mode(args.theme)
     colors = theme.apply(app, theme.saved_mode())

@@ -3,7 +3,8 @@
 The app's options are defined here, once: `app/main.py` parses its command line with `add_app_args` too, so
 `tandem app --model X`, `tandem --model X` and `python -m app --model X` take the same options, spelled as in
 every other subcommand. `tandem app` checks them, then runs `python -m app` with them in this interpreter, so
-the engine package never imports Qt.
+the engine package never imports Qt; an installed Tandem (a frozen program, its own interpreter) runs itself
+as `tandem app ...`, which its launcher hands to the app (installers/launcher.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def app_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    argv = [sys.executable, "-m", "app", *app_argv(args)]
+    if getattr(sys, "frozen", False):
+        argv = [sys.executable, "app", *app_argv(args)]
+    else:
+        argv = [sys.executable, "-m", "app", *app_argv(args)]
     os.execv(sys.executable, argv)
     return 0  # not reached

@@ -15,8 +15,8 @@ def register(subparsers: Any) -> None:
         "hw",
         help="show the GPUs, RAM and CPU cores llama.cpp can use",
         description="Lists the devices the bundled llama.cpp sees (through ggml's device API, so exactly "
-        "the GPUs it will offload to), free/total memory, RAM and cores, and whether the installed "
-        "llama-cpp-python was built with GPU offload.",
+        "the GPUs it will offload to), free/total memory, RAM and cores, whether the installed "
+        "llama-cpp-python was built with GPU offload, and which CPU backend variant it chose for this CPU.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_run)
@@ -45,6 +45,15 @@ def format_hardware(hw: HardwareInfo) -> str:
     )
     lines.append(f"CPU cores: {hw.cores_physical} physical, {hw.cores_logical} logical")
     lines.append(f"Backends: {', '.join(hw.backends) or 'none'}")
+    if hw.cpu_backend is not None:
+        cpu = hw.cpu_backend
+        chosen = (
+            f"libggml-cpu-{cpu.variant}, the best of this build's variants for this CPU"
+            if cpu.variant
+            else "built in (one variant)"
+        )
+        features = " ".join(cpu.features) or "the base instruction set"
+        lines.append(f"CPU backend: {chosen}; compiled for {features}")
     lines.extend(f"Note: {n}" for n in hw.notes)
     if hw.rebuild_hint:
         lines.append("")

@@ -14,6 +14,7 @@ from engine.cli.fit import add_fit_parser
 from engine.compat.discover import drafter_offer
 from engine.fit.pair_plan import FileRef, pair_files, pair_option, resolve_pair_files
 from engine.store.catalog import load_catalog
+from engine.store.default_model import default_model_path
 from engine.store.download import DownloadProgress, download
 from engine.store.gguf_select import split_info
 from engine.store.hub import choose_gguf, list_repo, offline_mode, search, split_shards
@@ -101,6 +102,9 @@ def _list(args: argparse.Namespace) -> int:
         print("not registered (add with `tandem models import PATH`):")
         for path in untracked:
             print(f"  {path}")
+    embedded = default_model_path()
+    if embedded is not None and embedded not in untracked:  # an installed Tandem's own copy
+        print(f"built in (the default model, used without --model): {embedded}")
     return 0
 
 

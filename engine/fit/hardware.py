@@ -1,9 +1,13 @@
 """What the machine offers llama.cpp: its devices (through ggml's own device API, so exactly the devices
 llama.cpp will offload to, whatever the backend: CUDA, Metal, Vulkan, ROCm, SYCL), RAM and cores.
 
-ggml's device functions are not wrapped by llama-cpp-python; they are called with ctypes on the libggml it
-bundles (`llama_cpp._ggml.libggml`), after `llama_backend_init()` has registered the backends. Signatures and
+ggml's device functions are not wrapped by llama-cpp-python; they are called with ctypes on the libggml that
+libllama uses (`_libggml`), after `load_backends()` has registered the backends. Signatures and
 the `ggml_backend_dev_props` layout follow vendor/llama.cpp/ggml/include/ggml-backend.h of the pinned release.
+
+A llama.cpp built with GGML_BACKEND_DL (the installers' build) has its backends as loadable modules: the CPU
+backend in one variant per instruction set (GGML_CPU_ALL_VARIANTS), GPU backends beside them. ggml picks the
+best variant this CPU can run when the backends are loaded; `CpuBackend` says which one it chose.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import enum
 import os
 import platform
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,6 +64,7 @@ class HardwareInfo:
     rebuild_hint: str | None = None  # how to get a GPU build, when this one cannot offload
     fake: bool = False  # made up for a test or for `--vram-gb`, not detected
     notes: tuple[str, ...] = field(default=())
+    cpu_backend: CpuBackend | None = None  # the CPU backend llama.cpp runs on (None: simulated hardware)
 
     @property
     def offload_devices(self) -> tuple[Device, ...]:
@@ -87,6 +93,19 @@ class HardwareInfo:
             dev["type"] = DeviceType(dev["type"]).name
         out["offload_devices"] = [d.name for d in self.offload_devices]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class CpuBackend:
+    """The CPU backend ggml loaded: one variant of a GGML_CPU_ALL_VARIANTS build, or the built-in one."""
+
+    variant: str | None  # "haswell", "skylakex"... (from libggml-cpu-<variant>); None: not a variant build
+    features: tuple[str, ...]  # what it was compiled for: "AVX2", "FMA", "OPENMP", ...
+
+    @property
+    def label(self) -> str:
+        """'CPU (haswell)' names the variant chosen; plain 'CPU' when the build had no choice to make."""
+        return f"CPU ({self.variant})" if self.variant else "CPU"
 
 
 # --- ctypes bindings ---------------------------------------------------------------------------------
@@ -124,6 +143,9 @@ def _bind(lib: ctypes.CDLL) -> None:
         "ggml_backend_reg_name": ([v], ctypes.c_char_p),
         "ggml_backend_reg_count": ([], sz),
         "ggml_backend_reg_get": ([sz], v),
+        "ggml_backend_reg_by_name": ([ctypes.c_char_p], v),
+        "ggml_backend_reg_get_proc_address": ([v, ctypes.c_char_p], v),
+        "ggml_backend_load_all_from_path": ([ctypes.c_char_p], None),
     }
     for fn_name, (argtypes, restype) in sigs.items():
         fn = getattr(lib, fn_name)
@@ -140,13 +162,102 @@ def _text(raw: bytes | None) -> str:
     return raw.decode("utf-8", "replace") if raw else ""
 
 
+class _Feature(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    ]
+
+
+def _libggml() -> Any:
+    """ggml as libllama sees it. A wheel stores no symlinks, so llama_cpp/lib holds libggml.so and
+    libggml.so.0 as two files, and the binding's `_ggml.libggml` (the first) and libllama's dependency (the
+    second) are two copies in memory, each with its own backend registry: the backends must be loaded into,
+    and read from, libllama's. dlsym on libllama's handle finds its dependencies' symbols; Windows'
+    GetProcAddress does not, but there ggml.dll is one file, loaded once."""
+    import llama_cpp.llama_cpp as binding
+
+    lib = binding._lib
+    try:
+        lib.ggml_backend_reg_count  # noqa: B018 - probes whether dlsym reaches ggml through libllama
+    except AttributeError:
+        from llama_cpp._ggml import libggml as lib
+    _bind(lib)
+    return lib
+
+
+def load_backends() -> None:
+    """Register llama.cpp's backends (idempotent). A GGML_BACKEND_DL build registers none by itself, and
+    llama_backend_init() only looks for the modules beside the executable and in the working directory
+    (ggml_backend_load_all in ggml/src/ggml-backend-reg.cpp): for a Python program that is the interpreter's
+    folder, so the modules are loaded from llama_cpp/lib, where the binding keeps its libraries."""
+    import llama_cpp
+
+    libggml = _libggml()
+    if libggml.ggml_backend_reg_count() == 0:
+        lib_dir = os.path.join(os.path.dirname(os.path.abspath(llama_cpp.__file__)), "lib")
+        libggml.ggml_backend_load_all_from_path(os.fsencode(lib_dir))
+    llama_cpp.llama_backend_init()  # f16 tables; loads nothing more once a backend is registered
+
+
+def _library_of(address: int) -> str | None:
+    """The file of the shared library holding `address` (dladdr; None where there is none, e.g. Windows)."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+    except (AttributeError, OSError, TypeError):
+        return None
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    dladdr.restype = ctypes.c_int
+    info = _DlInfo()
+    if not dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return os.fsdecode(info.dli_fname)
+
+
+def _cpu_variant(library: str | None) -> str | None:
+    """'haswell' for .../libggml-cpu-haswell.so (ggml-cpu-haswell.dll); None for the plain libggml-cpu."""
+    if library is None:
+        return None
+    stem = library.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0].removeprefix("lib")
+    variant = stem.removeprefix("ggml-cpu-")
+    return variant if variant != stem and variant else None
+
+
+def _cpu_backend(libggml: Any) -> CpuBackend | None:
+    reg = libggml.ggml_backend_reg_by_name(b"CPU")
+    if not reg:
+        return None
+    address = libggml.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
+    if not address:
+        return CpuBackend(None, ())
+    get_features = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), ctypes.c_void_p)(address)
+    features: list[str] = []
+    array = get_features(reg)
+    for i in range(64):  # the list ends with a NULL name; 64 bounds a malformed one
+        if not array[i].name:
+            break
+        features.append(_text(array[i].name))
+    return CpuBackend(_cpu_variant(_library_of(address)), tuple(features))
+
+
+def cpu_backend() -> CpuBackend | None:
+    """The CPU backend llama.cpp runs on (loads the backends first)."""
+    load_backends()
+    return _cpu_backend(_libggml())
+
+
 def _ggml_devices() -> tuple[list[Device], list[str], bool]:
     """(devices, backend names, gpu offload supported) as the installed llama.cpp sees them."""
     import llama_cpp
-    from llama_cpp._ggml import libggml
 
-    llama_cpp.llama_backend_init()  # registers the backends; calling it again is harmless
-    _bind(libggml)
+    load_backends()
+    libggml = _libggml()
     devices: list[Device] = []
     for i in range(libggml.ggml_backend_dev_count()):
         dev = libggml.ggml_backend_dev_get(i)
@@ -174,6 +285,13 @@ def _ggml_devices() -> tuple[list[Device], list[str], bool]:
 def rebuild_hint() -> str:
     """How to reinstall llama-cpp-python with GPU offload, for the GPU this machine seems to have."""
     import importlib.metadata
+
+    if getattr(sys, "frozen", False):
+        return (
+            "This installed Tandem carries llama.cpp's CPU backends only, so models run on the CPU. "
+            "For GPU offload, install Tandem from source with a GPU build of llama-cpp-python "
+            "(README, 'GPU builds')."
+        )
 
     try:
         version = importlib.metadata.version("llama-cpp-python")
@@ -205,6 +323,7 @@ def _ram_and_cores() -> tuple[int, int, int, int]:
 def detect() -> HardwareInfo:
     """The real machine. Works on a CPU-only build (then: CPU only, with the rebuild hint)."""
     devices, backends, offload = _ggml_devices()
+    cpu = _cpu_backend(_libggml())
     ram_total, ram_avail, physical, logical = _ram_and_cores()
     notes: list[str] = []
     if offload and not any(d.is_gpu for d in devices):
@@ -219,6 +338,7 @@ def detect() -> HardwareInfo:
         backends=tuple(backends),
         rebuild_hint=None if offload else rebuild_hint(),
         notes=tuple(notes),
+        cpu_backend=cpu,
     )
 
 

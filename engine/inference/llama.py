@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import DecodeError, KVRollbackError, ModelLoadError
+from engine.fit.hardware import load_backends
 from engine.store.names import display_name
 from engine.threads import recommended_threads
 
@@ -58,7 +59,7 @@ def ensure_backend() -> None:
         if _backend_ready:
             return
         L.llama_log_set(_log_callback, ctypes.c_void_p(0))
-        L.llama_backend_init()
+        load_backends()
         _backend_ready = True
 
 

