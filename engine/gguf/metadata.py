@@ -14,6 +14,7 @@ from typing import Literal
 
 from engine.errors import ModelFileError
 from engine.gguf.archs import FORK_MTP_ARCHITECTURES, LLAMA_CPP_ARCHITECTURES
+from engine.gguf.limits import hparam_problems, layer_problems, tensor_problems
 from engine.gguf.reader import (
     GGUF_MAGIC,
     HEADER_SIZE,
@@ -296,3 +297,18 @@ def check_loadable(info: GGUFInfo) -> None:
     """validate_model_file's checks on a GGUFInfo already read (a file's header is read once per load)."""
     _check_architecture(info)
     _check_vocab(info)
+    _check_limits(info)
+
+
+def _check_limits(info: GGUFInfo) -> None:
+    """Values llama.cpp would abort on rather than refuse (engine.gguf.limits)."""
+    arch = info.architecture
+    problem = (
+        layer_problems(
+            arch, _int_or_none(info.arch_get("block_count")), info.nextn_predict_layers, info.tensors
+        )
+        or hparam_problems(arch, ((k, v) for k, v in info._metadata.items() if not isinstance(v, ArrayRef)))
+        or tensor_problems(info.tensors)
+    )
+    if problem:
+        raise ModelFileError(info.path, problem)
