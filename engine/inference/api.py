@@ -50,8 +50,7 @@ class GenerationRun(Protocol):
 class ChatEngineAPI(Protocol):
     """A loaded target (+ drafter) serving chat requests; one thread owns it."""
 
-    @property
-    def info(self) -> EngineInfo: ...
+    info: EngineInfo  # replaced (not mutated) by the app when it loads a target without its refused drafter
 
     @property
     def controller(self) -> DraftLengthController: ...
@@ -59,8 +58,9 @@ class ChatEngineAPI(Protocol):
     @property
     def model(self) -> Detokenizer: ...
 
-    def fit_messages(self, messages: Sequence[ChatMessage], max_tokens: int) -> tuple[list[int], list[str]]:
-        ...
+    def fit_messages(
+        self, messages: Sequence[ChatMessage], max_tokens: int
+    ) -> tuple[list[int], list[str]]: ...
 
     def chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: CancelToken | None = None
