@@ -55,6 +55,15 @@ def shown(value: object, limit: int = VALUE_LIMIT) -> str:
     return elide(escape_controls(text), limit)
 
 
+_UNSAFE_KEEP_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Model output for a terminal: newlines and tabs kept, every other control character (escape
+    sequences, carriage returns, bidi overrides) written as an escape. Not bounded: it is the reply."""
+    return _UNSAFE_KEEP_LINES.sub(_escape, text)
+
+
 def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
     """A whole message on one line: escaped and elided to `limit` characters."""
     return shown(message, limit)

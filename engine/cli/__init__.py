@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # llama.cpp's log stays out of the terminal: an error's own message already quotes its last error line
+    # (and a failing model can log hundreds of lines). Without this, Python's last-resort handler prints
+    # every warning llama.cpp logs.
+    logging.getLogger("tandem.llama").addHandler(logging.NullHandler())
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -36,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except TandemError as exc:
-        print(f"tandem: error: {exc}", file=sys.stderr)
+        print(f"tandem: error: {exc}", file=sys.stderr)  # one line, bounded, escaped (TandemError)
         return 2
     except KeyboardInterrupt:
         return 130

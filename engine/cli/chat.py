@@ -10,6 +10,7 @@ from engine.cli.common import add_model_args, add_spec_args, load_config, spec_p
 from engine.config import CancelToken, ChatMessage, GenerationParams, SamplingParams
 from engine.events import DoneEvent, NoticeEvent, TokenEvent
 from engine.inference.session import ChatEngine
+from engine.text import printable, shown
 
 
 def register(sub: Any) -> None:
@@ -74,10 +75,10 @@ def _reply(
     try:
         for ev in engine.chat(messages, params, cancel):
             if isinstance(ev, TokenEvent):
-                sys.stdout.write(ev.text)
+                sys.stdout.write(printable(ev.text))  # model output: no terminal escapes
                 sys.stdout.flush()
             elif isinstance(ev, NoticeEvent):
-                print(f"\n[note: {ev.message}]", file=sys.stderr)
+                print(f"\n[note: {shown(ev.message, 500)}]", file=sys.stderr)
             elif isinstance(ev, DoneEvent):
                 text = ev.text
                 print()
@@ -96,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     with ChatEngine.load(config) as engine:
         info = engine.info
         print(
-            f"[{info.model_name} · {info.n_ctx} ctx · drafter: {info.drafter or 'none'}"
-            + (f" ({info.drafter_note})" if info.drafter_note else "")
+            f"[{shown(info.model_name, 80)} · {info.n_ctx} ctx · drafter: {shown(info.drafter or 'none', 80)}"
+            + (f" ({shown(info.drafter_note, 300)})" if info.drafter_note else "")
             + "]",
             file=sys.stderr,
         )

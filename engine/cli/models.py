@@ -12,6 +12,7 @@ from engine.cli.fit import add_fit_parser
 from engine.store.download import DownloadProgress, download
 from engine.store.hub import choose_gguf, drafter_files, repo_files, search, split_shards
 from engine.store.model_store import ModelStore
+from engine.text import shown
 from engine.units import format_bytes
 
 
@@ -160,7 +161,11 @@ def _rm(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     entry = ModelStore().import_file(args.path)
-    print(f"imported {entry.name} ({entry.kind_label}, {format_bytes(entry.size)}): {entry.path}")
+    # The name and kind come from the file: escaped, so a hostile name cannot drive the terminal.
+    print(
+        f"imported {shown(entry.name)} ({shown(entry.kind_label, 60)}, {format_bytes(entry.size)}): "
+        f"{shown(str(entry.path), 300)}"
+    )
     return 0
 
 

@@ -11,6 +11,9 @@ nobody listed.
 - tensor data alignment: the CPU backend maps the file and asserts every buffer pointer is a multiple of
   TENSOR_ALIGNMENT, 32 bytes (`ggml/src/ggml-backend.cpp`, `ggml_backend_cpu_buffer_from_ptr`);
 - norm epsilons: `GGML_ASSERT(eps >= 0.0f)` in the norm kernels (`ggml/src/ggml-cpu/ops.cpp`); NaN fails too;
+- rope dimensions: an odd count or one beyond the head size aborts in the rope kernels
+  (`GGML_ASSERT(n_dims % 2 == 0)`, `ggml/src/ggml-cpu/ops.cpp`; `c->ne[0] >= n_dims / 2`, `ggml/src/ggml.c`),
+  zero hangs a Gemma 4 decode;
 - tensor types: element-wise ops (norm weights, biases) support F32 operands only and abort with
   "unsupported types" at the first decode (`ggml/src/ggml-cpu/binary-ops.cpp`); integer, F64 and the
   internal Q8_1/Q8_K types have no matrix kernels at all.
@@ -112,6 +115,17 @@ def hparam_problems(arch: str, items: Iterable[tuple[str, object]]) -> str | Non
             f"{arch}.attention.head_count_kv is {n_head_kv}, which does not divide head_count {n_head} "
             "(the file is corrupt)"
         )
+    head_dim = _int(values.get(f"{prefix}attention.key_length"))
+    if head_dim is None and embd and n_head:
+        head_dim = embd // n_head
+    swa_dim = _int(values.get(f"{prefix}attention.key_length_swa")) or head_dim
+    for suffix, dim in (("rope.dimension_count", head_dim), ("rope.dimension_count_swa", swa_dim)):
+        n_rot = _int(values.get(f"{prefix}{suffix}"))
+        if n_rot is not None and dim and (n_rot <= 0 or n_rot % 2 or n_rot > dim):
+            return (
+                f"{arch}.{suffix} is {n_rot}: rotary dimensions must be an even number from 2 to the head "
+                f"size {dim} (the file is corrupt)"
+            )
     n_expert = _int(values.get(f"{prefix}expert_count")) or 0
     n_used = _int(values.get(f"{prefix}expert_used_count")) or 0
     if not 0 <= n_expert <= LLAMA_MAX_EXPERTS:

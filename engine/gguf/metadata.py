@@ -37,6 +37,7 @@ KNOWN_VOCAB_MODELS = (
     | NO_VOCAB_MODELS
 )
 VOCAB_MODELS_WITH_MERGES = frozenset({"gpt2", "hybriddna", "whitespace", "gemma4"})
+BYTE_TOKEN_TYPE = 6  # llama_token_type LLAMA_TOKEN_TYPE_BYTE (tokenizer.ggml.token_type)
 
 __all__ = ["GGUFInfo", "ModelKind", "TensorInfo", "read_gguf", "validate_model_file"]
 
@@ -274,6 +275,15 @@ def _check_vocab(info: GGUFInfo) -> None:
         raise ModelFileError(info.path, "tokenizer.ggml.tokens is not a non-empty list of strings")
     if model in VOCAB_MODELS_WITH_MERGES and not info.has("tokenizer.ggml.merges"):
         raise ModelFileError(info.path, f"the '{model}' tokenizer needs tokenizer.ggml.merges (missing)")
+    if model == "bert":
+        # A WordPiece vocabulary has no byte tokens: llama.cpp aborts ("fatal error", token_to_byte in
+        # src/llama-vocab.cpp) the first time it turns one into text.
+        types = info.get("tokenizer.ggml.token_type")
+        if isinstance(types, tuple) and BYTE_TOKEN_TYPE in types:
+            raise ModelFileError(
+                info.path,
+                "the 'bert' (WordPiece) tokenizer has byte tokens, which it cannot have (corrupt file)",
+            )
 
 
 def split_shard_index(path: str | os.PathLike[str]) -> int:

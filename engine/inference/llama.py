@@ -67,11 +67,37 @@ def recent_log(n: int = 50) -> list[str]:
     return list(_LOG_LINES)[-n:]
 
 
+# What llama.cpp's log says about a failure, most specific first: an assert or abort, the loader's
+# "error loading model: <reason>", any error, any failure. Generic summaries ("failed to load model") come
+# last because the line above them says why.
+_REASON_MARKERS = ("ggml_assert", "ggml_abort", "error loading model", "error", "unsupported", "failed")
+_GENERIC = ("failed to load model", "failed to decode", "failed to initialize batch")
+
+
+def log_reason(lines: Sequence[str]) -> str:
+    """llama.cpp's own reason for a failure, from its log lines (the most telling line, stripped; a source
+    path in an assert line cut to the file name). Quote it through an error, which bounds and escapes it."""
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    if not lines:
+        return "llama.cpp logged no reason"
+    for marker in _REASON_MARKERS:
+        for line in reversed(lines):
+            low = line.lower()
+            if marker in low and not any(low.endswith(g) for g in _GENERIC):
+                return _short_source(line)
+    return _short_source(lines[-1])
+
+
+def _short_source(line: str) -> str:
+    head, sep, rest = line.partition(": ")
+    if sep and ("/" in head or "\\" in head) and ":" in head:  # "/long/path/ops.cpp:135: GGML_ASSERT(..)"
+        return f"{Path(head.rsplit(':', 1)[0]).name}: {rest}"
+    return line
+
+
 def _failure_reason() -> str:
-    """llama.cpp's own reason for the last failure: its last error line (quoted in the error message,
-    which bounds and escapes it)."""
-    errors = [ln for ln in recent_log(20) if "error" in ln.lower() or "failed" in ln.lower()]
-    return errors[-1].strip() if errors else "llama.cpp logged no reason"
+    """llama.cpp's own reason for the last failure in this process."""
+    return log_reason(recent_log(40))
 
 
 def _log_details() -> str:

@@ -31,6 +31,7 @@ import llama_cpp as L
 
 from engine.config import GenerationParams, LoadConfig, SpecParams
 from engine.errors import ModelCrashError, ModelLoadError, TandemError, bounded_details
+from engine.inference.llama import log_reason
 from engine.store.probe_verdicts import Verdict, VerdictStore, file_identity
 from engine.text import shown
 
@@ -50,7 +51,6 @@ CRASH_SIGNALS = {
     signal.SIGFPE: "arithmetic error",
     signal.SIGILL: "illegal instruction",
 }
-_REASON_WORDS = ("ggml_assert", "ggml_abort", "error", "failed", "unsupported", "abort", "assert", "invalid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +133,8 @@ def run_probe(config: LoadConfig, progress: Callable[[float], bool] | None = Non
     no verdict is kept for a refusal, which may depend on free memory."""
     files = plan_files(config)
     size = sum(_size(p) for p in files.values())
-    timeout = TIMEOUT_BASE_S + size / TIMEOUT_BYTES_PER_S
-    payload = json.dumps(_config_to_json(config))
+    timeout = _timeout_base() + size / TIMEOUT_BYTES_PER_S
+    payload = json.dumps(config_to_json(config))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             probe_command(), stdin=subprocess.PIPE, stdout=out, stderr=err, env=_child_env()
@@ -197,6 +197,14 @@ def run_probe(config: LoadConfig, progress: Callable[[float], bool] | None = Non
     )
 
 
+def _timeout_base() -> float:
+    """TIMEOUT_BASE_S, or TANDEM_PROBE_TIMEOUT (seconds) where a test or a slow machine sets it."""
+    try:
+        return max(1.0, float(os.environ.get("TANDEM_PROBE_TIMEOUT", TIMEOUT_BASE_S)))
+    except ValueError:
+        return TIMEOUT_BASE_S
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -242,23 +250,15 @@ def _blamed_file(files: dict[str, Path], stages: list[str]) -> Path:
 
 
 def last_reason(log_text: str) -> str:
-    """llama.cpp's own reason: the last line of its log that reads like an error (an assert, "error",
-    "failed"), else the last line; source paths in assert lines are cut to the file name."""
-    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
-    if not lines:
-        return "llama.cpp wrote nothing"
-    chosen = next((ln for ln in reversed(lines) if any(w in ln.lower() for w in _REASON_WORDS)), lines[-1])
-    head, sep, rest = chosen.partition(": ")
-    if sep and ("/" in head or "\\" in head) and ":" in head:  # "/long/path/ops.cpp:135: GGML_ASSERT(...)"
-        chosen = f"{Path(head.rsplit(':', 1)[0]).name}: {rest}"
-    return chosen
+    """llama.cpp's reason in the child's log (the same rule as a failure in this process)."""
+    return log_reason(log_text.splitlines())
 
 
 # --- serialisation -----------------------------------------------------------------------------------------
 _PATH_FIELDS = ("model_path", "draft_model_path", "assistant_path")
 
 
-def _config_to_json(config: LoadConfig) -> dict[str, Any]:
+def config_to_json(config: LoadConfig) -> dict[str, Any]:
     data = asdict(config)
     for name in _PATH_FIELDS:
         if data[name] is not None:
@@ -266,7 +266,7 @@ def _config_to_json(config: LoadConfig) -> dict[str, Any]:
     return data
 
 
-def _config_from_json(data: dict[str, Any]) -> LoadConfig:
+def config_from_json(data: dict[str, Any]) -> LoadConfig:
     known = {f.name for f in fields(LoadConfig)}
     values = {k: v for k, v in data.items() if k in known}
     for name in _PATH_FIELDS:
@@ -276,51 +276,55 @@ def _config_from_json(data: dict[str, Any]) -> LoadConfig:
 
 
 # --- the child ---------------------------------------------------------------------------------------------
-def _stage(name: str) -> None:
+def report_stage(name: str) -> None:
     sys.stdout.write(f"STAGE {name}\n")
     sys.stdout.flush()
 
 
-def _result(data: dict[str, Any]) -> None:
+def report_result(data: dict[str, Any]) -> None:
     sys.stdout.write(f"RESULT {json.dumps(data)}\n")
     sys.stdout.flush()
 
 
-def child_main() -> int:
-    """The child: load, decode, speculate once, report. llama.cpp's log goes to stderr line by line, so
-    the parent reads the last line written before a crash."""
+def log_to_stderr() -> None:
+    """llama.cpp's log, line by line, on stderr: the parent reads the last line written before a crash."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     llama_log = logging.getLogger("tandem.llama")
     llama_log.addHandler(handler)
     llama_log.setLevel(logging.DEBUG)
     llama_log.propagate = False
+
+
+def child_main() -> int:
+    """The child: load, decode, speculate once, report (stages on stdout, llama.cpp's log on stderr)."""
+    log_to_stderr()
     from engine.inference.session import ChatEngine  # late: session imports this module
 
     try:
-        config = _config_from_json(json.loads(sys.stdin.read()))
+        config = config_from_json(json.loads(sys.stdin.read()))
         config = replace(config, n_ctx=min(config.n_ctx, PROBE_CTX), n_batch=min(config.n_batch, PROBE_CTX))
-        with ChatEngine.load(config, isolate=False, on_stage=_stage) as engine:
+        with ChatEngine.load(config, isolate=False, on_stage=report_stage) as engine:
             prompt = engine.model.tokenize(PROBE_PROMPT, add_special=True)
-            _stage("decode")
+            report_stage("decode")
             plain = GenerationParams(max_tokens=2, spec=SpecParams(enabled=False))
             for _ in engine.generate(prompt, plain):
                 pass
             if engine.drafter is not None:
-                _stage("speculate")
+                report_stage("speculate")
                 engine.reset()
                 spec = GenerationParams(max_tokens=4, spec=SpecParams(k_max=2, adaptive=False))
                 for _ in engine.generate(prompt, spec):
                     pass
     except TandemError as exc:
-        _result({"ok": False, "error": str(exc)})
+        report_result({"ok": False, "error": str(exc)})
         return 3
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it as a load failure
-        _result(
+        report_result(
             {"ok": False, "error": f"unexpected {type(exc).__name__} in the probe: {shown(str(exc), 200)}"}
         )
         return 3
-    _result({"ok": True})
+    report_result({"ok": True})
     return 0
 
 

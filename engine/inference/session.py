@@ -14,9 +14,9 @@ from engine.compat.mtp import MTPPlan
 from engine.compat.rollback import rollback_refusal, rollback_snapshots
 from engine.compat.vocab import check_draft_compatible
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
-from engine.errors import ContextOverflowError, IncompatibleDrafterError, TandemError
+from engine.errors import ContextOverflowError, IncompatibleDrafterError, ModelFileError, TandemError
 from engine.events import Event, NoticeEvent
-from engine.gguf.metadata import GGUFInfo, read_gguf, validate_model_file
+from engine.gguf.metadata import NO_VOCAB_MODELS, GGUFInfo, read_gguf, validate_model_file
 from engine.inference import probe
 from engine.inference.api import EngineInfo
 from engine.inference.chat_template import ChatTemplate, render_with_fallback
@@ -85,6 +85,7 @@ class ChatEngine:
         reports them to its parent)."""
         stage = on_stage or (lambda _name: None)
         info = validate_model_file(config.model_path)
+        _check_can_chat(info)
         wants_mtp = config.drafter in ("auto", "mtp") and config.assistant_path is not None
         assistant = read_gguf(config.assistant_path) if wants_mtp and config.assistant_path else None
         # MTP decides how the target is loaded (its NextN layers) and checks a named assistant against it:
@@ -92,7 +93,7 @@ class ChatEngine:
         mtp = mtp_load_settings(config, info, assistant)
         kind = _drafter_kind(config, mtp)
         if kind == "draft" and config.draft_model_path is not None:
-            validate_model_file(config.draft_model_path)
+            _check_can_chat(validate_model_file(config.draft_model_path))
         if isolate:
             probe.check_opens(config, progress)
         stage("target")
@@ -230,6 +231,16 @@ class ChatEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_can_chat(info: GGUFInfo) -> None:
+    """A file without a tokenizer is legal (embeddings) but cannot chat: llama.cpp asserts when asked to
+    tokenize with it (llama.cpp `src/llama-vocab.cpp`, "Tokenizer not initialized")."""
+    if info.vocab_model in NO_VOCAB_MODELS:
+        raise ModelFileError(
+            info.path,
+            f"the file has no tokenizer (tokenizer.ggml.model is '{info.vocab_model}'): it cannot chat",
+        )
 
 
 def _drafter_kind(config: LoadConfig, mtp: MTPPlan) -> str:
