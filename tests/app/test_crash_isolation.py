@@ -1,0 +1,81 @@
+"""The app survives loading each of the seven files that used to abort llama.cpp and the app with it
+(issue 13): with the real worker and engine, the load fails with a short dialog, and the model loaded
+before is still in the status bar and still answers. Twice: as shipped (the metadata checks refuse the
+files), and with those checks switched off, so each file reaches llama.cpp in the probe's child process,
+really aborts there, and the crash becomes the error instead."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app.context import AppContext
+from app.main_window import MainWindow
+from app.theme import LIGHT
+from app.worker import WorkerClient
+from engine.config import ChatMessage, GenerationParams, LoadConfig
+from engine.gguf import metadata, reader
+from engine.inference import probe
+from tests.engine.inference import raw_probe_child
+from tests.fixtures.corrupt_gguf import CRASH_MUTATIONS, write_corpus
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@pytest.fixture
+def crash_files(tmp_path: Path, tiny_llama_path: Path) -> dict[str, Path]:
+    corpus = write_corpus({"llama": tiny_llama_path}, tmp_path / "corpus")
+    files = {case.name: path for _base, case, path in corpus if case.name in CRASH_MUTATIONS}
+    assert len(files) == 7
+    return files
+
+
+def ask(qtbot, client: WorkerClient) -> str:
+    request = client.submit([ChatMessage("user", "Hello world")], GenerationParams(max_tokens=4))
+    with qtbot.waitSignal(request.finished, timeout=60_000):
+        pass
+    assert request.error is None and request.done_event is not None, request.error
+    return request.done_event.text
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("net", ["metadata checks", "probe process"])
+def test_each_crash_mutation_leaves_the_previous_model_answering(
+    qtbot, store, tiny_llama_path, crash_files, tmp_path, monkeypatch, net
+):
+    monkeypatch.setenv("TANDEM_DATA_DIR", str(tmp_path / "data"))
+    if net == "probe process":
+        # Only the child-process probe stands between these files and llama.cpp: no metadata limits here,
+        # none in the child (it opens the file with llama.cpp directly).
+        monkeypatch.setattr(metadata, "_check_limits", lambda info: None)
+        monkeypatch.setattr(reader, "MIN_ALIGNMENT", 1)
+        monkeypatch.setattr(probe, "probe_command", raw_probe_child.command)
+    client = WorkerClient()  # the real engine: engine.inference.session.ChatEngine.load
+    context = AppContext(store, client, LIGHT)
+    window = MainWindow(context)
+    qtbot.addWidget(window)
+    try:
+        with qtbot.waitSignal(client.modelLoaded, timeout=120_000):
+            client.load(LoadConfig(model_path=tiny_llama_path, n_ctx=512))
+        qtbot.waitUntil(lambda: not client.busy, timeout=10_000)
+        label = window.model_label.text()
+        first = ask(qtbot, client)
+        for name, path in crash_files.items():
+            with qtbot.waitSignal(client.loadFailed, timeout=120_000) as failed:
+                client.load(LoadConfig(model_path=path, n_ctx=512))
+            message = failed.args[0]
+            assert path.name in message, (name, message)
+            assert len(message) <= 500 and not CONTROL.search(message), (name, message)
+            if net == "probe process":
+                assert "crashed" in message, (name, message)
+            box = window.load_error_box
+            assert box is not None and box.text() == message and "still loaded" in box.informativeText()
+            box.close()
+            qtbot.waitUntil(lambda: not client.busy, timeout=10_000)
+            assert client.info is not None and client.info.model_path == tiny_llama_path, name
+            assert window.model_label.text() == label, name
+            assert ask(qtbot, client) == first, name  # greedy: the same model gives the same answer
+    finally:
+        context.shutdown()
