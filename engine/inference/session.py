@@ -15,11 +15,11 @@ from engine.compat.rollback import rollback_refusal, rollback_snapshots
 from engine.compat.vocab import check_draft_compatible
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
 from engine.errors import ContextOverflowError, IncompatibleDrafterError, ModelFileError, TandemError
-from engine.events import Event, NoticeEvent
+from engine.events import DoneEvent, Event, NoticeEvent, StopReason
 from engine.gguf.metadata import NO_VOCAB_MODELS, GGUFInfo, read_gguf, validate_model_file
 from engine.inference import probe
 from engine.inference.api import EngineInfo
-from engine.inference.chat_template import ChatTemplate, render_with_fallback
+from engine.inference.chat_template import ChatTemplate, TemplateCancelled, render_with_fallback
 from engine.inference.controller import DraftLengthController
 from engine.inference.drafters.base import Drafter, draft_k_max
 from engine.inference.drafters.draft_model import DraftModelDrafter
@@ -28,6 +28,7 @@ from engine.inference.drafters.ngram import NGramDrafter
 from engine.inference.generate import GenerationLoop
 from engine.inference.llama import Context, KVSequence, Model
 from engine.inference.sampling import resolve_seed
+from engine.stats import GenerationStats
 
 log = logging.getLogger("tandem.session")
 
@@ -54,6 +55,7 @@ class ChatEngine:
             eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
             architecture=model.architecture,
         )
+        self._cancel: CancelToken | None = None  # of the request whose messages are being rendered
         self.seq = KVSequence(ctx)  # the target's cache and its tokens: the prompt cache across turns
         self.controller = DraftLengthController(draft_k_max(drafter, SpecParams()))
         self.info = EngineInfo(
@@ -125,7 +127,7 @@ class ChatEngine:
 
     # --- chat -----------------------------------------------------------------------------------------
     def render(self, messages: Sequence[ChatMessage]) -> tuple[list[int], str | None]:
-        text, note = render_with_fallback(self.template, messages)
+        text, note = render_with_fallback(self.template, messages, self._cancel)
         tokens = self.model.tokenize(text, add_special=False, parse_special=True)
         if self.model.add_bos and self.model.bos >= 0 and (not tokens or tokens[0] != self.model.bos):
             tokens.insert(0, self.model.bos)
@@ -170,7 +172,14 @@ class ChatEngine:
         params: GenerationParams,
         cancel: CancelToken | None = None,
     ) -> Iterator[Event]:
-        tokens, notices = self.fit_messages(messages, params.max_tokens)
+        self._cancel = cancel  # a template that hangs stops on Stop too (chat_template's watchdog)
+        try:
+            tokens, notices = self.fit_messages(messages, params.max_tokens)
+        except TemplateCancelled:
+            yield DoneEvent("", StopReason.CANCELLED, GenerationStats(0, 0, 0.0, 0.0, 0, 0.0, 0.0))
+            return
+        finally:
+            self._cancel = None
         for notice in notices:
             yield NoticeEvent(notice)
         if params.spec.enabled and self.drafter is None and self.info.drafter_note:

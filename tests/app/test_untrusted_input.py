@@ -1,12 +1,16 @@
-"""The app survives loading each of the seven files that used to abort llama.cpp and the app with it
-(issue 13): with the real worker and engine, the load fails with a short dialog, and the model loaded
-before is still in the status bar and still answers. Twice: as shipped (the metadata checks refuse the
-files), and with those checks switched off, so each file reaches llama.cpp in the probe's child process,
-really aborts there, and the crash becomes the error instead."""
+"""Untrusted input through the app with the real worker and engine (issue 13).
+
+- The seven files that used to abort llama.cpp, and the app with it: each load fails with a short dialog,
+  and the model loaded before is still in the status bar and still answers. Twice: as shipped (the
+  metadata checks refuse the files), and with those checks switched off, so each file reaches llama.cpp in
+  the probe's child process, really aborts there, and the crash becomes the error instead.
+- A chat template that loops for ever: Stop ends the reply and Quit stops the worker at once.
+"""
 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +18,11 @@ import pytest
 from app.context import AppContext
 from app.main_window import MainWindow
 from app.theme import LIGHT
-from app.worker import WorkerClient
+from app.worker import RequestState, WorkerClient
 from engine.config import ChatMessage, GenerationParams, LoadConfig
 from engine.gguf import metadata, reader
 from engine.inference import probe
+from engine.inference.chat_template import ChatTemplate
 from tests.engine.inference import raw_probe_child
 from tests.fixtures.corrupt_gguf import CRASH_MUTATIONS, write_corpus
 
@@ -79,3 +84,26 @@ def test_each_crash_mutation_leaves_the_previous_model_answering(
             assert ask(qtbot, client) == first, name  # greedy: the same model gives the same answer
     finally:
         context.shutdown()
+
+
+HANGING_TEMPLATE = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+
+
+def test_stop_and_quit_work_while_a_template_hangs(qtbot, store, tiny_llama_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("TANDEM_DATA_DIR", str(tmp_path / "data"))
+    client = WorkerClient()
+    with qtbot.waitSignal(client.modelLoaded, timeout=120_000):
+        client.load(LoadConfig(model_path=tiny_llama_path, n_ctx=512))
+    qtbot.waitUntil(lambda: not client.busy, timeout=10_000)
+    client._worker._engine.template = ChatTemplate(HANGING_TEMPLATE)  # the worker is idle: safe to swap
+    request = client.submit([ChatMessage("user", "Hello")], GenerationParams(max_tokens=4))
+    qtbot.waitUntil(lambda: request.state is RequestState.RUNNING, timeout=5000)
+    qtbot.wait(200)  # the worker is inside the template now
+    with qtbot.waitSignal(request.finished, timeout=1000):
+        request.cancel()  # Stop
+    assert request.done_event is not None and request.done_event.stop_reason.value == "cancelled"
+    client.submit([ChatMessage("user", "Hello")], GenerationParams(max_tokens=4))
+    qtbot.wait(200)
+    started = time.perf_counter()
+    client.shutdown(timeout_ms=5000)  # Quit
+    assert time.perf_counter() - started < 1.0 and client._thread.isFinished()
