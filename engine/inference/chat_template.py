@@ -16,11 +16,11 @@ from engine.config import CancelToken, ChatMessage
 from engine.errors import TemplateError
 from engine.inference.template_sandbox import (
     MAX_OUTPUT_CHARS,
-    Stop,
+    TEMPLATE_FILENAME,
     TemplateRaise,
-    Watchdog,
     compile_template,
 )
+from engine.watchdog import Stop, Watchdog
 
 # ChatML: what llama.cpp falls back to as well when a model ships no template.
 DEFAULT_TEMPLATE = (
@@ -88,7 +88,7 @@ class ChatTemplate:
         if self.stopped is not None:
             raise TemplateTimeout(self.stopped)
         payload = [{"role": m.role, "content": m.content} for m in messages]
-        watchdog = Watchdog(seconds, cancel)
+        watchdog = Watchdog(seconds, cancel, trace_lines_of=TEMPLATE_FILENAME)
         try:
             with watchdog:
                 out = self._render_bounded(payload, add_generation_prompt)

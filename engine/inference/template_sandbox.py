@@ -3,9 +3,9 @@
 A GGUF's `tokenizer.chat_template` is untrusted code. Jinja's sandbox refuses Python internals
 (`__class__`, `__globals__`, ...) and mutation of passed-in objects; `_BoundedSandbox` also bounds every
 operation that could build a huge string or list in one step (`*`, `**`, `+`, `~`, join, replace, padding
-widths). Time is bounded by `Watchdog`, a trace function that follows the compiled template's own lines and
-every call it makes and stops the render, wherever it is, when it runs past its deadline or the request is
-cancelled: also inside loops that print nothing, which a check between output chunks never sees.
+widths). Time is bounded by engine.watchdog, told to follow every line compiled from TEMPLATE_FILENAME: it
+stops a render wherever it is, also inside loops that print nothing, which a check between output chunks
+never sees.
 """
 
 from __future__ import annotations
@@ -13,33 +13,22 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import sys
-import time
 from collections.abc import Iterable
-from types import FrameType
 from typing import Any
 
 import jinja2
 from jinja2.filters import make_attrgetter
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine.config import CancelToken
-
 MAX_OUTPUT_CHARS = 4_000_000  # longest prompt, and longest string a template may build
 MAX_REPEAT = 100_000  # longest string/list a template may build with `*` or pad to with center/ljust/...
 MAX_EXPONENT = 64
-CHECK_EVERY = 256  # trace events between two looks at the clock (a few hundred microseconds of template)
 TEMPLATE_FILENAME = "<template>"  # what Jinja names code compiled from a string
 _WIDTH_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
 
 
 class TemplateRaise(Exception):
     """raise_exception() called by the template (its message is meant for the user)."""
-
-
-class Stop(BaseException):
-    """Raised into the template's frames by the watchdog; a BaseException, so no `except Exception` in
-    Jinja's runtime swallows it. `Watchdog.reason` says why."""
 
 
 def _unsafe(what: str) -> jinja2.exceptions.SecurityError:
@@ -49,47 +38,6 @@ def _unsafe(what: str) -> jinja2.exceptions.SecurityError:
 def _check_size(n: int, what: str = "string") -> None:
     if n > MAX_OUTPUT_CHARS:
         raise _unsafe(what)
-
-
-class Watchdog:
-    """Stops a render wherever it is. While active, Python calls `_on_call` for every function call in this
-    thread and `_on_line` for every line of the compiled template; every CHECK_EVERY events it compares
-    the clock with the deadline and looks at the cancel flag, and raises Stop into the running frame."""
-
-    def __init__(self, seconds: float, cancel: CancelToken | None) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.cancel = cancel
-        self.events = 0
-        self.reason: str | None = None  # "timeout" or "cancelled" once it stopped a render
-        self._previous: Any = None
-
-    def __enter__(self) -> Watchdog:
-        self._previous = sys.gettrace()
-        sys.settrace(self._on_call)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        sys.settrace(self._previous)
-
-    def _tick(self) -> None:
-        self.events += 1
-        if self.events % CHECK_EVERY:
-            return
-        if self.cancel is not None and self.cancel.cancelled:
-            self.reason = "cancelled"
-        elif time.monotonic() > self.deadline:
-            self.reason = "timeout"
-        else:
-            return
-        raise Stop
-
-    def _on_call(self, frame: FrameType, event: str, arg: object) -> Any:
-        self._tick()
-        return self._on_line if frame.f_code.co_filename == TEMPLATE_FILENAME else None
-
-    def _on_line(self, frame: FrameType, event: str, arg: object) -> Any:
-        self._tick()
-        return self._on_line
 
 
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
