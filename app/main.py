@@ -93,7 +93,12 @@ def main(
     store: Any = None,
 ) -> int:
     """Run the app until its last window closes. Tests pass a fake engine factory and a store."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["--tandem-probe-child"]:  # a frozen build running engine.inference.probe's child
+        from engine.inference.probe import child_main
+
+        return child_main()
+    args = build_parser().parse_args(args_in)
     problem = qt_binding_problem()
     if problem is not None:
         print(f"tandem-app: {problem}", file=sys.stderr)

@@ -29,15 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# engine.inference.probe.CHILD_FLAG, spelled out: importing the probe loads llama.cpp
+PROBE_CHILD_FLAG = "--tandem-probe-child"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == [PROBE_CHILD_FLAG]:  # a frozen build running the crash-isolation probe
+        from engine.inference.probe import child_main
+
+        return child_main()
     # llama.cpp's log stays out of the terminal: an error's own message already quotes its last error line
     # (and a failing model can log hundreds of lines). Without this, Python's last-resort handler prints
     # every warning llama.cpp logs.
     logging.getLogger("tandem.llama").addHandler(logging.NullHandler())
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if args.command is None:
-        args = parser.parse_args(["app", *(argv or [])])
+        args = parser.parse_args(["app", *args_in])
     try:
         code: int = args.func(args)
     except TandemError as exc:

@@ -114,7 +114,14 @@ def _verdicts() -> VerdictStore | None:
         return None
 
 
+CHILD_FLAG = "--tandem-probe-child"  # how a frozen build (no `python -m`) starts the child: see probe_command
+
+
 def probe_command() -> list[str]:
+    """The child's command line. A frozen build's executable is the app itself: its entry points
+    (engine.cli.main, app.main.main) hand CHILD_FLAG to child_main before anything else."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, CHILD_FLAG]
     return [sys.executable, "-m", "engine.inference.probe"]
 
 

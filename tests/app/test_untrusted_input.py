@@ -169,3 +169,25 @@ def test_a_hostile_reply_streams_and_reopens_without_stalling_or_vanishing(
     # the message. Generous bounds for shared CI machines (the issue measured 2.2 s and 8.8 s stalls); the
     # figures are printed.
     assert streaming < 500 and reopening < 500
+
+
+def test_a_corrupt_drafter_at_start_up_loads_the_target_alone(
+    qtbot, store, tiny_llama_path, crash_files, tmp_path, monkeypatch
+):
+    """Issue 16, item 1: a refused drafter costs speculation, not the model."""
+    monkeypatch.setenv("TANDEM_DATA_DIR", str(tmp_path / "data"))
+    client = WorkerClient()
+    try:
+        bad = crash_files["hparam_block_count=0"]
+        with qtbot.waitSignal(client.modelLoaded, timeout=120_000) as loaded:
+            client.load(LoadConfig(model_path=tiny_llama_path, draft_model_path=bad, n_ctx=512))
+        info = loaded.args[0]
+        assert info.model_path == tiny_llama_path and info.drafter is None
+        assert "the drafter was refused" in info.drafter_note and bad.name in info.drafter_note
+        qtbot.waitUntil(lambda: not client.busy, timeout=10_000)
+        request = client.submit([ChatMessage("user", "Hello")], GenerationParams(max_tokens=4))
+        with qtbot.waitSignal(request.finished, timeout=60_000):
+            pass
+        assert request.error is None and request.done_event is not None
+    finally:
+        client.shutdown()

@@ -130,3 +130,18 @@ def test_log_reason_prefers_the_telling_line() -> None:
         "ops.cpp: GGML_ASSERT(eps >= 0.0f) failed"
     )
     assert log_reason([]) == "llama.cpp logged no reason"
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script stands in for the frozen executable")
+def test_a_frozen_build_runs_the_child_through_its_own_entry_point(
+    tiny_llama_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a frozen build sys.executable is Tandem itself, not Python: the probe passes its flag to it."""
+    app = tmp_path / "tandem"
+    app.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m engine.cli "$@"\n')
+    app.chmod(0o755)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(app))
+    assert probe.probe_command() == [str(app), probe.CHILD_FLAG]
+    assert probe.check_opens(LoadConfig(model_path=tiny_llama_path)).ran
