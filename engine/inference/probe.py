@@ -310,7 +310,10 @@ def child_main() -> int:
 
     try:
         config = config_from_json(json.loads(sys.stdin.read()))
-        config = replace(config, n_ctx=min(config.n_ctx, PROBE_CTX), n_batch=min(config.n_batch, PROBE_CTX))
+        # Small and single-threaded: crashes depend on neither, and several busy-waiting threads on a
+        # loaded machine turned a 0.1 s decode into seconds.
+        small = min(config.n_ctx, PROBE_CTX)
+        config = replace(config, n_ctx=small, n_batch=min(config.n_batch, small), n_threads=1)
         with ChatEngine.load(config, isolate=False, on_stage=report_stage) as engine:
             prompt = engine.model.tokenize(PROBE_PROMPT, add_special=True)
             report_stage("decode")
