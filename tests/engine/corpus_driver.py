@@ -16,7 +16,8 @@ import traceback
 def main() -> int:
     from engine.cli import main as tandem
 
-    extra = sys.argv[1:]
+    # One thread: two drivers share the CI machine's cores with the probe's children.
+    args = ["--ctx", "256", "--threads", "1", "--max-tokens", "3", *sys.argv[1:], "Hi"]
     for n, line in enumerate(sys.stdin):
         path = line.rstrip("\n")
         if not path:
@@ -27,7 +28,7 @@ def main() -> int:
         escaped = None
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                rc = tandem(["chat", "--model", path, "--ctx", "256", "--max-tokens", "3", *extra, "Hi"])
+                rc = tandem(["chat", "--model", path, *args])
             except SystemExit as exc:  # argparse
                 rc = exc.code if isinstance(exc.code, int) else 2
             except BaseException:  # noqa: BLE001 - the test reports it as a traceback
