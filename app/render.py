@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
 import re
 import threading
 import time
@@ -28,6 +29,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 import markdown
+import pygments
 from markdown.treeprocessors import Treeprocessor
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -44,6 +46,9 @@ MAX_NESTING = 8  # list/quote levels rendered as structure; deeper markers are s
 MAX_INDENT = 4 * MAX_NESTING  # leading spaces kept on a line (deeper indentation nests without end too)
 MAX_BLOCK_CHARS = 20_000  # a longer Markdown block is shown as plain text
 BLOCK_BUDGET_S = 0.04  # Markdown conversion time per block before it is stopped and shown as plain text
+# Where a watchdog may stop a conversion (never inside a callback that would swallow the stop).
+_MARKDOWN_DIR = os.path.dirname(markdown.__file__)
+_PYGMENTS_DIR = os.path.dirname(pygments.__file__)
 _CONTAINER = re.compile(r"[ \t]*(?:[-*+][ \t]+|\d{1,9}[.)][ \t]+|>[ \t]?)")
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)[^\n]*$")
@@ -223,7 +228,7 @@ class Renderer:
         BLOCK_BUDGET_S is remembered as slow and shown as plain text from then on)."""
         if len(source) > MAX_BLOCK_CHARS or any(source.startswith(s) for s in self._slow):
             return self.plain(source)
-        watchdog = Watchdog(min(seconds, BLOCK_BUDGET_S), c_calls=True)
+        watchdog = Watchdog(min(seconds, BLOCK_BUDGET_S), c_calls=True, stop_in=(_MARKDOWN_DIR,))
         try:
             with watchdog:
                 self._md.reset()
@@ -256,7 +261,7 @@ class Renderer:
             except ClassNotFound:
                 lexer = TextLexer()
             try:
-                with Watchdog(BLOCK_BUDGET_S, c_calls=True):
+                with Watchdog(BLOCK_BUDGET_S, c_calls=True, stop_in=(_PYGMENTS_DIR,)):
                     body = highlight(block.text, lexer, self._formatter).rstrip("\n")
             except Stop:
                 body = None

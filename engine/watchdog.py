@@ -5,7 +5,9 @@ While a `Watchdog` is active, Python calls it for every function call in this th
 (sys.settrace), and with `c_calls=True` also built-in ones (sys.setprofile: a loop of list.append, as in
 Python-Markdown's bracket matching). With `trace_lines_of`, every line of code compiled from that file
 counts too (Jinja templates loop without calling anything). Every CHECK_EVERY events it looks at the clock
-and the cancel flag and raises `Stop` into the running frame. `Stop` is a BaseException, so no
+and the cancel flag and raises `Stop` into the running frame, but only into code of the watched library
+(`stop_in`: file name prefixes): a garbage-collector callback that happens to run meanwhile would swallow
+the exception (and Python would switch the watchdog off). `Stop` is a BaseException, so no
 `except Exception` in the interrupted library swallows it. Time spent inside one C call (one regular
 expression) is not interrupted: callers bound the size of what they pass.
 """
@@ -37,9 +39,11 @@ class Watchdog:
         *,
         trace_lines_of: str | None = None,
         c_calls: bool = False,
+        stop_in: tuple[str, ...] = (),
     ) -> None:
         self.seconds = seconds
         self.c_calls = c_calls
+        self.stop_in = stop_in + ((trace_lines_of,) if trace_lines_of and stop_in else ())
         self.deadline = time.monotonic() + seconds
         self.cancel = cancel
         self.trace_lines_of = trace_lines_of  # co_filename whose every line counts (e.g. "<template>")
@@ -63,27 +67,29 @@ class Watchdog:
         else:
             sys.settrace(self._previous)
 
-    def _on_profile(self, frame: FrameType, event: str, arg: object) -> None:
-        self._tick()
-
-    def _tick(self) -> None:
+    def _tick(self, frame: FrameType) -> None:
         self.events += 1
-        if self.events % CHECK_EVERY:
-            return
-        if self.cancel is not None and self.cancel.cancelled:
-            self.reason = "cancelled"
-        elif time.monotonic() > self.deadline:
-            self.reason = "timeout"
-        else:
-            return
-        raise Stop
+        if self.reason is None:
+            if self.events % CHECK_EVERY:
+                return
+            if self.cancel is not None and self.cancel.cancelled:
+                self.reason = "cancelled"
+            elif time.monotonic() > self.deadline:
+                self.reason = "timeout"
+            else:
+                return
+        if not self.stop_in or frame.f_code.co_filename.startswith(self.stop_in):
+            raise Stop
+
+    def _on_profile(self, frame: FrameType, event: str, arg: object) -> None:
+        self._tick(frame)
 
     def _on_call(self, frame: FrameType, event: str, arg: object) -> Any:
-        self._tick()
+        self._tick(frame)
         if self.trace_lines_of is not None and frame.f_code.co_filename == self.trace_lines_of:
             return self._on_line
         return None
 
     def _on_line(self, frame: FrameType, event: str, arg: object) -> Any:
-        self._tick()
+        self._tick(frame)
         return self._on_line

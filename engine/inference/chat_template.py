@@ -9,6 +9,7 @@ with a note, so a hanging template costs one reply two seconds, once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import jinja2
 
@@ -21,6 +22,8 @@ from engine.inference.template_sandbox import (
     compile_template,
 )
 from engine.watchdog import Stop, Watchdog
+
+JINJA_DIR = str(Path(jinja2.__file__).parent)  # Jinja's runtime and sandbox: where a render may be stopped
 
 # ChatML: what llama.cpp falls back to as well when a model ships no template.
 DEFAULT_TEMPLATE = (
@@ -88,7 +91,7 @@ class ChatTemplate:
         if self.stopped is not None:
             raise TemplateTimeout(self.stopped)
         payload = [{"role": m.role, "content": m.content} for m in messages]
-        watchdog = Watchdog(seconds, cancel, trace_lines_of=TEMPLATE_FILENAME)
+        watchdog = Watchdog(seconds, cancel, trace_lines_of=TEMPLATE_FILENAME, stop_in=(JINJA_DIR,))
         try:
             with watchdog:
                 out = self._render_bounded(payload, add_generation_prompt)
