@@ -44,13 +44,35 @@ TIMEOUT_BYTES_PER_S = 50e6  # the child's first decode reads every weight once, 
 POLL_S = 0.05
 LOG_TAIL_BYTES = 64 * 1024
 # A crash of llama.cpp itself (a verdict worth keeping); SIGKILL (the OOM killer, a user) is not cached.
+# POSIX: the child dies of a signal (returncode -N); Windows: abort() exits with 3, faults with NTSTATUS.
 CRASH_SIGNALS = {
-    signal.SIGABRT: "aborted",
-    signal.SIGSEGV: "segmentation fault",
-    signal.SIGBUS: "bus error",
-    signal.SIGFPE: "arithmetic error",
-    signal.SIGILL: "illegal instruction",
+    getattr(signal, name): what
+    for name, what in (
+        ("SIGABRT", "aborted"),
+        ("SIGSEGV", "segmentation fault"),
+        ("SIGBUS", "bus error"),
+        ("SIGFPE", "arithmetic error"),
+        ("SIGILL", "illegal instruction"),
+    )
+    if hasattr(signal, name)
 }
+WINDOWS_CRASHES = {
+    3: "aborted",
+    0xC0000005: "access violation",
+    0xC0000409: "fail-fast abort",
+    0xC000001D: "illegal instruction",
+    0xC0000094: "division by zero",
+}
+REFUSED_EXIT = 4  # the child's exit status when llama.cpp (or a check) refused the files cleanly
+
+
+def crash_kind(returncode: int) -> str | None:
+    """What a child's exit status says about a crash, or None when it did not crash."""
+    if returncode < 0:
+        return CRASH_SIGNALS.get(-returncode)
+    if os.name == "nt":
+        return WINDOWS_CRASHES.get(returncode & 0xFFFFFFFF)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +205,13 @@ def run_probe(config: LoadConfig, progress: Callable[[float], bool] | None = Non
     rc = proc.returncode
     if rc == 0 and result is not None and result.get("ok"):
         return Verdict("ok", checked_at=time.time())
-    if result is not None and not result.get("ok") and rc in (0, 3):
+    if result is not None and not result.get("ok") and rc == REFUSED_EXIT:
         # llama.cpp (or Tandem's checks) refused the file cleanly in the child: the caller would get the
         # same error, so it is raised here without loading the file in this process at all.
         error = str(result.get("error", "llama.cpp refused the model"))
         raise ModelLoadError(error, path=path, details=details)
-    if rc < 0 and -rc in CRASH_SIGNALS:
-        what = CRASH_SIGNALS[signal.Signals(-rc)]
+    what = crash_kind(rc)
+    if what is not None:
         message = (
             f"{name}: llama.cpp crashed opening this file ({what}: {shown(reason, 240)}). Tandem tried it in "
             "a separate process, so nothing else was affected; the file is corrupt or not supported"
@@ -328,12 +350,12 @@ def child_main() -> int:
                     pass
     except TandemError as exc:
         report_result({"ok": False, "error": str(exc)})
-        return 3
+        return REFUSED_EXIT
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which shows it as a load failure
         report_result(
             {"ok": False, "error": f"unexpected {type(exc).__name__} in the probe: {shown(str(exc), 200)}"}
         )
-        return 3
+        return REFUSED_EXIT
     report_result({"ok": True})
     return 0
 
