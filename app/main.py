@@ -93,8 +93,13 @@ def main(
     store: Any = None,
 ) -> int:
     """Run the app until its last window closes. Tests pass a fake engine factory and a store."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["--tandem-probe-child"]:  # a frozen build running engine.inference.probe's child
+        from engine.inference.probe import child_main
+
+        return child_main()
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(args_in)
     try:
         config_from_args(args, Path("model.gguf"))  # bad values end here, before any window opens
     except TandemError as exc:

@@ -18,6 +18,7 @@ from app.context import AppContext
 from app.conversations import ConversationSidebar
 from app.export_dialog import export_chat, import_chat
 from app.geometry import resize_to_fit
+from app.labels import describe_model
 from app.server_controls import ServerControls
 from app.speed_panel import attach_speed_panel
 from app.status_bar import ModelStatus
@@ -29,6 +30,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.context = context
         self.models: Any = None  # the model manager, created on first use
+        self.load_error_box: QMessageBox | None = None  # the last "could not load" dialog
         self.setWindowTitle("Tandem")
         self.sidebar = ConversationSidebar(context)
         self.panel = ChatPanel(context)
@@ -138,7 +140,22 @@ class MainWindow(QMainWindow):
             # The open model manager shows the reason next to its Load button: no second report on top.
             self.statusBar().showMessage(f"Could not load the model: {message}", 10_000)
             return
-        QMessageBox.warning(self, "Could not load the model", message)
+        self.show_load_error(message, self.context.client.load_details)
+
+    def show_load_error(self, message: str, details: str) -> QMessageBox:
+        """A short dialog: the engine's one-line message (bounded, escaped), what still works, and
+        llama.cpp's log under "Details". Window-modal, so replies keep streaming behind it."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Could not load the model", message, parent=self)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # file names and log lines are never markup
+        info = self.context.client.info
+        if info is not None:
+            box.setInformativeText(f"{describe_model(info)} is still loaded and answering.")
+        if details:
+            box.setDetailedText(details)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.load_error_box = box
+        return box
 
     # --- closing --------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override

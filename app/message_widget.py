@@ -6,10 +6,15 @@ its finished Markdown blocks go into "chunk" browsers that are re-set only when 
 chunk starts once one holds CHUNK_HTML_LIMIT of HTML); only the block still being written is re-rendered each
 tick, in a small tail browser. When the reply is done, the chunks are replaced by one document (so selection
 and find work across the whole reply).
+
+A full render (a reopened chat, a finished reply) converts Markdown for at most REFRESH_BUDGET_S per event
+loop turn: blocks not converted yet show as plain text and the render carries on in the next turn
+(render.StreamRenderer keeps what is done). Whatever fails to render shows as escaped plain text.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -33,8 +38,12 @@ from app import provenance, render
 from app.elided import FitLabel
 from app.records import MessageItem
 
+log = logging.getLogger(__name__)
+
 CHUNK_HTML_LIMIT = 4000  # characters of HTML per chunk browser while streaming (~8 ms to re-set)
 RENDER_BUDGET = 0.25  # at most this share of the GUI thread goes to repainting a streaming reply
+REFRESH_BUDGET_S = 0.03  # Markdown conversion, then setHtml, per event-loop turn in a full render
+REFRESH_CHUNK_HTML = 16_000  # characters of HTML per browser in a full render
 
 
 class MessageBrowser(QTextBrowser):
@@ -89,6 +98,10 @@ class MessageWidget(QFrame):
         self._stream: _StreamState | None = None
         self._deferred = QTimer(self, singleShot=True)
         self._deferred.timeout.connect(self.stream_update)
+        self._document: render.StreamRenderer | None = None  # the full render, kept across turns
+        self._continue = QTimer(self, singleShot=True)  # carries on a full render that ran out of time
+        self._continue.timeout.connect(self._refresh_step)
+        self._shown: dict[int, str] = {}  # id(browser) -> the HTML it shows (a full render skips those)
         self.setObjectName("message")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
@@ -185,22 +198,66 @@ class MessageWidget(QFrame):
 
     # --- full rendering -------------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Render body, header and footer from the item as one document."""
+        """Render body, header and footer from the item (see the module docstring: a long reply is
+        converted and shown over several event-loop turns, in browsers of REFRESH_CHUNK_HTML at most)."""
         self._end_stream()
+        self._continue.stop()
+        self._shown = {}
+        self._refresh_step()
+
+    def _refresh_step(self) -> None:
         item, colors = self.item, self.view.colors
         started = time.perf_counter()
-        if item.role == "user":
-            html, self.code_blocks = render.plain_html(item.content), []
-        else:
-            html, self.code_blocks = self.view.renderer.document(item.content)
+        pending = shade = False
+        try:
+            if item.role == "user":
+                parts, self.code_blocks = [render.plain_html(item.content)], []
+            elif self.view.provenance and item.pieces:
+                # One document, shaded over the rendered Markdown (provenance.shade aligns the tokens'
+                # text with the document's); Markdown is bounded per block, so this render is too.
+                html, self.code_blocks = self.view.renderer.document(item.content)
+                parts, shade = [html], True
+            else:
+                doc = self._document
+                if doc is None or doc.renderer is not self.view.renderer:  # new colours: a new renderer
+                    doc = self._document = render.StreamRenderer(self.view.renderer)
+                _html, self.code_blocks = doc.render(item.content, budget_s=REFRESH_BUDGET_S)
+                parts, pending = list(doc.parts), doc.pending
+        except Exception:  # noqa: BLE001 - a reply that cannot be rendered is shown as text, never hidden
+            log.exception("could not render a message; showing it as plain text")
+            parts, self.code_blocks = [render.plain_html(item.content)], []
         if item.error:
-            html += f'<p style="color:{colors.error}">{render.plain_html(item.error)}</p>'
-        self.body.setHtml(html)
-        if self.view.provenance and item.role == "assistant" and item.pieces:
-            provenance.shade(self.body.document(), item.pieces, colors)  # over the rendered Markdown
-        self.body.setVisible(bool(html))
+            parts.append(f'<p style="color:{colors.error}">{render.plain_html(item.error)}</p>')
+        chunks = ["".join(parts)] if shade else _group(parts, REFRESH_CHUNK_HTML)
+        browsers = self._chunk_browsers(len(chunks))
+        progress = False  # each turn shows at least one more chunk: the render always ends
+        for browser, html in zip(browsers, chunks, strict=True):
+            if self._shown.get(id(browser)) == html:
+                continue
+            if progress and time.perf_counter() - started > REFRESH_BUDGET_S:
+                pending = True  # the rest in the next turn
+                break
+            progress = True
+            browser.setHtml(html)
+            browser.setVisible(bool(html))
+            self._shown[id(browser)] = html
+        if shade and browsers:
+            provenance.shade(browsers[0].document(), item.pieces, colors)
+        if pending:
+            self._continue.start(0)
         self.render_ms = (time.perf_counter() - started) * 1000
         self.refresh_chrome()
+
+    def _chunk_browsers(self, n: int) -> list[MessageBrowser]:
+        """The body and n - 1 more browsers after it (those beyond n are removed)."""
+        browsers = self.browsers()
+        while len(browsers) < max(1, n):
+            browser = self._browser()
+            self.body_box.addWidget(browser)
+            browsers.append(browser)
+        for extra in browsers[max(1, n) :]:
+            self._drop_browser(extra)
+        return browsers[: max(1, n)]
 
     # --- streaming ------------------------------------------------------------------------------------
     def stream_update(self, force: bool = False) -> None:
@@ -221,7 +278,7 @@ class MessageWidget(QFrame):
             state = self._stream = _StreamState(self.body, self._browser())
             self.body.clear()
             self.body_box.addWidget(state.tail)
-        blocks = render.split_blocks(self.item.content)
+        blocks = render.stream_pieces(render.split_blocks(self.item.content))
         done, tail = blocks[:-1], blocks[-1:]
         if done[: len(state.done)] != state.done:  # never expected: the split is prefix-stable
             self.refresh()
@@ -231,6 +288,8 @@ class MessageWidget(QFrame):
             if block.kind == "code":
                 state.chunk_html.append(renderer.code(block, len(self.code_blocks)))
                 self.code_blocks.append(block.text)
+            elif block.kind == "plain":
+                state.chunk_html.append(render.plain_html(block.text))
             else:
                 state.chunk_html.append(renderer.markdown(block.text))
             state.done.append(block)
@@ -245,6 +304,8 @@ class MessageWidget(QFrame):
             block = tail[0]
             if block.kind == "code":
                 tail_html, tail_codes = renderer.code(block, len(self.code_blocks)), [block.text]
+            elif block.kind == "plain":
+                tail_html = render.plain_html(block.text)
             else:
                 tail_html = renderer.markdown(block.text)
         state.tail_codes = tail_codes
@@ -257,8 +318,13 @@ class MessageWidget(QFrame):
     def finish_stream(self) -> None:
         """The reply is complete: render its last block and keep the chunks (one full re-render of a long
         reply would stall the event loop for tens of milliseconds; reopening the chat renders it whole)."""
-        if self._stream is None or self.item.error or self.view.provenance:
+        state = self._stream
+        if state is None or self.item.error or self.view.provenance:
             self.refresh()
+            return
+        blocks = render.split_blocks(self.item.content)
+        if any(render.STREAM_PIECE_CHARS < len(b.text) <= render.MAX_BLOCK_CHARS for b in blocks):
+            self.refresh()  # a long block streamed as plain pieces can be rendered: render it once
             return
         self.stream_update(force=True)
         self.refresh_chrome()
@@ -279,11 +345,15 @@ class MessageWidget(QFrame):
             return
         for browser in self.browsers():
             if browser is not self.body:
-                self.body_box.removeWidget(browser)
-                # Hidden now, deleted later: out of the layout but still a visible child until the event loop
-                # runs the deferred delete, it would paint its old text over the re-rendered body.
-                browser.hide()
-                browser.deleteLater()
+                self._drop_browser(browser)
+
+    def _drop_browser(self, browser: MessageBrowser) -> None:
+        self.body_box.removeWidget(browser)
+        self._shown.pop(id(browser), None)
+        # Hidden now, deleted later: out of the layout but still a visible child until the event loop runs the
+        # deferred delete, it would paint its old text over the re-rendered body.
+        browser.hide()
+        browser.deleteLater()
 
     def code_block(self, index: int) -> str | None:
         codes = self.code_blocks + (self._stream.tail_codes if self._stream else [])
@@ -338,7 +408,8 @@ class MessageWidget(QFrame):
     # --- editing --------------------------------------------------------------------------------------
     def _edit(self) -> None:
         self.editor.setPlainText(self.item.content)
-        self.body.hide()
+        for browser in self.browsers():
+            browser.hide()
         self.editor.show()
         self.edit_bar.show()
         self.editor.setFocus()
@@ -346,7 +417,22 @@ class MessageWidget(QFrame):
     def close_editor(self) -> None:
         self.editor.hide()
         self.edit_bar.hide()
-        self.body.show()
+        for browser in self.browsers():
+            browser.setVisible(browser is self.body or bool(browser.toPlainText()))
+
+
+def _group(parts: list[str], limit: int) -> list[str]:
+    """Consecutive parts joined into chunks of at most `limit` characters (a longer part stays whole)."""
+    chunks: list[str] = []
+    size = limit + 1
+    for part in parts:
+        if size + len(part) > limit:
+            chunks.append(part)
+            size = len(part)
+        else:
+            chunks[-1] += "\n" + part
+            size += len(part) + 1
+    return chunks or [""]
 
 
 class VersionSwitch(QWidget):

@@ -8,18 +8,28 @@ Pygments, with a "Copy" anchor per block.
 Streaming re-renders the growing reply every few tens of milliseconds. `StreamRenderer` splits the text into
 blocks at points where rendering the parts separately gives the same HTML as rendering the whole, and caches
 every finished block, so each repaint only converts the block still being written.
+
+Model output is also hostile to the renderer itself: small models loop ("- - - - …" nests a list per dash,
+Python-Markdown recurses per level) and unclosed brackets make its link search quadratic. So every Markdown
+block is bounded: nesting is capped at MAX_NESTING (deeper markers show as text), a block longer than
+MAX_BLOCK_CHARS is shown as plain text, and the conversion itself runs under a watchdog (engine.watchdog)
+that stops it after BLOCK_BUDGET_S. A block that fails or runs out of time is shown as escaped plain text,
+never dropped, and a block that grows from a too-slow one goes straight to plain text while streaming.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+import os
 import re
 import threading
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 import markdown
+import pygments
 from markdown.treeprocessors import Treeprocessor
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -28,8 +38,18 @@ from pygments.util import ClassNotFound
 
 from app.records import MessageItem
 from app.theme import Colors
+from engine.watchdog import Stop, Watchdog
 
 COPY_SCHEME = "tandem-copy"  # href="tandem-copy:N" copies code block N of the message
+
+MAX_NESTING = 8  # list/quote levels rendered as structure; deeper markers are shown as text
+MAX_INDENT = 4 * MAX_NESTING  # leading spaces kept on a line (deeper indentation nests without end too)
+MAX_BLOCK_CHARS = 20_000  # a longer Markdown block is shown as plain text
+BLOCK_BUDGET_S = 0.04  # Markdown conversion time per block before it is stopped and shown as plain text
+# Where a watchdog may stop a conversion (never inside a callback that would swallow the stop).
+_MARKDOWN_DIR = os.path.dirname(markdown.__file__)
+_PYGMENTS_DIR = os.path.dirname(pygments.__file__)
+_CONTAINER = re.compile(r"[ \t]*(?:[-*+][ \t]+|\d{1,9}[.)][ \t]+|>[ \t]?)")
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)[^\n]*$")
 # A line that continues the block above it even after a blank line: list items and indented content.
@@ -38,7 +58,7 @@ _CONTINUES = re.compile(r"^(\s|[-*+]\s|\d{1,9}[.)]\s|>|\|)")
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    kind: str  # "md" or "code"
+    kind: str  # "md", "code", or "plain" (a piece of a huge block while it streams: stream_pieces)
     text: str  # markdown source, or the code itself
     lang: str = ""
     closed: bool = True  # code: the closing fence has arrived
@@ -92,6 +112,24 @@ def split_blocks(text: str) -> list[Block]:
         i += 1
     flush_md()
     return blocks
+
+
+STREAM_PIECE_CHARS = 4000  # while streaming, a longer last block is shown as plain pieces of this size
+
+
+def stream_pieces(blocks: list[Block]) -> list[Block]:
+    """`blocks` with every block longer than STREAM_PIECE_CHARS (a model looping on one line, an endless
+    code block) cut into plain pieces of that size, for streaming: a piece never changes once the next one
+    has started, so each repaint re-sets a few kilobytes, not the whole block, and the cut is the same
+    before and after the block is complete. The message renders properly once the reply is complete."""
+    out: list[Block] = []
+    step = STREAM_PIECE_CHARS
+    for block in blocks:
+        if len(block.text) <= step:
+            out.append(block)
+        else:
+            out.extend(Block("plain", block.text[i : i + step]) for i in range(0, len(block.text), step))
+    return out
 
 
 class _ImagesToLinks(Treeprocessor):
@@ -151,6 +189,24 @@ def warm_up() -> threading.Thread:
     return thread
 
 
+def cap_nesting(source: str) -> str:
+    """`source` with list and quote nesting cut at MAX_NESTING levels per line: the marker that would open
+    level MAX_NESTING + 1 is escaped, so it and what follows read as text. Leading indentation is capped at
+    MAX_INDENT spaces. Lines within the limits are unchanged."""
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        if len(line) - len(line.lstrip(" \t")) > MAX_INDENT:
+            line = " " * MAX_INDENT + line.lstrip(" \t")
+        pos = depth = 0
+        while depth < MAX_NESTING and (m := _CONTAINER.match(line, pos)):
+            pos, depth = m.end(), depth + 1
+        if depth == MAX_NESTING and (m := _CONTAINER.match(line, pos)):
+            rest = line[pos:].lstrip(" \t")
+            line = line[:pos] + "\\" + rest
+        lines[i] = line
+    return "\n".join(lines)
+
+
 class Renderer:
     """Markdown + code -> Qt rich-text HTML in the given colours. Not thread-safe (GUI thread only)."""
 
@@ -158,21 +214,62 @@ class Renderer:
         self.colors = colors
         self._md = _make_markdown()
         self._formatter = HtmlFormatter(nowrap=True, noclasses=True, style=colors.pygments_style)
+        self.fallbacks = 0  # blocks shown as plain text because Markdown failed or ran out of time
+        self._slow: list[str] = []  # blocks that ran out of time: what grows from them is not tried again
 
     def markdown(self, source: str) -> str:
-        self._md.reset()
-        out = self._md.convert(source)
+        """One Markdown block as HTML; escaped plain text when the block is too long, makes Markdown fail,
+        or takes more than BLOCK_BUDGET_S (see the module docstring)."""
+        out = self.markdown_within(source, BLOCK_BUDGET_S)
+        return out if out is not None else self.plain(source)
+
+    def markdown_within(self, source: str, seconds: float) -> str | None:
+        """markdown(), or None when the conversion needed more than `seconds` (a block that needs more than
+        BLOCK_BUDGET_S is remembered as slow and shown as plain text from then on)."""
+        if len(source) > MAX_BLOCK_CHARS or any(source.startswith(s) for s in self._slow):
+            return self.plain(source)
+        watchdog = Watchdog(min(seconds, BLOCK_BUDGET_S), c_calls=True, stop_in=(_MARKDOWN_DIR,))
+        try:
+            with watchdog:
+                self._md.reset()
+                out = self._md.convert(cap_nesting(source))
+        except Stop:
+            self._md = _make_markdown()  # interrupted half-way: its state is not to be trusted
+            if seconds < BLOCK_BUDGET_S:
+                return None  # the caller's time ran out, not the block's: try it again later
+            self._slow = [*self._slow[-7:], source]
+            return self.plain(source)
+        except Exception:  # noqa: BLE001 - RecursionError and any parser bug: the text is still shown
+            self._md = _make_markdown()
+            return self.plain(source)
         c = self.colors
         table = f'<table border="1" cellspacing="0" cellpadding="4" style="border-color:{c.code_border}">'
         out = out.replace("<table>", table)
         return out.replace("<code>", f'<code style="background-color:{c.inline_code_bg}">')
 
+    def plain(self, source: str) -> str:
+        self.fallbacks += 1
+        return plain_html(source)
+
     def code(self, block: Block, index: int) -> str:
-        try:
-            lexer = get_lexer_by_name(block.lang) if block.lang else TextLexer()
-        except ClassNotFound:
-            lexer = TextLexer()
-        body = highlight(block.text, lexer, self._formatter).rstrip("\n")
+        """A code block with its Copy link; highlighted unless it is huge or highlighting runs out of time
+        (then escaped text)."""
+        body: str | None = None
+        if len(block.text) <= MAX_BLOCK_CHARS:
+            try:
+                lexer = get_lexer_by_name(block.lang) if block.lang else TextLexer()
+            except ClassNotFound:
+                lexer = TextLexer()
+            try:
+                with Watchdog(BLOCK_BUDGET_S, c_calls=True, stop_in=(_PYGMENTS_DIR,)):
+                    body = highlight(block.text, lexer, self._formatter).rstrip("\n")
+            except Stop:
+                body = None
+            except Exception:  # noqa: BLE001 - a lexer bug must not cost the code
+                body = None
+        if body is None:
+            self.fallbacks += 1
+            body = html.escape(block.text)
         c = self.colors
         label = html.escape(block.lang or "code")
         copy = f'<a href="{COPY_SCHEME}:{index}" style="color:{c.link}; text-decoration:none">Copy</a>'
@@ -189,29 +286,74 @@ class Renderer:
 
 
 class StreamRenderer:
-    """Renders a growing text, converting only the blocks that changed since the last call."""
+    """Renders a growing text, converting only the blocks that changed since the last call. With a time
+    budget, blocks not converted in time show as plain text for now and `pending` is set: call again (from
+    the event loop) to carry on where it stopped. `parts` holds the last render's HTML in pieces of a few
+    kilobytes at most where possible (a huge block is cut into pieces), for callers that show them in
+    several browsers."""
 
     def __init__(self, renderer: Renderer) -> None:
-        self._renderer = renderer
-        self._cache: dict[tuple[Block, int], str] = {}
+        self.renderer = renderer
+        self._cache: dict[tuple[Block, int], list[str]] = {}
+        self.pending = False
+        self.parts: list[str] = []
 
-    def render(self, text: str) -> tuple[str, list[str]]:
+    def render(self, text: str, budget_s: float | None = None) -> tuple[str, list[str]]:
+        started = time.perf_counter()
         parts: list[str] = []
         codes: list[str] = []
-        fresh: dict[tuple[Block, int], str] = {}
+        fresh: dict[tuple[Block, int], list[str]] = {}
+        self.pending = False
+        converted = 0
+        r = self.renderer
         for block in split_blocks(text):
+            if len(block.text) > MAX_BLOCK_CHARS:  # shown as text anyway: in pieces, never one huge part
+                r.fallbacks += 1
+                parts.extend(self._huge(block, len(codes)))
+                if block.kind == "code":
+                    codes.append(block.text)
+                continue
             # A code block's HTML embeds its copy index, so the index is part of the cache key.
             key = (block, len(codes) if block.kind == "code" else -1)
             out = self._cache.get(key)
             if out is None:
-                r = self._renderer
-                out = r.code(block, len(codes)) if block.kind == "code" else r.markdown(block.text)
+                left = None if budget_s is None else budget_s - (time.perf_counter() - started)
+                fallbacks = r.fallbacks
+                html_: str | None
+                if block.kind == "code":
+                    html_ = r.code(block, len(codes))
+                elif left is None or not converted:
+                    html_ = r.markdown(block.text)  # the first block of a call gets its full time: progress
+                else:
+                    html_ = r.markdown_within(block.text, left) if left > 0 else None
+                converted += html_ is not None
+                if html_ is None:
+                    out = None
+                elif r.fallbacks > fallbacks and block.kind == "md" and len(block.text) > STREAM_PIECE_CHARS:
+                    out = self._huge(block, -1)  # plain text after all: in pieces too
+                else:
+                    out = [html_]
             if block.kind == "code":
                 codes.append(block.text)
+            if out is None:
+                self.pending = True
+                parts.append(plain_html(block.text))  # for now: converted on the next call
+                continue
             fresh[key] = out
-            parts.append(out)
+            parts.extend(out)
         self._cache = fresh
+        self.parts = parts
         return "\n".join(parts), codes
+
+    def _huge(self, block: Block, code_index: int) -> list[str]:
+        step = STREAM_PIECE_CHARS
+        pieces = [block.text[i : i + step] for i in range(0, len(block.text), step)]
+        if block.kind != "code":
+            return [plain_html(p) for p in pieces]
+        # The frame and its Copy link (which copies the whole block) on the first piece.
+        head = self.renderer.code(Block("code", pieces[0], block.lang, block.closed), code_index)
+        rest = [f'<pre style="margin:0; white-space:pre-wrap">{html.escape(p)}</pre>' for p in pieces[1:]]
+        return [head, *rest]
 
 
 def provenance_legend(colors: Colors) -> str:

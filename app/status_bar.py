@@ -78,7 +78,11 @@ class ModelStatus(QObject):
     def _on_load_failed(self, _message: str) -> None:
         self.load_progress.hide()
         self.load_cancel.hide()
-        self.model_label.setText("No model loaded")
+        info = self.context.client.info  # a failed load changes nothing: the model before keeps serving
+        if info is not None:
+            self._on_loaded(info)
+        else:
+            self.model_label.setText("No model loaded")
 
     def _on_unloaded(self) -> None:
         self.model_label.setText("No model loaded")

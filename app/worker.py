@@ -8,6 +8,10 @@ leaves it, unchanged (frozen dataclasses), through a queued signal. It never tou
 hands the worker one job at a time, so a queued request can be shown as "waiting" and cancelled before it
 starts; a running generation is cancelled through its `CancelToken`, which the engine checks every step.
 
+Loading is a transaction: the new model is opened while the current one keeps serving, and only a model
+that opened replaces it; a failed load changes nothing. A drafter that is refused (a corrupt or mismatched
+file) does not cost the target: it loads without speculation and says why.
+
 Besides replies, the worker runs A/B jobs (engine.measure.ab: the same prompt plain, then speculative) and,
 given a ProfileStore, folds every finished generation into the loaded pair's profile and announces the
 predicted speedup (`predictionChanged`), before `loaded` for a model whose pair it already knows.
@@ -18,22 +22,37 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import re
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
-from engine.errors import TandemError
+from engine.errors import (
+    IncompatibleDrafterError,
+    ModelCrashError,
+    ModelFileError,
+    ModelLoadError,
+    TandemError,
+)
 from engine.events import DoneEvent
 from engine.inference.api import ChatEngineAPI, EngineFactory, EngineInfo
 from engine.measure.ab import ABReport, ABResult, ABStep
 from engine.measure.pair_profile import PairKey, Prediction, ProfileStore, pair_key
 from engine.stats import GenerationStats
+from engine.text import one_line, shown
 
 log = logging.getLogger(__name__)
+
+
+def _pair_of(config: LoadConfig, info: EngineInfo) -> PairKey | None:
+    """The pair whose profile this engine learns. A remote server (engine.remote) is no pair of files this
+    machine could learn a profile for, and an engine without a drafter has nothing to learn."""
+    return pair_key(config, info) if info.drafter and info.endpoint is None else None
 
 
 def default_engine_factory(
@@ -47,12 +66,53 @@ def default_engine_factory(
 
 
 def user_message(exc: BaseException) -> str:
-    """What the user is shown for an error: the engine's own words, never a traceback."""
+    """What the user is shown for an error: the engine's own words (bounded and escaped by TandemError),
+    never a traceback."""
     if isinstance(exc, TandemError):
         return exc.for_gui()
     if isinstance(exc, MemoryError):
         return "Out of memory. Try a smaller model, a shorter context or fewer GPU layers."
-    return f"Unexpected error in the engine ({type(exc).__name__}: {exc}). Details were written to the log."
+    return one_line(
+        f"Unexpected error in the engine ({type(exc).__name__}: {shown(str(exc), 200)}). "
+        "Details were written to the log."
+    )
+
+
+def error_details(exc: BaseException) -> str:
+    """The longer story behind an error (llama.cpp's last log lines), for the dialog's Details."""
+    return exc.details or "" if isinstance(exc, TandemError) else ""
+
+
+def drafter_files(config: LoadConfig) -> set[Path]:
+    return {p for p in (config.draft_model_path, config.assistant_path) if p is not None}
+
+
+def refused_drafter(config: LoadConfig, exc: BaseException) -> bool:
+    """Whether a failed load failed because of its drafter (the target alone may still load)."""
+    if (
+        config.drafter == "none"
+        or not drafter_files(config)
+        and not isinstance(exc, IncompatibleDrafterError)
+    ):
+        return False
+    if isinstance(exc, IncompatibleDrafterError):
+        return True
+    path = getattr(exc, "path", None) if isinstance(exc, ModelFileError | ModelLoadError) else None
+    return path is not None and path in drafter_files(config)
+
+
+_MEMORY_WORDS = re.compile(r"alloc|out of memory|not enough memory|insufficient memory", re.IGNORECASE)
+
+
+def short_of_memory(exc: BaseException) -> bool:
+    """A load that may succeed once the current model is gone (llama.cpp could not allocate)."""
+    if isinstance(exc, MemoryError):
+        return True
+    return (
+        isinstance(exc, ModelLoadError)
+        and not isinstance(exc, ModelCrashError)
+        and bool(_MEMORY_WORDS.search(f"{exc} {exc.details or ''}"))
+    )
 
 
 @dataclass(eq=False)
@@ -80,7 +140,7 @@ class ABJob(GenerateJob):
 class InferenceWorker(QObject):
     loadProgress = Signal(float)
     loaded = Signal(object)  # EngineInfo
-    loadFailed = Signal(str)
+    loadFailed = Signal(str, str)  # message, details (llama.cpp's log; may be empty)
     unloaded = Signal()
     generationEvent = Signal(int, object)  # request id, TokenEvent | NoticeEvent | DoneEvent
     generationFailed = Signal(int, str)
@@ -92,33 +152,70 @@ class InferenceWorker(QObject):
         super().__init__()
         self._factory = factory
         self._engine: ChatEngineAPI | None = None
+        self._config: LoadConfig | None = None  # of the loaded engine (to reload it after a failed swap)
         self._profiles = profiles
         self._pair: PairKey | None = None
 
     @Slot(object)
     def load(self, job: LoadJob) -> None:
+        """Open job.config next to the current model; swap only once it is ready (see the module doc)."""
+
+        def progress(fraction: float) -> bool:
+            self.loadProgress.emit(fraction)
+            return not job.cancel.cancelled
+
         try:
-            self._close_engine()
-            self._announce_prediction()  # none until the new pair is known
-
-            def progress(fraction: float) -> bool:
-                self.loadProgress.emit(fraction)
-                return not job.cancel.cancelled
-
-            self._engine = self._factory(job.config, progress)
-            info = self._engine.info
-            # A remote server (engine.remote) is no pair of files this machine could learn a profile for.
-            self._pair = pair_key(job.config, info) if info.drafter and info.endpoint is None else None
-            self._announce_prediction()  # before "loaded": the views find it known when the model appears
-            self.loaded.emit(self._engine.info)
+            engine = self._open(job.config, progress)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a message, the worker survives
             if job.cancel.cancelled:
-                self.loadFailed.emit("Loading was cancelled.")
+                self.loadFailed.emit("Loading was cancelled.", "")
             else:
                 self._log(exc)
-                self.loadFailed.emit(user_message(exc))
+                self.loadFailed.emit(user_message(exc), error_details(exc))
+            if self._engine is None:
+                self.unloaded.emit()  # a rollback that could not reload the old model: say there is none
+        else:
+            old, self._engine, self._config = self._engine, engine, job.config
+            if old is not None:
+                old.close()
+            self._pair = _pair_of(job.config, engine.info)
+            self._announce_prediction()  # before "loaded": the views find it known when the model appears
+            self.loaded.emit(engine.info)
         finally:
             self.jobDone.emit()
+
+    def _open(self, config: LoadConfig, progress: Callable[[float], bool]) -> ChatEngineAPI:
+        """The engine for `config`; the current one stays loaded unless memory runs short, in which case it
+        is closed, the new one tried again and, if that fails too, the old one reloaded."""
+        try:
+            return self._open_or_target_alone(config, progress)
+        except BaseException as exc:
+            if self._engine is None or self._config is None or not short_of_memory(exc):
+                raise
+            old_config = self._config
+            log.info("not enough memory for two models: closing the current one to load the new one")
+        self._close_engine()
+        try:
+            return self._open_or_target_alone(config, progress)
+        except BaseException:
+            try:
+                self._engine, self._config = self._factory(old_config, None), old_config
+                self._pair = _pair_of(old_config, self._engine.info)
+            except BaseException as again:  # noqa: BLE001 - reported as "no model" by load()
+                log.error("could not reload the previous model: %s", again)
+            raise
+
+    def _open_or_target_alone(self, config: LoadConfig, progress: Callable[[float], bool]) -> ChatEngineAPI:
+        try:
+            return self._factory(config, progress)
+        except BaseException as exc:
+            if not refused_drafter(config, exc):
+                raise
+            reason = user_message(exc)
+        alone = replace(config, drafter="none", draft_model_path=None, assistant_path=None)
+        engine = self._factory(alone, progress)
+        engine.info = replace(engine.info, drafter_note=shown(f"the drafter was refused: {reason}", 240))
+        return engine
 
     @Slot()
     def unload(self) -> None:
@@ -180,6 +277,7 @@ class InferenceWorker(QObject):
 
     def _close_engine(self) -> None:
         self._pair = None
+        self._config = None
         if self._engine is not None:
             engine, self._engine = self._engine, None
             engine.close()
@@ -243,7 +341,7 @@ class WorkerClient(QObject):
     loadStarted = Signal(object)  # LoadConfig
     loadProgress = Signal(float)
     modelLoaded = Signal(object)  # EngineInfo
-    loadFailed = Signal(str)
+    loadFailed = Signal(str)  # the model loaded before (client.info) still serves; see load_details
     modelUnloaded = Signal()
     busyChanged = Signal(bool)
     predictionChanged = Signal(object)  # Prediction | None for the loaded pair
@@ -267,6 +365,7 @@ class WorkerClient(QObject):
         self.load_error: str | None = None  # why the last load failed, until one succeeds
         self.prediction: Prediction | None = None  # the loaded pair's speedup, once there is evidence
         self.loading: LoadJob | None = None
+        self.load_details = ""  # llama.cpp's log behind the last failed load (the dialog's Details)
         self._queue: deque[LoadJob | GenerateJob | None] = deque()  # None: unload
         self._running: LoadJob | GenerateJob | None | bool = False  # False: idle
         self._requests: dict[int, Request] = {}
@@ -418,10 +517,11 @@ class WorkerClient(QObject):
         self.load_error = None
         self.modelLoaded.emit(info)
 
-    @Slot(str)
-    def _on_load_failed(self, message: str) -> None:
+    @Slot(str, str)
+    def _on_load_failed(self, message: str, details: str) -> None:
         self.loading = None
         self.load_error = message
+        self.load_details = details
         self.loadFailed.emit(message)
 
     @Slot()

@@ -1,24 +1,39 @@
 """Typed errors the engine raises. Every message names the file or pair and the problem in plain words,
-so the CLI and the app can show it as-is instead of a traceback."""
+so the CLI and the app can show it as-is instead of a traceback. Messages often quote a file's own bytes
+(keys, names, llama.cpp's log): every message is escaped and bounded (engine.text.one_line) when the error
+is made, so no error can flood a terminal or a dialog."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from engine.text import escape_controls, one_line, shown
 from engine.units import format_bytes
+
+DETAILS_LIMIT = 4000  # characters of `details` (a log tail): enough to diagnose, never a frozen dialog
 
 
 class TandemError(Exception):
-    """Base class for every error the engine raises on purpose. The message is written for the command line
-    ("run the same command again"); `gui`, when given, says the same for the app's windows."""
+    """Base class for every error the engine raises on purpose. `str(error)` is one line of at most
+    engine.text.MESSAGE_LIMIT characters without control characters, written for the command line ("run the
+    same command again"); `gui`, when given, says the same for the app's windows; `details` (optional,
+    several lines, bounded too) is what the app shows under "Details": e.g. llama.cpp's last log lines."""
 
-    def __init__(self, *args: object, gui: str | None = None) -> None:
-        super().__init__(*args)
-        self.gui = gui
+    def __init__(self, message: str = "", *, details: str | None = None, gui: str | None = None) -> None:
+        super().__init__(one_line(str(message)))
+        self.details = bounded_details(details) if details else None
+        self.gui = one_line(gui) if gui else None
 
     def for_gui(self) -> str:
         """The message as the app shows it."""
         return self.gui or str(self)
+
+
+def bounded_details(text: str) -> str:
+    """Several lines, each escaped, the whole kept to its last DETAILS_LIMIT characters."""
+    lines = [escape_controls(line) for line in text[-4 * DETAILS_LIMIT :].splitlines()]
+    joined = "\n".join(lines)
+    return joined if len(joined) <= DETAILS_LIMIT else "…" + joined[-(DETAILS_LIMIT - 1) :]
 
 
 class ModelFileError(TandemError):
@@ -27,7 +42,7 @@ class ModelFileError(TandemError):
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = Path(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{shown(str(self.path), 200)}: {problem}")
 
 
 class IncompatibleDrafterError(TandemError):
@@ -40,7 +55,22 @@ class IncompatibleDrafterError(TandemError):
 
 
 class ModelLoadError(TandemError):
-    """llama.cpp refused to load a model or create a context (it logged why)."""
+    """llama.cpp refused to load a model or create a context (it logged why). `path`: the file, when known
+    (the app tells a refused drafter from a refused target by it)."""
+
+    def __init__(
+        self, message: str = "", *, path: str | Path | None = None, details: str | None = None
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        super().__init__(message, details=details)
+
+
+class ModelCrashError(ModelLoadError):
+    """llama.cpp crashed (or hung) opening a model file in the isolated probe process; the app's own process
+    never opened it, so the model already loaded keeps working. `path` names the file that crashed."""
+
+    def __init__(self, path: str | Path, message: str, *, details: str | None = None) -> None:
+        super().__init__(message, path=path, details=details)
 
 
 class ContextOverflowError(TandemError):

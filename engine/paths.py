@@ -9,10 +9,12 @@ from pathlib import Path
 import platformdirs
 
 
-def data_dir() -> Path:
+def data_dir(create: bool = True) -> Path:
+    """The data folder, created unless `create` is False (to name it in an error about creating it)."""
     env = os.environ.get("TANDEM_DATA_DIR")
     path = Path(env) if env else Path(platformdirs.user_data_dir("tandem", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -5,7 +5,9 @@
 - `smollm2_path`, `gemma3_path`: real small models from their PyPI packages; the test is skipped, with
   the reason, when the model is not installed.
 
-The cache lives in $TANDEM_TEST_CACHE, else tests/.cache/ (git-ignored).
+The cache lives in $TANDEM_TEST_CACHE, else tests/.cache/ (git-ignored). Tandem's own data dir
+(TANDEM_DATA_DIR: probe verdicts, pair profiles) is a temporary folder for the whole session, never the
+developer's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,18 @@ from tests.fixtures import tiny_llama
 pytest_plugins = ["tests.fixtures.conftest_mtp", "tests.fixtures.fake_server"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    old = os.environ.get("TANDEM_DATA_DIR")
+    path = tmp_path_factory.mktemp("tandem-data")
+    os.environ["TANDEM_DATA_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TANDEM_DATA_DIR", None)
+    else:
+        os.environ["TANDEM_DATA_DIR"] = old
 
 
 def cache_dir() -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -37,13 +38,26 @@ def with_command(argv: Sequence[str]) -> list[str]:
     return argv
 
 
+# engine.inference.probe.CHILD_FLAG, spelled out: importing the probe loads llama.cpp
+PROBE_CHILD_FLAG = "--tandem-probe-child"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == [PROBE_CHILD_FLAG]:  # a frozen build running the crash-isolation probe
+        from engine.inference.probe import child_main
+
+        return child_main()
+    # llama.cpp's log stays out of the terminal: an error's own message already quotes its last error line
+    # (and a failing model can log hundreds of lines). Without this, Python's last-resort handler prints
+    # every warning llama.cpp logs.
+    logging.getLogger("tandem.llama").addHandler(logging.NullHandler())
     parser = build_parser()
-    args = parser.parse_args(with_command(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(with_command(args_in))
     try:
         code: int = args.func(args)
     except TandemError as exc:
-        print(f"tandem: error: {exc}", file=sys.stderr)
+        print(f"tandem: error: {exc}", file=sys.stderr)  # one line, bounded, escaped (TandemError)
         return 2
     except KeyboardInterrupt:
         return 130

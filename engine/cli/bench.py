@@ -14,6 +14,7 @@ from engine.cli.common import add_model_args, add_spec_args, load_config, spec_p
 from engine.config import GenerationParams, SamplingParams
 from engine.inference.session import ChatEngine
 from engine.measure.bench import BenchResult, bench_prompt, format_table, load_prompts
+from engine.text import shown
 
 
 def register(sub: Any) -> None:
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     with ChatEngine.load(config) as engine:
         info = engine.info
         print(
-            f"model: {info.model_name} · drafter: {info.drafter or 'none'}"
-            + (f" ({info.drafter_note})" if info.drafter_note else "")
+            f"model: {shown(info.model_name, 80)} · drafter: {shown(info.drafter or 'none', 80)}"
+            + (f" ({shown(info.drafter_note, 300)})" if info.drafter_note else "")
             + f" · threads: {engine.ctx.n_threads} · ctx: {info.n_ctx}",
             file=sys.stderr,
         )

@@ -12,6 +12,7 @@ from engine.cli.common import add_model_args, add_spec_args, load_config, spec_p
 from engine.config import CancelToken, ChatMessage, GenerationParams, SamplingParams
 from engine.events import DoneEvent, Event, NoticeEvent, TokenEvent
 from engine.inference.api import EngineInfo
+from engine.text import printable, shown
 
 
 class _Chat(Protocol):
@@ -99,10 +100,10 @@ def _reply(engine: _Chat, messages: list[ChatMessage], params: GenerationParams,
     try:
         for ev in engine.chat(messages, params, cancel):
             if isinstance(ev, TokenEvent):
-                sys.stdout.write(ev.text)
+                sys.stdout.write(printable(ev.text))  # model output: no terminal escapes
                 sys.stdout.flush()
             elif isinstance(ev, NoticeEvent):
-                print(f"\n[note: {ev.message}]", file=sys.stderr)
+                print(f"\n[note: {shown(ev.message, 500)}]", file=sys.stderr)
             elif isinstance(ev, DoneEvent):
                 text = ev.text
                 print()
@@ -135,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
         info = engine.info
         where = f" · {info.device}" if info.endpoint else ""
         print(
-            f"[{info.model_name}{where} · {info.n_ctx} ctx · drafter: {info.drafter or 'none'}"
-            + (f" ({info.drafter_note})" if info.drafter_note else "")
+            f"[{shown(info.model_name, 80)}{where} · {info.n_ctx} ctx · drafter: "
+            f"{shown(info.drafter or 'none', 80)}"
+            + (f" ({shown(info.drafter_note, 300)})" if info.drafter_note else "")
             + "]",
             file=sys.stderr,
         )

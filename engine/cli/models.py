@@ -19,6 +19,7 @@ from engine.store.download import DownloadProgress, download
 from engine.store.gguf_select import split_info
 from engine.store.hub import choose_gguf, list_repo, offline_mode, search, split_shards
 from engine.store.model_store import ModelStore
+from engine.text import shown
 from engine.units import format_bytes
 
 
@@ -215,12 +216,16 @@ def _rm(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     store = ModelStore()
     entry = store.import_file(args.path)
-    print(f"imported {entry.name} ({entry.kind_label}, {format_bytes(entry.size)}): {entry.path}")
+    # Names and kinds come from the file: escaped, so a hostile name cannot drive the terminal.
+    print(
+        f"imported {shown(entry.name)} ({shown(entry.kind_label, 60)}, {format_bytes(entry.size)}): "
+        f"{shown(str(entry.path), 300)}"
+    )
     offer = None if args.no_drafter or entry.kind == "mtp-assistant" else drafter_offer(Path(args.path))
     if offer is None:
         return 0
     if not offer.usable:
-        print(offer.refusal)
+        print(shown(offer.refusal, 300))
         return 0
     if not args.with_drafter:
         if not sys.stdin.isatty():
@@ -230,8 +235,12 @@ def _import(args: argparse.Namespace) -> int:
         if answer not in ("", "y", "yes"):
             return 0
     drafter = store.import_file(offer.path)
-    print(f"imported {drafter.name} ({drafter.kind_label}, {format_bytes(drafter.size)}): {drafter.path}")
-    print(f"chat with the pair: tandem chat --model {entry.path} --assistant {drafter.path}")
+    print(
+        f"imported {shown(drafter.name)} ({shown(drafter.kind_label, 60)}, {format_bytes(drafter.size)}): "
+        f"{shown(str(drafter.path), 300)}"
+    )
+    print(f"chat with the pair: tandem chat --model {shown(str(entry.path), 300)} "
+          f"--assistant {shown(str(drafter.path), 300)}")
     return 0
 
 

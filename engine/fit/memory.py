@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from engine.compat.rollback import rollback_snapshots
 from engine.config import MODEL_DRAFT_K_MAX
 from engine.fit.model_spec import LayerSpec, ModelSpec
 
@@ -322,9 +323,11 @@ def estimate_specs(
         raise ValueError(f"{target.name} has no embedded NextN block to draft with")
     _check_kv_type(target, settings.kv_type)
     s = settings
-    if drafter_kind not in ("none", "ngram") and any(layer.is_recurrent for layer in target.layers):
-        # rolling back rejected drafts needs recurrent-state snapshots (n_rs_seq >= n_draft)
-        s = replace(settings, n_rs_seq=max(settings.n_rs_seq, SPEC_K_MAX))
+    if any(layer.is_recurrent for layer in target.layers):
+        # Rolling back rejected drafts needs recurrent-state snapshots: as many as the engine asks for
+        # (engine.compat.rollback, the one rule), for every drafter.
+        kind = {"assistant": "mtp", "nextn": "mtp"}.get(drafter_kind, drafter_kind)
+        s = replace(settings, n_rs_seq=max(settings.n_rs_seq, rollback_snapshots(target.architecture, kind)))
     tgt = model_memory(
         target, s, n_gpu_layers=n_gpu_layers, gpus=gpus, gpu_free=gpu_free, n_outputs_max=s.n_outputs_max
     )

@@ -14,6 +14,7 @@ from typing import Literal
 
 from engine.errors import ModelFileError
 from engine.gguf.archs import FORK_MTP_ARCHITECTURES, LLAMA_CPP_ARCHITECTURES
+from engine.gguf.limits import hparam_problems, layer_problems, tensor_problems
 from engine.gguf.reader import (
     GGUF_MAGIC,
     HEADER_SIZE,
@@ -36,6 +37,7 @@ KNOWN_VOCAB_MODELS = (
     | NO_VOCAB_MODELS
 )
 VOCAB_MODELS_WITH_MERGES = frozenset({"gpt2", "hybriddna", "whitespace", "gemma4"})
+BYTE_TOKEN_TYPE = 6  # llama_token_type LLAMA_TOKEN_TYPE_BYTE (tokenizer.ggml.token_type)
 
 # Gemma 4 E2B/E4B assistants converted from Google's checkpoints with their centroid ("ordered embedding")
 # LM head keep these tensors. The pinned llama.cpp asks for them with an empty shape
@@ -304,6 +306,15 @@ def _check_vocab(info: GGUFInfo) -> None:
         raise ModelFileError(info.path, "tokenizer.ggml.tokens is not a non-empty list of strings")
     if model in VOCAB_MODELS_WITH_MERGES and not info.has("tokenizer.ggml.merges"):
         raise ModelFileError(info.path, f"the '{model}' tokenizer needs tokenizer.ggml.merges (missing)")
+    if model == "bert":
+        # A WordPiece vocabulary has no byte tokens: llama.cpp aborts ("fatal error", token_to_byte in
+        # src/llama-vocab.cpp) the first time it turns one into text.
+        types = info.get("tokenizer.ggml.token_type")
+        if isinstance(types, tuple) and BYTE_TOKEN_TYPE in types:
+            raise ModelFileError(
+                info.path,
+                "the 'bert' (WordPiece) tokenizer has byte tokens, which it cannot have (corrupt file)",
+            )
 
 
 def split_shard_index(path: str | os.PathLike[str]) -> int:
@@ -327,3 +338,18 @@ def check_loadable(info: GGUFInfo) -> None:
     """validate_model_file's checks on a GGUFInfo already read (a file's header is read once per load)."""
     _check_architecture(info)
     _check_vocab(info)
+    _check_limits(info)
+
+
+def _check_limits(info: GGUFInfo) -> None:
+    """Values llama.cpp would abort on rather than refuse (engine.gguf.limits)."""
+    arch = info.architecture
+    problem = (
+        layer_problems(
+            arch, _int_or_none(info.arch_get("block_count")), info.nextn_predict_layers, info.tensors
+        )
+        or hparam_problems(arch, ((k, v) for k, v in info._metadata.items() if not isinstance(v, ArrayRef)))
+        or tensor_problems(info.tensors)
+    )
+    if problem:
+        raise ModelFileError(info.path, problem)

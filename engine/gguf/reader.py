@@ -20,11 +20,17 @@ from typing import Union
 
 import numpy as np
 
+from engine.text import shown
+
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)  # llama.cpp rejects v1 (32-bit counts) and anything newer than 3
 DEFAULT_ALIGNMENT = 32
 HEADER_SIZE = 24  # magic u32, version u32, n_tensors u64, n_kv u64
 MAX_STRING_LENGTH = 1024 * 1024 * 1024  # GGUF_MAX_STRING_LENGTH in ggml/src/gguf.cpp
+# A key is a dotted name; real ones stay under 100 bytes. A longer one is a corrupt length field, refused
+# before its bytes (possibly megabytes of tensor data) are decoded and quoted in an error.
+MAX_KEY_LENGTH = 64 * 1024
+MIN_ALIGNMENT = 8  # smaller powers of two pass gguf.cpp but leave tensor data unaligned for the backends
 MAX_ARRAY_ELEMENTS = 1024 * 1024 * 1024  # GGUF_MAX_ARRAY_ELEMENTS in ggml/src/gguf.cpp
 # Stepping over strings costs a Python iteration each; real vocabularies and merge lists stay far below
 # this (the largest known: ~1M), so a longer string array is corruption, refused before a minutes-long scan.
@@ -178,11 +184,13 @@ class _Cursor:
         self.pos += 8
         return int(v)
 
-    def string(self, what: str) -> str:
+    def string(self, what: str, max_length: int = MAX_STRING_LENGTH) -> str:
         n = self.u64(f"the length of {what}")
         if n > MAX_STRING_LENGTH:
             raise GGUFFormatError(f"{what} claims an absurd length of {n} bytes (the file is corrupt)")
         self.need(n, what)
+        if n > max_length:
+            raise GGUFFormatError(f"{what} claims a length of {n} bytes, far too long (the file is corrupt)")
         raw = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
         return raw.decode("utf-8", errors="replace")
@@ -216,36 +224,39 @@ class _Cursor:
 
 def _value_type(raw: int, key: str, in_array: bool) -> ValueType:
     if raw == ValueType.ARRAY and in_array:
-        raise GGUFFormatError(f"metadata key '{key}' is an array of arrays, which llama.cpp does not support")
+        raise GGUFFormatError(
+            f"metadata key '{shown(key, 80)}' is an array of arrays, which llama.cpp does not support"
+        )
     try:
         return ValueType(raw)
     except ValueError:
-        problem = f"metadata key '{key}' has an invalid value type {raw} (the file is corrupt)"
+        problem = f"metadata key '{shown(key, 80)}' has an invalid value type {raw} (the file is corrupt)"
         raise GGUFFormatError(problem) from None
 
 
 def _read_value(cur: _Cursor, key: str) -> MetaValue:
-    vtype = _value_type(cur.u32(f"the type of '{key}'"), key, in_array=False)
+    label = shown(key, 80)  # the key is the file's own bytes: quoted bounded and escaped
+    vtype = _value_type(cur.u32(f"the type of '{label}'"), key, in_array=False)
     if vtype != ValueType.ARRAY:
-        return cur.scalar(vtype, f"the value of '{key}'")
-    etype = _value_type(cur.u32(f"the element type of '{key}'"), key, in_array=True)
-    count = cur.u64(f"the length of '{key}'")
+        return cur.scalar(vtype, f"the value of '{label}'")
+    etype = _value_type(cur.u32(f"the element type of '{label}'"), key, in_array=True)
+    count = cur.u64(f"the length of '{label}'")
     min_size = 8 if etype == ValueType.STRING else _SCALAR_STRUCTS[etype].size
     if etype == ValueType.STRING and count > MAX_STRING_ARRAY:
         raise GGUFFormatError(
-            f"metadata array '{key}' claims {count} strings, far more than any model has "
+            f"metadata array '{label}' claims {count} strings, far more than any model has "
             "(the file is corrupt)"
         )
     if count > MAX_ARRAY_ELEMENTS or count * min_size > cur.left():
         raise GGUFFormatError(
-            f"metadata array '{key}' claims {count} elements, more than the {cur.left()} bytes left in the "
-            "file can hold (the file is truncated or corrupt)"
+            f"metadata array '{label}' claims {count} elements, more than the {cur.left()} bytes left in "
+            "the file can hold (the file is truncated or corrupt)"
         )
     start = cur.pos
     if etype == ValueType.STRING:
         if count <= EAGER_ARRAY_LIMIT:
-            return tuple(cur.string(f"element {i} of '{key}'") for i in range(count))
-        cur.skip_strings(count, f"'{key}'")
+            return tuple(cur.string(f"element {i} of '{label}'") for i in range(count))
+        cur.skip_strings(count, f"'{label}'")
         return ArrayRef(etype, count, start)
     cur.pos += count * min_size
     if count <= EAGER_ARRAY_LIMIT:
@@ -274,31 +285,36 @@ def read_array(buf: mmap.mmap | bytes, ref: ArrayRef) -> tuple[Scalar, ...]:
 
 def _read_tensor_info(cur: _Cursor, index: int) -> tuple[str, int, tuple[int, ...], int]:
     name = cur.string(f"the name of tensor {index}")
+    label = shown(name, 80)
     if len(name.encode("utf-8")) >= MAX_TENSOR_NAME:
         raise GGUFFormatError(f"tensor {index} has a name of {len(name)} characters; llama.cpp allows 63")
-    n_dims = cur.u32(f"the dimension count of tensor '{name}'")
+    n_dims = cur.u32(f"the dimension count of tensor '{label}'")
     if n_dims > MAX_DIMS:
-        raise GGUFFormatError(f"tensor '{name}' claims {n_dims} dimensions; llama.cpp allows at most 4")
-    shape = tuple(cur.u64(f"dimension {j} of tensor '{name}'") for j in range(n_dims))
-    type_id = cur.u32(f"the type of tensor '{name}'")
-    offset = cur.u64(f"the data offset of tensor '{name}'")
+        raise GGUFFormatError(f"tensor '{label}' claims {n_dims} dimensions; llama.cpp allows at most 4")
+    shape = tuple(cur.u64(f"dimension {j} of tensor '{label}'") for j in range(n_dims))
+    type_id = cur.u32(f"the type of tensor '{label}'")
+    offset = cur.u64(f"the data offset of tensor '{label}'")
     return name, type_id, shape, offset
 
 
 def _tensor_size(name: str, type_id: int, shape: tuple[int, ...]) -> tuple[str, int, int]:
     if type_id not in GGML_TYPES:
-        raise GGUFFormatError(f"tensor '{name}' has an unknown ggml type {type_id}")
+        raise GGUFFormatError(f"tensor '{shown(name, 80)}' has an unknown ggml type {type_id}")
     type_name, block, type_size = GGML_TYPES[type_id]
     n_elements = 1
     for dim in shape:
         if dim >= 2**63:
-            raise GGUFFormatError(f"tensor '{name}' has a negative dimension (the file is corrupt)")
+            raise GGUFFormatError(
+                f"tensor '{shown(name, 80)}' has a negative dimension (the file is corrupt)"
+            )
         n_elements *= dim
     if n_elements >= 2**63:
-        raise GGUFFormatError(f"tensor '{name}' has the absurd shape {shape} (the file is corrupt)")
+        raise GGUFFormatError(
+            f"tensor '{shown(name, 80)}' has the absurd shape {shape} (the file is corrupt)"
+        )
     if shape and shape[0] % block != 0:
         raise GGUFFormatError(
-            f"tensor '{name}' of type {type_name} has rows of {shape[0]} elements, "
+            f"tensor '{shown(name, 80)}' of type {type_name} has rows of {shape[0]} elements, "
             f"not a multiple of its block size {block}"
         )
     return type_name, n_elements, n_elements // block * type_size
@@ -337,21 +353,23 @@ def parse(buf: mmap.mmap | bytes, size: int) -> ParsedGGUF:
     cur.section = "metadata"
     metadata: dict[str, MetaValue] = {}
     for i in range(n_kv):
-        key = cur.string(f"the name of metadata entry {i}")
+        key = cur.string(f"the name of metadata entry {i}", MAX_KEY_LENGTH)
         if not key:
             raise GGUFFormatError(f"metadata entry {i} has an empty key (the file is corrupt)")
         if key in metadata:
-            raise GGUFFormatError(f"metadata key '{key}' appears twice (the file is corrupt)")
+            raise GGUFFormatError(f"metadata key '{shown(key, 80)}' appears twice (the file is corrupt)")
         metadata[key] = _read_value(cur, key)
 
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if (
         not isinstance(alignment, int)
         or isinstance(alignment, bool)
-        or alignment <= 0
+        or alignment < MIN_ALIGNMENT
         or alignment & (alignment - 1)
     ):
-        raise GGUFFormatError(f"general.alignment is {alignment!r}, not a power of two")
+        raise GGUFFormatError(
+            f"general.alignment is {shown(alignment, 40)}, not a power of two of at least {MIN_ALIGNMENT}"
+        )
 
     cur.section = "tensor descriptions"
     raw_infos = []
@@ -360,7 +378,7 @@ def parse(buf: mmap.mmap | bytes, size: int) -> ParsedGGUF:
         raw_infos.append(_read_tensor_info(cur, i))
         name = raw_infos[-1][0]
         if name in seen:  # checked while reading: a zero-filled region would otherwise be read to its end
-            raise GGUFFormatError(f"tensor '{name}' appears twice (the file is corrupt)")
+            raise GGUFFormatError(f"tensor '{shown(name, 80)}' appears twice (the file is corrupt)")
         seen.add(name)
     data_offset = cur.pos + (-cur.pos) % alignment if n_tensors else cur.pos
 
@@ -371,7 +389,8 @@ def parse(buf: mmap.mmap | bytes, size: int) -> ParsedGGUF:
         type_name, n_elements, n_bytes = _tensor_size(name, type_id, shape)
         if offset != expected:
             raise GGUFFormatError(
-                f"tensor '{name}' has data offset {offset}, expected {expected} (the file is corrupt)"
+                f"tensor '{shown(name, 80)}' has data offset {offset}, expected {expected} "
+                "(the file is corrupt)"
             )
         expected += n_bytes + (-n_bytes) % alignment
         data_end = data_offset + offset + n_bytes

@@ -53,8 +53,7 @@ class GenerationRun(Protocol):
 class ChatEngineAPI(Protocol):
     """A loaded target (+ drafter) serving chat requests; one thread owns it."""
 
-    @property
-    def info(self) -> EngineInfo: ...
+    info: EngineInfo  # replaced (not mutated) by the app when it loads a target without its refused drafter
 
     @property
     def controller(self) -> DraftLengthController: ...

@@ -1,23 +1,29 @@
 """Chat templates from model files, rendered in an immutable sandboxed Jinja environment.
 
-A GGUF's `tokenizer.chat_template` is untrusted code: the sandbox refuses attribute access to Python
-internals (`__class__`, `__globals__`, ...) and mutation of passed-in objects; rendering time and output
-size are bounded so a hostile template cannot hang or exhaust the app.
+A GGUF's `tokenizer.chat_template` is untrusted code: it runs in engine.inference.template_sandbox, bounded
+in what it may touch, in the size of what it builds and in time (MAX_RENDER_SECONDS, wherever the time goes).
+A template that was stopped for taking too long is not run again: the default template renders instead,
+with a note, so a hanging template costs one reply two seconds, once.
 """
 
 from __future__ import annotations
 
-import datetime
-import re
-import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine.config import ChatMessage
+from engine.config import CancelToken, ChatMessage
 from engine.errors import TemplateError
+from engine.inference.template_sandbox import (
+    MAX_OUTPUT_CHARS,
+    TEMPLATE_FILENAME,
+    TemplateRaise,
+    compile_template,
+)
+from engine.watchdog import Stop, Watchdog
+
+JINJA_DIR = str(Path(jinja2.__file__).parent)  # Jinja's runtime and sandbox: where a render may be stopped
 
 # ChatML: what llama.cpp falls back to as well when a model ships no template.
 DEFAULT_TEMPLATE = (
@@ -38,77 +44,15 @@ GEMMA_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
-MAX_OUTPUT_CHARS = 4_000_000
 MAX_RENDER_SECONDS = 2.0
 
 
-class _TemplateRaise(Exception):
-    pass
+class TemplateTimeout(TemplateError):
+    """The template ran past MAX_RENDER_SECONDS and was stopped."""
 
 
-def _raise_exception(message: str) -> None:
-    raise _TemplateRaise(message)
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.datetime.now().strftime(fmt)
-
-
-MAX_REPEAT = 100_000  # longest string/list a template may build with `*` or pad to with center/ljust/...
-MAX_EXPONENT = 64
-_WIDTH_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
-
-
-class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The sandbox blocks Python internals; this also bounds the single expressions that could hang or
-    exhaust memory before the chunk-wise time/size checks in render() get a chance to run."""
-
-    intercepted_binops = frozenset(["*", "**"])
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise jinja2.exceptions.SecurityError(f"exponent {right} too large in chat template")
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
-                    raise jinja2.exceptions.SecurityError(
-                        "string or list repetition too large in chat template"
-                    )
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        name = getattr(__obj, "__name__", "")
-        if isinstance(getattr(__obj, "__self__", None), str):
-            too_wide = any(isinstance(a, int) and a > MAX_REPEAT for a in args)
-            if name in _WIDTH_METHODS and too_wide:
-                raise jinja2.exceptions.SecurityError(f"str.{name} width too large in chat template")
-            if name in ("format", "format_map") and any(
-                int(w) > MAX_REPEAT for w in re.findall(r"\d+", __obj.__self__)
-            ):
-                raise jinja2.exceptions.SecurityError("format width too large in chat template")
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-def _bounded_center(value: str, width: int = 80) -> str:
-    if width > MAX_REPEAT:
-        raise jinja2.exceptions.SecurityError("center width too large in chat template")
-    return str(value).center(width)
-
-
-def _environment() -> ImmutableSandboxedEnvironment:
-    # The sandbox itself caps range() at 100k items; output size and render time are capped in render().
-    env = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters["center"] = _bounded_center
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    env.filters["tojson"] = _tojson
-    return env
-
-
-def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
-    import json
-
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+class TemplateCancelled(TemplateError):
+    """The request was cancelled while its template rendered (no fallback: nothing is wanted)."""
 
 
 class ChatTemplate:
@@ -128,20 +72,37 @@ class ChatTemplate:
         # that render_with_fallback can fall back to ChatML instead of the model failing to load.
         self._compiled: jinja2.Template | None = None
         self._compile_error: str | None = None
+        self.stopped: str | None = None  # why a render of this template was stopped: it is not run again
         try:
-            self._compiled = _environment().from_string(self.text)
+            self._compiled = compile_template(self.text)
         except jinja2.TemplateError as exc:
             self._compile_error = f"the model's chat template does not compile: {exc}"
 
-    def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+    def render(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        cancel: CancelToken | None = None,
+        seconds: float = MAX_RENDER_SECONDS,
+    ) -> str:
         if self._compiled is None:
             raise TemplateError(self._compile_error or "the chat template does not compile")
+        if self.stopped is not None:
+            raise TemplateTimeout(self.stopped)
         payload = [{"role": m.role, "content": m.content} for m in messages]
+        watchdog = Watchdog(seconds, cancel, trace_lines_of=TEMPLATE_FILENAME, stop_in=(JINJA_DIR,))
         try:
-            out = self._render_bounded(payload, add_generation_prompt)
+            with watchdog:
+                out = self._render_bounded(payload, add_generation_prompt)
+        except Stop:
+            if watchdog.reason == "cancelled":
+                raise TemplateCancelled("cancelled while the chat template rendered") from None
+            self.stopped = f"the model's chat template took more than {seconds:g} s to render and was stopped"
+            raise TemplateTimeout(self.stopped) from None
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"the chat template tried something unsafe and was stopped: {exc}") from exc
-        except _TemplateRaise as exc:
+        except TemplateRaise as exc:
             raise TemplateError(f"the chat template rejected the conversation: {exc}") from exc
         except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
             raise TemplateError(f"the chat template failed to render: {type(exc).__name__}: {exc}") from exc
@@ -152,8 +113,7 @@ class ChatTemplate:
     def _render_bounded(self, payload: list[dict[str, str]], add_generation_prompt: bool) -> str:
         assert self._compiled is not None
         chunks: list[str] = []
-        size = 0
-        deadline = time.monotonic() + MAX_RENDER_SECONDS
+        size = 0  # time is the watchdog's business; size is checked here, chunk by chunk
         for chunk in self._compiled.generate(
             messages=payload,
             add_generation_prompt=add_generation_prompt,
@@ -164,15 +124,18 @@ class ChatTemplate:
             size += len(chunk)
             if size > MAX_OUTPUT_CHARS:
                 raise TemplateError("the chat template produced an absurdly long prompt")
-            if time.monotonic() > deadline:
-                raise TemplateError("the chat template took too long to render")
         return "".join(chunks)
 
 
-def render_with_fallback(template: ChatTemplate, messages: Sequence[ChatMessage]) -> tuple[str, str | None]:
-    """Render with the model's template; if it fails, render ChatML and return why (shown to the user)."""
+def render_with_fallback(
+    template: ChatTemplate, messages: Sequence[ChatMessage], cancel: CancelToken | None = None
+) -> tuple[str, str | None]:
+    """Render with the model's template; if it fails, render ChatML and return why (shown to the user).
+    A cancel while rendering raises TemplateCancelled."""
     try:
-        return template.render(messages), None
+        return template.render(messages, cancel=cancel), None
+    except TemplateCancelled:
+        raise
     except TemplateError as exc:
         fallback = ChatTemplate(None, bos_token=template.bos_token, eos_token=template.eos_token)
-        return fallback.render(messages), f"{exc}; used the default ChatML template instead"
+        return fallback.render(messages, cancel=cancel), f"{exc}; used the default ChatML template instead"

@@ -89,6 +89,9 @@ class GenerationLoop:
             self.seq.decode(chunk, "last")
             if self.drafter:
                 self.drafter.observe(chunk, start, len(chunk))
+        # A recurrent target cannot drop its reply later by snapshots alone: remember its state after the
+        # prompt, so the next turn's prompt cache goes back here instead of starting over (attention: no-op).
+        self.seq.checkpoint()
         return reuse
 
     # --- emission -------------------------------------------------------------------------------------
@@ -154,12 +157,15 @@ class GenerationLoop:
     def _step(self) -> Iterator[TokenEvent]:
         t_step = time.perf_counter()
         n_past = len(self.seq)
-        # The verify batch [last, *draft] needs logits for every row, so it must fit one decode batch.
+        # The verify batch [last, *draft] needs logits for every row, so it must fit one decode batch; a
+        # recurrent target can drop at most `rollback_limit` rejected tokens afterwards.
         room = min(
             self.params.max_tokens - len(self.generated) - 1,
             self.ctx.n_ctx - n_past - 2,
             self.ctx.n_batch - 1,
         )
+        if self.seq.rollback_limit is not None:
+            room = min(room, self.seq.rollback_limit)
         draft = self._propose(room)
         t_draft = time.perf_counter() - t_step
 

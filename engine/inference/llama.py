@@ -3,7 +3,8 @@
 Everything that touches llama.cpp pointers lives here (and in the MTP drafter, which needs the experimental
 API). Files are validated from GGUF metadata before llama.cpp sees them, because llama.cpp can abort the
 process on a bad file. KV rollback has exactly one implementation: `KVSequence.rewind` (over
-`Context.truncate`), which keeps a context's cache and the list of tokens it holds in step.
+`Context.truncate`), which keeps a context's cache and the list of tokens it holds in step, and knows how far
+the model's memory can go back (`Context.rollback_limit`).
 """
 
 from __future__ import annotations
@@ -68,9 +69,41 @@ def recent_log(n: int = 50) -> list[str]:
     return list(_LOG_LINES)[-n:]
 
 
+# What llama.cpp's log says about a failure, most specific first: an assert or abort, the loader's
+# "error loading model: <reason>", any error, any failure. Generic summaries ("failed to load model") come
+# last because the line above them says why.
+_REASON_MARKERS = ("ggml_assert", "ggml_abort", "error loading model", "error", "unsupported", "failed")
+_GENERIC = ("failed to load model", "failed to decode", "failed to initialize batch")
+
+
+def log_reason(lines: Sequence[str]) -> str:
+    """llama.cpp's own reason for a failure, from its log lines (the most telling line, stripped; a source
+    path in an assert line cut to the file name). Quote it through an error, which bounds and escapes it."""
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    if not lines:
+        return "llama.cpp logged no reason"
+    for marker in _REASON_MARKERS:
+        for line in reversed(lines):
+            low = line.lower()
+            if marker in low and not any(low.endswith(g) for g in _GENERIC):
+                return _short_source(line)
+    return _short_source(lines[-1])
+
+
+def _short_source(line: str) -> str:
+    head, sep, rest = line.partition(": ")
+    if sep and ("/" in head or "\\" in head) and ":" in head:  # "/long/path/ops.cpp:135: GGML_ASSERT(..)"
+        return f"{Path(head.rsplit(':', 1)[0]).name}: {rest}"
+    return line
+
+
 def _failure_reason() -> str:
-    errors = [ln for ln in recent_log(20) if "error" in ln.lower() or "failed" in ln.lower()]
-    return errors[-1].strip() if errors else "see the log for details"
+    """llama.cpp's own reason for the last failure in this process."""
+    return log_reason(recent_log(40))
+
+
+def _log_details() -> str:
+    return "\n".join(recent_log(30))
 
 
 def default_threads() -> int:
@@ -107,7 +140,11 @@ class Model:
             params.progress_callback = self._progress_cb
         ptr = L.llama_model_load_from_file(str(self.path).encode(), params)
         if not ptr:
-            raise ModelLoadError(f"{self.path}: llama.cpp could not load the model ({_failure_reason()})")
+            raise ModelLoadError(
+                f"{self.path.name}: llama.cpp could not load the model ({_failure_reason()})",
+                path=self.path,
+                details=_log_details(),
+            )
         self.ptr = ptr
         self.n_gpu_layers = n_gpu_layers
         self.load_mtp = load_mtp  # NextN drafting must know: an MTP context without the layers aborts
@@ -121,6 +158,9 @@ class Model:
         self.add_bos: bool = bool(L.llama_vocab_get_add_bos(self.vocab))
         self.vocab_type: int = L.llama_vocab_type(self.vocab)
         self.size_bytes: int = L.llama_model_size(ptr)
+        # Recurrent and hybrid models keep a running state instead of (or beside) a KV cache: it can only be
+        # rolled back through snapshots (Context.rollback_limit).
+        self.recurrent: bool = bool(L.llama_model_is_recurrent(ptr) or L.llama_model_is_hybrid(ptr))
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
 
@@ -268,14 +308,22 @@ class Context:
         ptr = L.llama_init_from_model(model.ptr, params)
         if not ptr:
             raise ModelLoadError(
-                f"{model.path}: llama.cpp could not create a context of {n_ctx} tokens ({_failure_reason()})"
+                f"{model.path.name}: llama.cpp could not create a context of {n_ctx} tokens "
+                f"({_failure_reason()})",
+                path=model.path,
+                details=_log_details(),
             )
         self.ptr = ptr
         self.n_ctx: int = L.llama_n_ctx(ptr)
         self.n_batch: int = L.llama_n_batch(ptr)
         self.n_threads = threads
         self.memory = L.llama_get_memory(ptr)
+        # How many of the last decoded tokens the memory can drop: None = any (attention KV cache); for a
+        # recurrent/hybrid model, the state snapshots llama.cpp keeps (n_rs_seq, 0 when the architecture
+        # has no rollback: llama.cpp `src/llama-context.cpp` clamps it).
+        self.rollback_limit: int | None = int(L.llama_n_rs_seq(ptr)) if model.recurrent else None
         self._batch = Batch(self.n_batch)
+        self.last_chunk = 0  # tokens in the last llama_decode call (snapshots only cover those)
         self._n_vocab = model.n_vocab
 
     def decode(self, tokens: Sequence[int], pos0: int, logits: str = "last") -> None:
@@ -288,6 +336,7 @@ class Context:
             if logits == "all" and len(tokens) > step:
                 raise ValueError("logits for every row need the batch to fit n_batch")
             rc = L.llama_decode(self.ptr, self._batch.fill(chunk, pos0 + start, mode))
+            self.last_chunk = len(chunk)
             if rc != 0:
                 raise DecodeError(f"llama_decode failed with status {rc} at position {pos0 + start}")
 
@@ -314,6 +363,23 @@ class Context:
     def clear(self) -> None:
         L.llama_memory_clear(self.memory, True)
 
+    def save_state(self) -> bytes:
+        """The recurrent part of sequence 0's memory (llama.cpp's PARTIAL_ONLY state): a checkpoint that
+        `restore_state` puts back; the attention KV cache is not included (positions are dropped there)."""
+        flags = L.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
+        size = L.llama_state_seq_get_size_ext(self.ptr, 0, flags)
+        buf = (ctypes.c_uint8 * size)()
+        written = L.llama_state_seq_get_data_ext(self.ptr, buf, size, 0, flags)
+        if written != size:
+            raise KVRollbackError(f"llama.cpp saved {written} of {size} bytes of the recurrent state")
+        return bytes(buf)
+
+    def restore_state(self, state: bytes) -> None:
+        flags = L.LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if L.llama_state_seq_set_data_ext(self.ptr, buf, len(state), 0, flags) != len(state):
+            raise KVRollbackError("llama.cpp could not restore the recurrent-state checkpoint")
+
     def close(self) -> None:
         if getattr(self, "ptr", None):
             self._batch.close()
@@ -337,26 +403,75 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 class KVSequence:
     """A context and the tokens its KV cache holds at positions 0..len-1, kept in step: decoding appends,
-    `rewind` drops both the cache positions and the tokens. The one place the engine rolls a cache back."""
+    `rewind` drops both the cache positions and the tokens. The one place the engine rolls a cache back.
+
+    One rule decides how far back the memory can go. An attention KV cache drops any suffix. A recurrent or
+    hybrid model's state goes back through llama.cpp's snapshots: at most `ctx.rollback_limit` tokens, only
+    tokens of the last decode call (snapshots of older tokens are overwritten: llama.cpp would silently
+    read stale ones), and once per decode. Deeper than that, `rewind` restores the last `checkpoint()` and
+    decodes forward again; without one it raises KVRollbackError (the caller starts over).
+    """
 
     def __init__(self, ctx: Context, tokens: list[int] | None = None) -> None:
         self.ctx = ctx
         self.tokens: list[int] = tokens if tokens is not None else []
+        self._droppable = 0  # tokens a snapshot rollback may drop right now
+        self._checkpoint: tuple[int, bytes] | None = None  # (length, recurrent state) of a checkpoint()
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def rollback_limit(self) -> int | None:
+        """The longest suffix one decode can later drop (None: any); a draft must not be longer."""
+        return self.ctx.rollback_limit
 
     def decode(self, tokens: Sequence[int], logits: str = "last") -> None:
         """Evaluate `tokens` at the next positions (see Context.decode for `logits`)."""
         self.ctx.decode(tokens, len(self.tokens), logits)
         self.tokens.extend(tokens)
+        if self.ctx.rollback_limit is not None:
+            self._droppable = min(self.ctx.rollback_limit, max(0, self.ctx.last_chunk - 1))
+
+    def can_rewind(self, n_keep: int) -> bool:
+        """Whether rewind(n_keep) can drop the cache positions directly (no checkpoint, no re-decode)."""
+        depth = len(self.tokens) - n_keep
+        return depth <= 0 or self.ctx.rollback_limit is None or depth <= self._droppable
+
+    def checkpoint(self) -> None:
+        """Remember the recurrent state at the current length, so a later rewind to this length or beyond
+        does not have to start over. Does nothing for an attention-only model (it can always go back)."""
+        if self.ctx.rollback_limit is not None:
+            self._checkpoint = (len(self.tokens), self.ctx.save_state())
 
     def rewind(self, n_keep: int) -> None:
-        """Keep the first n_keep tokens; raises KVRollbackError if llama.cpp cannot go back that far."""
-        if n_keep < len(self.tokens):
+        """Keep the first n_keep tokens; raises KVRollbackError if the memory cannot go back that far."""
+        if n_keep >= len(self.tokens):
+            return
+        if self.can_rewind(n_keep):
             self.ctx.truncate(n_keep)
             del self.tokens[n_keep:]
+            self._droppable = 0  # llama.cpp: a snapshot rollback is single-use until the next decode
+            if self._checkpoint is not None and self._checkpoint[0] > n_keep:
+                self._checkpoint = None  # it holds tokens that are gone
+            return
+        mark = self._checkpoint
+        if mark is None or mark[0] > n_keep:
+            raise KVRollbackError(
+                f"the model's recurrent state can go back at most {self._droppable} token(s) here, "
+                f"not {len(self.tokens) - n_keep}"
+            )
+        length, state = mark
+        tail = self.tokens[length:n_keep]
+        self.ctx.restore_state(state)
+        self.ctx.truncate(length)  # the attention part of a hybrid cache; the state is already there
+        del self.tokens[length:]
+        self._droppable = 0
+        if tail:
+            self.decode(tail, "last")
 
     def clear(self) -> None:
         self.ctx.clear()
         self.tokens.clear()
+        self._droppable = 0
+        self._checkpoint = None

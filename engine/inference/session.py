@@ -11,14 +11,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 from engine.compat.mtp import MTPPlan
+from engine.compat.rollback import rollback_refusal, rollback_snapshots
 from engine.compat.vocab import check_draft_compatible
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig, SpecParams
 from engine.errors import ContextOverflowError, IncompatibleDrafterError, ModelFileError, TandemError
-from engine.events import Event, NoticeEvent
+from engine.events import DoneEvent, Event, NoticeEvent, StopReason
 from engine.fit.hardware import cpu_backend
-from engine.gguf.metadata import GGUFInfo, read_gguf, validate_model_file
+from engine.gguf.metadata import NO_VOCAB_MODELS, GGUFInfo, read_gguf, validate_model_file
+from engine.inference import probe
 from engine.inference.api import EngineInfo
-from engine.inference.chat_template import ChatTemplate, render_with_fallback
+from engine.inference.chat_template import ChatTemplate, TemplateCancelled, render_with_fallback
 from engine.inference.controller import DraftLengthController
 from engine.inference.drafters.base import Drafter, draft_k_max
 from engine.inference.drafters.draft_model import DraftModelDrafter
@@ -27,6 +29,7 @@ from engine.inference.drafters.ngram import NGramDrafter
 from engine.inference.generate import GenerationLoop
 from engine.inference.llama import Context, KVSequence, Model
 from engine.inference.sampling import resolve_seed
+from engine.stats import GenerationStats
 
 log = logging.getLogger("tandem.session")
 
@@ -59,6 +62,7 @@ class ChatEngine:
             eos_token=model.token_text(model.eos) if model.eos >= 0 else "",
             architecture=model.architecture,
         )
+        self._cancel: CancelToken | None = None  # of the request whose messages are being rendered
         self.seq = KVSequence(ctx)  # the target's cache and its tokens: the prompt cache across turns
         self.controller = DraftLengthController(draft_k_max(drafter, SpecParams()))
         self.info = EngineInfo(
@@ -76,7 +80,19 @@ class ChatEngine:
 
     # --- loading --------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, config: LoadConfig, progress: Callable[[float], bool] | None = None) -> ChatEngine:
+    def load(
+        cls,
+        config: LoadConfig,
+        progress: Callable[[float], bool] | None = None,
+        *,
+        isolate: bool = True,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> ChatEngine:
+        """Validate the files from their metadata, make sure llama.cpp cannot crash this process on them
+        (`isolate`: a child-process probe, once per file; engine.inference.probe), then load target and
+        drafter. `on_stage(name)` hears "target" and "drafter" before each is opened (the probe child
+        reports them to its parent)."""
+        stage = on_stage or (lambda _name: None)
         info = validate_model_file(config.model_path)
         if info.kind == "gemma4-assistant":  # llama.cpp would refuse it later, with a context-size error
             raise ModelFileError(
@@ -84,21 +100,38 @@ class ChatEngine:
                 "this is a drafter (a Gemma 4 MTP assistant), not a model to chat with: load its target "
                 "model and pair this file with it as its assistant",
             )
+        _check_can_chat(info)
         wants_mtp = config.drafter in ("auto", "mtp") and config.assistant_path is not None
         assistant = read_gguf(config.assistant_path) if wants_mtp and config.assistant_path else None
-        # MTP decides how the target is loaded (its NextN layers, recurrent rollback snapshots) and checks a
-        # named assistant against it: all from metadata, before llama.cpp sees any file.
+        # MTP decides how the target is loaded (its NextN layers) and checks a named assistant against it:
+        # all from metadata, before llama.cpp sees any file.
         mtp = mtp_load_settings(config, info, assistant)
+        kind = _drafter_kind(config, mtp)
+        if kind == "draft" and config.draft_model_path is not None:
+            _check_can_chat(validate_model_file(config.draft_model_path))
+        if isolate:
+            probe.check_opens(config, progress)
+        stage("target")
         model = Model(
             config.model_path, n_gpu_layers=config.n_gpu_layers, progress=progress, load_mtp=mtp.load_mtp
         )
         try:
-            ctx = _context(model, config, n_rs_seq=mtp.n_rs_seq)
+            # The one rollback rule (engine.compat.rollback): a recurrent target keeps a state snapshot per
+            # token its drafter may have to drop.
+            n_rs_seq = rollback_snapshots(info.architecture, kind) if model.recurrent else 0
+            ctx = _context(model, config, n_rs_seq=n_rs_seq)
         except BaseException:
             model.close()
             raise
         try:
-            drafter, note, extra = _make_drafter(config, model, ctx, mtp, info, assistant)
+            stage("drafter")
+            drafter: Drafter | None
+            note: str | None
+            if kind != "none" and ctx.rollback_limit == 0:
+                why = rollback_refusal(info.architecture) or "the model's recurrent state cannot roll back"
+                drafter, note, extra = None, why, 0
+            else:
+                drafter, note, extra = _make_drafter(config, model, ctx, mtp, info, assistant)
         except BaseException:
             ctx.close()
             model.close()
@@ -107,7 +140,7 @@ class ChatEngine:
 
     # --- chat -----------------------------------------------------------------------------------------
     def render(self, messages: Sequence[ChatMessage]) -> tuple[list[int], str | None]:
-        text, note = render_with_fallback(self.template, messages)
+        text, note = render_with_fallback(self.template, messages, self._cancel)
         tokens = self.model.tokenize(text, add_special=False, parse_special=True)
         if self.model.add_bos and self.model.bos >= 0 and (not tokens or tokens[0] != self.model.bos):
             tokens.insert(0, self.model.bos)
@@ -152,7 +185,14 @@ class ChatEngine:
         params: GenerationParams,
         cancel: CancelToken | None = None,
     ) -> Iterator[Event]:
-        tokens, notices = self.fit_messages(messages, params.max_tokens)
+        self._cancel = cancel  # a template that hangs stops on Stop too (chat_template's watchdog)
+        try:
+            tokens, notices = self.fit_messages(messages, params.max_tokens)
+        except TemplateCancelled:
+            yield DoneEvent("", StopReason.CANCELLED, GenerationStats(0, 0, 0.0, 0.0, 0, 0.0, 0.0))
+            return
+        finally:
+            self._cancel = None
         for notice in notices:
             yield NoticeEvent(notice)
         if params.spec.enabled and self.drafter is None and self.info.drafter_note:
@@ -233,6 +273,31 @@ class ChatEngine:
         self.close()
 
 
+def _check_can_chat(info: GGUFInfo) -> None:
+    """A file without a tokenizer is legal (embeddings) but cannot chat: llama.cpp asserts when asked to
+    tokenize with it (llama.cpp `src/llama-vocab.cpp`, "Tokenizer not initialized")."""
+    if info.vocab_model in NO_VOCAB_MODELS:
+        raise ModelFileError(
+            info.path,
+            f"the file has no tokenizer (tokenizer.ggml.model is '{info.vocab_model}'): it cannot chat",
+        )
+
+
+def _drafter_kind(config: LoadConfig, mtp: MTPPlan) -> str:
+    """The drafter a load will try first: "mtp", "draft", "ngram" or "none" (what _make_drafter builds,
+    known before the target context is made, so the context keeps the snapshots it needs)."""
+    kind = config.drafter
+    if kind == "none":
+        return "none"
+    if kind in ("auto", "mtp") and mtp.kind is not None:
+        return "mtp"
+    if kind == "mtp":
+        return "none"
+    if kind in ("auto", "draft") and config.draft_model_path is not None:
+        return "draft"
+    return "none" if kind == "draft" else "ngram"
+
+
 def _make_drafter(
     config: LoadConfig,
     model: Model,
@@ -258,8 +323,7 @@ def _make_drafter(
 
 
 def _make_draft_model(config: LoadConfig, target: Model) -> tuple[Drafter | None, str | None, int]:
-    assert config.draft_model_path is not None
-    validate_model_file(config.draft_model_path)
+    assert config.draft_model_path is not None  # validated from its metadata in ChatEngine.load
     draft = Model(config.draft_model_path, n_gpu_layers=config.n_gpu_layers)
     try:
         check_draft_compatible(target, draft)

@@ -42,7 +42,9 @@ from engine.errors import (
     DownloadCancelledError,
     DownloadError,
     HubOfflineError,
+    TandemError,
 )
+from engine.paths import data_dir
 from engine.store.hub import (
     RemoteFile,
     RepoHit,
@@ -54,7 +56,14 @@ from engine.store.hub import (
     resolve_token,
     search,
 )
-from engine.store.model_store import ModelEntry, ModelStore, check_free_space, sha256_file
+from engine.store.model_store import (
+    ModelEntry,
+    ModelStore,
+    check_free_space,
+    sha256_file,
+    storage_error,
+    writing,
+)
 
 __all__ = ["CHUNK_BYTES", "DownloadProgress", "RepoHit", "download", "search"]
 
@@ -96,7 +105,9 @@ def download(
     process was killed). Raises typed errors: HubOfflineError, RepoNotFoundError, RemoteFileNotFoundError,
     GatedRepoAccessError, InsufficientDiskError, DiskFullError, ChecksumMismatchError,
     DownloadCancelledError, DownloadBusyError, ModelFileError (not a usable GGUF)."""
-    store = store if store is not None else ModelStore()
+    if store is None:
+        with writing(data_dir(False), "create its data folder"):
+            store = ModelStore()
     if not filename.lower().endswith(".gguf"):
         raise DownloadError(f"{filename} is not a .gguf file; Tandem stores GGUF models only")
     store.path_for(repo, filename)  # validates the repo id and file name before any network use
@@ -154,15 +165,21 @@ def _download_to_store(
     endpoint: str,
 ) -> ModelEntry:
     partial = store.partial_path(remote.repo, remote.filename, remote.version)
-    partial.parent.mkdir(parents=True, exist_ok=True)
+    with writing(partial.parent, "create the download's folder"):
+        partial.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(f"{partial}.lock")
     try:
-        lock.acquire(timeout=0)
+        with writing(partial.parent, "create the download's lock file"):
+            lock.acquire(timeout=0)
     except Timeout as exc:
         raise DownloadBusyError(
             f"{remote.repo}/{remote.filename} is already being downloaded (by this or another Tandem "
             "process); wait for that download to finish"
         ) from exc
+    except TandemError:
+        with contextlib.suppress(OSError):
+            partial.parent.rmdir()  # only when empty: nothing half-made stays behind
+        raise
     try:
         done = partial.stat().st_size if partial.exists() else 0
         if done > remote.size:  # not a prefix of this version: start over
@@ -246,7 +263,7 @@ def _transfer(
                 f"{remote.filename}: the transfer ended early ({exc}); run the same command again to resume",
                 gui=f"{remote.filename}: the transfer ended early ({exc}). Press Resume to go on.",
             ) from exc
-        raise
+        raise storage_error(partial.parent, exc, f"write {partial.name}") from exc
     meter.finish()
 
 

@@ -11,7 +11,10 @@ Layout under `data_dir()` (platformdirs' user data dir, or `$TANDEM_DATA_DIR` to
 A file is placed with a single `os.replace` after it has been completely written, hashed and validated, and
 the manifest is rewritten atomically (temp file + replace) under a file lock, so a crash at any point
 leaves either the old state or the new one. A model file without a manifest record (a crash between the
-two steps, or a file dropped there by hand) is reported by `untracked()`, never listed as a model.
+two steps, or a file dropped there by hand) is reported by `untracked()`, never listed as a model; when
+the manifest cannot be written (a full disk, a read-only folder), the placed file is taken back.
+Every file system failure of the store becomes a typed error that says what could not be written where
+(`writing`), never a traceback.
 """
 
 from __future__ import annotations
@@ -31,9 +34,16 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from engine.errors import InsufficientDiskError, ModelFileError, ModelNotInStoreError, StoreError
+from engine.errors import (
+    DiskFullError,
+    InsufficientDiskError,
+    ModelFileError,
+    ModelNotInStoreError,
+    StoreError,
+    TandemError,
+)
 from engine.gguf.metadata import split_shard_index, validate_model_file
 from engine.paths import data_dir
 
@@ -45,6 +55,36 @@ LOCAL_PREFIX = "local"  # store names and folder of imported files; hub folders 
 DISK_MARGIN_BYTES = 256 * 1024 * 1024  # keep this much free after a write: a full disk breaks everything else
 _MANIFEST_VERSION = 1
 _HASH_CHUNK = 8 * 1024 * 1024
+
+
+def storage_error(path: Path, exc: OSError, doing: str) -> TandemError:
+    """What the user is told when the store cannot `doing` (e.g. "create the download's folder") at `path`."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return DiskFullError(path, f"could not {doing}: {reason}")
+    where = "TANDEM_DATA_DIR"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return StoreError(
+            f"permission denied: Tandem could not {doing} in {path}; check that folder's permissions or set "
+            f"{where} to a folder you can write to"
+        )
+    if exc.errno == errno.EROFS:
+        return StoreError(
+            f"{path} is on a read-only file system, so Tandem could not {doing} there; set {where} to a "
+            "writable folder"
+        )
+    return StoreError(f"Tandem could not {doing} in {path}: {reason}")
+
+
+@contextlib.contextmanager
+def writing(path: Path, doing: str) -> Iterator[None]:
+    """Turn a file system failure inside the block into storage_error(path, ...)."""
+    try:
+        yield
+    except Timeout:
+        raise  # a lock someone else holds (filelock's Timeout is an OSError): the caller says who
+    except OSError as exc:
+        raise storage_error(path, exc, doing) from exc
 
 
 def sha256_file(path: Path) -> str:
@@ -270,11 +310,13 @@ class ModelStore:
     ) -> ModelEntry:
         rel = self._rel(repo, filename)
         dest = self.models_dir / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if move:
-            _move_into_place(src, dest)
-        else:
-            _link_or_copy_into_place(src, dest)
+        with writing(dest.parent, "create the model's folder"):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        with writing(dest.parent, "place the model file"):
+            if move:
+                _move_into_place(src, dest)
+            else:
+                _link_or_copy_into_place(src, dest)
         record: dict[str, Any] = {
             "rel": rel.as_posix(),
             "repo": repo,
@@ -286,10 +328,20 @@ class ModelStore:
             "revision": revision,
             "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        with self._locked():
-            manifest = self._read_manifest()
-            manifest[record["rel"]] = record
-            self._write_manifest(manifest)
+        try:
+            with writing(self.models_dir, "record the model in its list (manifest.json)"), self._locked():
+                manifest = self._read_manifest()
+                manifest[record["rel"]] = record
+                self._write_manifest(manifest)
+        except TandemError:
+            # Not recorded, so not a model: take the file back (a download keeps it as its partial).
+            with contextlib.suppress(OSError):
+                if move:
+                    os.replace(dest, src)
+                else:
+                    dest.unlink()
+            self._prune_empty_dirs(dest.parent)
+            raise
         entry = self._entry(record)
         assert entry is not None  # just placed
         return entry
@@ -339,8 +391,11 @@ class ModelStore:
     def _write_manifest(self, manifest: dict[str, dict[str, Any]]) -> None:
         body = {"version": _MANIFEST_VERSION, "models": sorted(manifest.values(), key=lambda r: r["rel"])}
         tmp = self._manifest_path.with_name(f".manifest.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")
-        os.replace(tmp, self._manifest_path)
+        try:
+            tmp.write_text(json.dumps(body, indent=1), encoding="utf-8")
+            os.replace(tmp, self._manifest_path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a half-written temp file (disk full) is never left behind
 
     def _prune_empty_dirs(self, directory: Path) -> None:
         while directory != self.models_dir and self.models_dir in directory.parents:

@@ -96,6 +96,9 @@ class FakeChatEngine:
         cls,
         config: LoadConfig,
         progress: Callable[[float], bool] | None = None,
+        *,
+        isolate: bool = True,
+        on_stage: Callable[[str], None] | None = None,
         options: FakeOptions | None = None,
     ) -> FakeChatEngine:
         options = options or FakeOptions()
@@ -242,6 +245,6 @@ def fake_factory(options: FakeOptions | None = None) -> Callable[..., FakeChatEn
     opts = options or FakeOptions()
 
     def factory(config: LoadConfig, progress: Callable[[float], bool] | None = None) -> FakeChatEngine:
-        return FakeChatEngine.load(config, progress, opts)
+        return FakeChatEngine.load(config, progress, options=opts)
 
     return factory

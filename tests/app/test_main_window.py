@@ -167,18 +167,23 @@ def test_import_of_a_bad_file_says_why(window, tmp_path, monkeypatch):
     assert len(shown) == 1 and "bad.json" in shown[0] and "Traceback" not in shown[0]
 
 
-def test_load_failure_is_a_dialog_not_a_traceback(qtbot, window, context, monkeypatch):
-    shown: list[tuple[str, str]] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a: shown.append((title, text)))
+def test_load_failure_is_a_dialog_not_a_traceback_and_keeps_the_model(qtbot, window, context):
+    before = window.model_label.text()
+    assert before.startswith("fake-target")
     context.client._worker._factory = fake_factory(
-        FakeOptions(load_error=ModelFileError("/m/x.gguf", "truncated"))
+        FakeOptions(load_error=ModelFileError("/m/x.gguf", "truncated\x1b]0;pwned\x07"))
     )
     from engine.config import LoadConfig
 
     with qtbot.waitSignal(context.client.loadFailed, timeout=5000):
         context.client.load(LoadConfig(model_path=Path("/m/x.gguf")))
-    assert shown == [("Could not load the model", "/m/x.gguf: truncated")]
-    assert window.model_label.text() == "No model loaded"
+    box = window.load_error_box
+    assert box is not None and box.windowTitle() == "Could not load the model"
+    assert box.text() == "/m/x.gguf: truncated\\e]0;pwned\\x07"  # escapes shown, never interpreted
+    assert "still loaded and answering" in box.informativeText()
+    # the model loaded before is still the one in the status bar, and it still answers
+    assert window.model_label.text() == before and context.client.info is not None
+    box.close()
 
 
 def run_main(monkeypatch, argv, factory, tmp_path, until=lambda: True, qtbot=None):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import time
 
 import pytest
 
@@ -11,6 +13,7 @@ from app.records import ChatSettings, MessageItem, apply_stats_dict, stats_to_di
 from app.theme import DARK, LIGHT
 from engine.stats import GenerationStats, SpecRecorder
 from tests.app.fake_engine import SCRIPT, split_tokens
+from tests.app.hostile_markdown import HOSTILE_REPLIES
 
 
 @pytest.fixture(params=[LIGHT, DARK], ids=["light", "dark"])
@@ -185,3 +188,62 @@ def test_chat_settings_from_bad_dict_falls_back_to_defaults():
     params = good.to_params()
     assert (params.sampling.temperature, params.sampling.top_p, params.sampling.seed) == (0.2, 0.5, 3)
     assert params.max_tokens == 9 and params.spec.enabled is False
+
+
+# --- hostile replies ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(HOSTILE_REPLIES))
+def test_a_hostile_reply_renders_quickly_and_is_never_lost(name):
+    renderer = render.Renderer(LIGHT)
+    source = HOSTILE_REPLIES[name]
+    started = time.perf_counter()
+    html, _ = renderer.document(source)
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f"\n{name}: {elapsed:.1f} ms, {len(html)} chars of HTML")
+    assert elapsed < 250  # the budget is 40 ms per block; generous for shared CI machines
+    visible = re.sub(r"<[^>]+>", "", html)
+    for word in re.findall(r"[a-z]{2,}", source)[:3]:
+        assert word in visible  # the text is there, rendered or plain
+
+
+def test_the_looping_list_reply_renders_as_a_list_capped_in_depth():
+    html, _ = render.Renderer(LIGHT).document("- " * 495 + "x")
+    assert html.count("<ul>") == render.MAX_NESTING
+    assert html.rstrip().endswith("</ul>") and "- - -" in html and "x" in html
+
+
+def test_nesting_within_the_cap_is_untouched():
+    source = "- a\n  - b\n    - c\n> quote\n>> deeper\n1. one\n   2. two"
+    assert render.cap_nesting(source) == source
+
+
+def test_a_block_that_makes_markdown_fail_is_shown_as_text(monkeypatch):
+    renderer = render.Renderer(LIGHT)
+
+    def broken(source):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(renderer._md, "convert", broken)
+    html, _ = renderer.document("# Title\n\nsome *text*")
+    assert "# Title" in html and "some *text*" in html and renderer.fallbacks == 1
+
+
+def test_a_slow_block_stays_plain_while_it_grows():
+    renderer = render.Renderer(LIGHT)
+    slow = "[" * 8000
+    renderer.markdown(slow)
+    assert renderer.fallbacks == 1
+    started = time.perf_counter()
+    renderer.markdown(slow + "[[[ more")  # streaming: the same block, longer
+    assert (time.perf_counter() - started) < 0.02 and renderer.fallbacks == 2
+
+
+def test_a_time_budget_leaves_the_rest_for_later_and_finishes_it():
+    stream = render.StreamRenderer(render.Renderer(LIGHT))
+    text = "\n\n".join(f"Paragraph **{i}** with [a link](https://example.com/{i})." for i in range(200))
+    html, _ = stream.render(text, budget_s=0.0)  # the first block always gets its time: progress
+    assert stream.pending and "<strong>0</strong>" in html and "**199**" in html  # the rest as text for now
+    for _ in range(400):
+        html, _ = stream.render(text, budget_s=0.01)
+        if not stream.pending:
+            break
+    assert not stream.pending and "<strong>199</strong>" in html

@@ -220,3 +220,121 @@ def test_prediction_learned_per_pair_and_kept_across_loads(qtbot, tmp_path):
         assert again.prediction.last_ab == request.result.speedup
     finally:
         again.shutdown()
+
+
+# --- loading is a transaction (issue 16, item 1) ------------------------------------------------------------
+class Factory:
+    """A fake engine factory that fails the loads `fail(config, loaded)` says should fail, where `loaded` is
+    the set of paths whose engines are open right now (memory in use)."""
+
+    def __init__(self, fail: object) -> None:
+        self.fail = fail
+        self.open: set[Path] = set()
+        self.calls: list[LoadConfig] = []
+
+    def __call__(self, config: LoadConfig, progress: object = None) -> object:
+        self.calls.append(config)
+        error = self.fail(config, set(self.open))  # type: ignore[operator]
+        if error is not None:
+            raise error
+        engine = fake_factory(FakeOptions())(config, progress)
+        self.open.add(config.model_path)
+        close = engine.close
+
+        def closed() -> None:
+            self.open.discard(config.model_path)
+            close()
+
+        engine.close = closed  # type: ignore[method-assign]
+        return engine
+
+
+def wait_load(qtbot, client: WorkerClient, config: LoadConfig) -> tuple[str, object]:
+    outcome: list[tuple[str, object]] = []
+    client.modelLoaded.connect(lambda info: outcome.append(("loaded", info)))
+    client.loadFailed.connect(lambda message: outcome.append(("failed", message)))
+    client.load(config)
+    qtbot.waitUntil(lambda: bool(outcome) and not client.busy, timeout=5000)
+    return outcome[-1]
+
+
+def test_a_failed_load_keeps_the_model_serving(qtbot):
+    bad = Path("/m/bad.gguf")
+    factory = Factory(
+        lambda config, _open: ModelFileError(bad, "truncated") if config.model_path == bad else None
+    )
+    c = WorkerClient(factory)
+    try:
+        assert wait_load(qtbot, c, LoadConfig(model_path=Path("/m/good.gguf")))[0] == "loaded"
+        kind, message = wait_load(qtbot, c, LoadConfig(model_path=bad))
+        assert (kind, message) == ("failed", "/m/bad.gguf: truncated")
+        assert c.info is not None and c.info.model_path == Path("/m/good.gguf")
+        assert factory.open == {Path("/m/good.gguf")}  # never closed for the failed load
+        request = c.submit(HELLO, GenerationParams())
+        with qtbot.waitSignal(request.finished, timeout=5000):
+            pass
+        assert request.state is RequestState.DONE
+    finally:
+        c.shutdown()
+
+
+def test_a_new_model_replaces_the_old_only_once_it_is_loaded(qtbot):
+    seen: list[set[Path]] = []
+
+    def fail(config: LoadConfig, open_: set[Path]) -> None:
+        seen.append(open_)
+
+    factory = Factory(fail)
+    c = WorkerClient(factory)
+    try:
+        wait_load(qtbot, c, LoadConfig(model_path=Path("/m/a.gguf")))
+        wait_load(qtbot, c, LoadConfig(model_path=Path("/m/b.gguf")))
+        assert seen == [set(), {Path("/m/a.gguf")}]  # b was opened while a was still loaded
+        assert factory.open == {Path("/m/b.gguf")} and c.info.model_path == Path("/m/b.gguf")
+    finally:
+        c.shutdown()
+
+
+def test_when_two_models_do_not_fit_the_old_one_makes_room_and_comes_back_on_failure(qtbot):
+    from engine.errors import ModelLoadError
+
+    def fail(config: LoadConfig, open_: set[Path]) -> Exception | None:
+        if config.model_path == Path("/m/big.gguf") and open_:
+            return ModelLoadError(
+                "big.gguf: llama.cpp could not create a context (failed to allocate buffer)"
+            )
+        if config.model_path == Path("/m/huge.gguf"):
+            return ModelLoadError("huge.gguf: llama.cpp could not load the model (failed to allocate)")
+        return None
+
+    factory = Factory(fail)
+    c = WorkerClient(factory)
+    try:
+        wait_load(qtbot, c, LoadConfig(model_path=Path("/m/a.gguf")))
+        kind, info = wait_load(qtbot, c, LoadConfig(model_path=Path("/m/big.gguf")))
+        assert kind == "loaded" and factory.open == {Path("/m/big.gguf")}  # a was closed to make room
+        kind, message = wait_load(qtbot, c, LoadConfig(model_path=Path("/m/huge.gguf")))
+        assert kind == "failed" and "allocate" in str(message)
+        # big was closed to try huge, huge failed anyway: big is loaded again and answers
+        assert factory.open == {Path("/m/big.gguf")} and c.info.model_path == Path("/m/big.gguf")
+        request = c.submit(HELLO, GenerationParams())
+        with qtbot.waitSignal(request.finished, timeout=5000):
+            pass
+        assert request.state is RequestState.DONE
+    finally:
+        c.shutdown()
+
+
+def test_a_refused_drafter_loads_the_target_alone_and_says_why(qtbot):
+    draft = Path("/m/draft.gguf")
+
+    def fail(config: LoadConfig, _open: set[Path]) -> Exception | None:
+        return ModelFileError(draft, "the file is truncated") if config.draft_model_path == draft else None
+
+    c = WorkerClient(Factory(fail))
+    try:
+        kind, info = wait_load(qtbot, c, LoadConfig(model_path=Path("/m/t.gguf"), draft_model_path=draft))
+        assert kind == "loaded" and info.drafter is None
+        assert info.drafter_note.startswith("the drafter was refused: /m/draft.gguf: the file is truncated")
+    finally:
+        c.shutdown()

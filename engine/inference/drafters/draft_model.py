@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.config import MODEL_DRAFT_K_MAX, SpecParams
+from engine.errors import KVRollbackError
 from engine.inference.drafters.base import Draft
 from engine.inference.llama import Context, KVSequence, Model, common_prefix
 
@@ -29,13 +30,17 @@ class DraftModelDrafter:
         if k <= 0 or not context:
             return Draft(())
         # Reuse whatever prefix the draft cache already holds; the last context token must be decoded
-        # again for its logits.
-        self.seq.rewind(common_prefix(self.seq.tokens, context[:-1]))
+        # again for its logits. A recurrent draft model goes back to its checkpoint (below) and forward.
+        try:
+            self.seq.rewind(common_prefix(self.seq.tokens, context[:-1]))
+        except KVRollbackError:
+            self.seq.clear()
         room = self.ctx.n_ctx - len(context)
         k = min(k, room)
         if k <= 0:
             return Draft((), "draft model context is full")
         self.seq.decode(context[len(self.seq) :], "last")
+        self.seq.checkpoint()  # drafted tokens go in one by one: no snapshot could drop them later
         out: list[int] = []
         for i in range(k):
             logits = self.ctx.logits(-1)

@@ -6,12 +6,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
-from engine.config import ChatMessage
+from engine.config import CancelToken, ChatMessage
 from engine.errors import TemplateError
-from engine.inference.chat_template import DEFAULT_TEMPLATE, ChatTemplate, render_with_fallback
+from engine.inference.chat_template import (
+    DEFAULT_TEMPLATE,
+    ChatTemplate,
+    TemplateCancelled,
+    render_with_fallback,
+)
 from tests import REPO_ROOT
 
 CONVERSATION = [
@@ -145,9 +152,9 @@ def test_render_with_fallback_passes_a_good_template_through() -> None:
 
 
 # --- resource exhaustion in a single expression ---------------------------------------------------------
-# The output-size and time bounds are checked between output chunks, so one expression that builds a huge
-# value (or computes a huge number) runs to completion before any check. Run in a child process with an
-# address-space cap and a timeout so that the test machine is never at risk.
+# One expression can build a huge value (or compute a huge number) before any clock is looked at: the
+# sandbox bounds such operations themselves. Run in a child process with an address-space cap and a timeout
+# so that the test machine is never at risk.
 
 _CHILD = textwrap.dedent(
     """
@@ -201,3 +208,82 @@ def test_template_that_does_not_compile_falls_back_too() -> None:
     text, note = render_with_fallback(broken, CONVERSATION[1:2])
     assert text == "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
     assert note is not None and "does not compile" in note
+
+
+# --- time: templates that loop without printing -----------------------------------------------------------
+HANGING = {
+    "nested 99999^2 (issue 13)": "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
+    "{% endfor %}",
+    "1000^3 (issue 13)": "{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(1000) %}"
+    "{% endfor %}{% endfor %}{% endfor %}",
+    "loop in a macro": "{% macro f() %}{% for i in range(99999) %}{% endfor %}{% endmacro %}"
+    "{% for i in range(99999) %}{{ f() }}{% endfor %}",
+    "sorting in a loop": "{% for i in range(99999) %}{{ range(99999)|list|sort|first }}{% endfor %}",
+    "busy namespace": "{% set ns = namespace(n=0) %}{% for i in range(99999) %}{% for j in range(99999) %}"
+    "{% set ns.n = ns.n + 1 %}{% endfor %}{% endfor %}{{ ns.n }}",
+}
+
+
+@pytest.mark.parametrize("name", list(HANGING))
+def test_a_hanging_template_falls_back_within_3_s_and_is_not_run_again(name: str) -> None:
+    template = ChatTemplate(HANGING[name])
+    started = time.perf_counter()
+    text, note = render_with_fallback(template, CONVERSATION[1:2])
+    elapsed = time.perf_counter() - started
+    print(f"\n{name}: fell back in {elapsed:.2f} s")
+    assert elapsed < 3.0
+    assert text == "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
+    assert note is not None and "more than 2 s" in note and "ChatML" in note
+    started = time.perf_counter()
+    assert render_with_fallback(template, CONVERSATION[1:2])[1] == note
+    assert time.perf_counter() - started < 0.2  # stopped once: straight to the fallback
+
+
+def test_cancel_stops_a_hanging_template_at_once() -> None:
+    cancel = CancelToken()
+    threading.Timer(0.2, cancel.cancel).start()
+    started = time.perf_counter()
+    with pytest.raises(TemplateCancelled):
+        render_with_fallback(ChatTemplate(HANGING["nested 99999^2 (issue 13)"]), CONVERSATION, cancel)
+    assert time.perf_counter() - started < 0.6
+
+
+def test_the_watchdog_leaves_tracing_as_it_found_it() -> None:
+    seen: list[str] = []
+
+    def tracer(frame: object, event: str, arg: object) -> None:
+        seen.append(event)
+
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        render("{{ messages | length }}")
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(old)
+
+
+MEMORY_BOMBS = {
+    "doubling with ~": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s|length }}",
+    "doubling with +": "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+    "{% endfor %}{{ ns.s|length }}",
+    "doubling a list": "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}"
+    "{% endfor %}{{ ns.l|length }}",
+    "join filter": "{{ (['x' * 100000] * 100000)|join }}",
+    "join method": "{{ ''.join(['x' * 100000] * 100000) }}",
+    "replace method": "{{ ('x' * 100000).replace('x', 'x' * 100000) }}",
+    "replace filter": "{{ ('x' * 100000)|replace('x', 'x' * 100000) }}",
+    "recursive macro": "{% macro f(s, n) %}{% if n < 40 %}{{ f(s ~ s, n + 1) }}{% endif %}{% endmacro %}"
+    "{{ f('x', 0) }}",
+    "indent width": "{{ 'a\\nb'|indent(10 ** 9) }}",
+    "format width": "{{ '%*s'|format(10 ** 9, 'x') }}",
+}
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("name", list(MEMORY_BOMBS))
+def test_a_template_cannot_build_a_huge_string(name: str) -> None:
+    result = _render_in_child(MEMORY_BOMBS[name], timeout=10.0)
+    assert result is not None and result[0] == "REFUSED", result
+    assert result[1] < 200  # MB peak: nothing huge was ever built

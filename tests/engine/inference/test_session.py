@@ -337,3 +337,38 @@ def test_truncated_copy_of_the_tiny_llama_is_refused(
 def test_missing_model_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="not found"):
         ChatEngine.load(LoadConfig(model_path=tmp_path / "nope.gguf"))
+
+
+# --- a chat template that hangs -------------------------------------------------------------------------
+HANGING_TEMPLATE = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+
+
+def test_a_hanging_template_costs_one_reply_two_seconds_then_chatml(engine: ChatEngine) -> None:
+    import time
+
+    from engine.inference.chat_template import ChatTemplate
+
+    engine.template = ChatTemplate(HANGING_TEMPLATE, bos_token="<s>")
+    started = time.perf_counter()
+    events = list(engine.chat(HELLO, params(max_tokens=4)))
+    assert time.perf_counter() - started < 3.0
+    assert any("took more than 2 s" in n and "ChatML" in n for n in notices(events))
+    assert done_of(events).stats.n_generated > 0
+    started = time.perf_counter()
+    list(engine.chat(HELLO, params(max_tokens=4)))
+    assert time.perf_counter() - started < 1.0  # the template is not run again
+
+
+def test_stop_ends_a_reply_whose_template_hangs(engine: ChatEngine) -> None:
+    import time
+
+    from engine.inference.chat_template import ChatTemplate
+
+    engine.template = ChatTemplate(HANGING_TEMPLATE)
+    cancel = CancelToken()
+    threading.Timer(0.2, cancel.cancel).start()
+    started = time.perf_counter()
+    events = list(engine.chat(HELLO, params(), cancel))
+    assert time.perf_counter() - started < 1.0
+    assert done_of(events).stop_reason is StopReason.CANCELLED and done_of(events).text == ""
+    assert engine.template.stopped is None  # stopped by the user, not for time: it may run next time
