@@ -30,13 +30,16 @@ WINDOW = 9  # timings kept per batch size: recent ones follow the machine's load
 REJECT_MADS = 3.0  # a timing further than this many scaled MADs from its size's median is an outlier
 PRIOR_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) when only t(1) is known (a CPU-like guess)
 
-# Sizes a calibration times: every size up to 17 (where the cheap tiles are, and the draft lengths model
-# drafters use), then the tile edges long n-gram drafts land on. About 40 single-token decodes' worth per
-# round on a 2-core CPU.
-CALIBRATION_SIZES = (*range(1, 18), 20, 24, 25, 32, 33, 40, 48, 49, 56, 64, 65)
+# Sizes a calibration times, most useful first: powers of two and the sizes just past them (where CPU tiles
+# make a batch dear), every other size up to 17 (the draft lengths model drafters and short matches use),
+# then the tile edges long n-gram drafts land on. A round costs about 120 single-token decodes on a 2-core
+# CPU (2.5 s for Gemma 3 270M); the first round goes in this order so that a calibration cut short by its
+# budget (a slow model, a busy machine) still has the sizes that matter most.
+CALIBRATION_SIZES = (1, 2, 4, 8, 16, 9, 17, 3, 6, 12, 5, 7, 10, 11, 13, 14, 15, 24, 32, 25, 33, 48, 64, 49,
+                     65)
 CALIBRATION_ROUNDS = 3
 CALIBRATION_POSITION = 256  # decode at this context length: a typical prompt's worth of KV before it
-CALIBRATION_BUDGET_S = 6.0  # stop adding rounds after this long (a slow model or a busy machine)
+CALIBRATION_BUDGET_S = 6.0  # stop timing after this long; the controller keeps learning every size it uses
 
 
 class CostCurve:
@@ -180,10 +183,11 @@ def calibrate(
     budget_s: float = CALIBRATION_BUDGET_S,
     seed: int = 0,
 ) -> dict[int, list[float]]:
-    """Time verify decodes (logits for every row) of each size in `sizes`, `rounds` times in a shuffled
-    order so a burst of load elsewhere spreads over sizes instead of hitting one. The context must be empty;
-    it is left empty. `filler`: valid tokens to decode (their values do not change the cost). A context that
-    cannot drop positions (recurrent state) ends the calibration early with what was timed."""
+    """Time verify decodes (logits for every row) of each size in `sizes`, `rounds` times: the first round
+    in the given order, later ones shuffled so a burst of load elsewhere spreads over sizes instead of
+    hitting one. Stops once `budget_s` is spent. The context must be empty; it is left empty. `filler`: valid
+    tokens to decode (their values do not change the cost). A context that cannot drop positions (recurrent
+    state) ends the calibration early with what was timed."""
     sizes = [n for n in sizes if 1 <= n <= ctx.n_batch and n < ctx.n_ctx]
     if not filler or not sizes:
         return {}
@@ -197,11 +201,12 @@ def calibrate(
         if position:
             ctx.decode(tokens[:position], 0, "last")  # the context a verify batch sees in a short chat
         for done in range(rounds):
-            if done and time.perf_counter() - start > budget_s:
-                break
             order = list(sizes)
-            rng.shuffle(order)
+            if done:
+                rng.shuffle(order)
             for n in order:
+                if time.perf_counter() - start > budget_s and any(timings.values()):
+                    return {n: ts for n, ts in timings.items() if ts}
                 t0 = time.perf_counter()
                 ctx.decode(tokens[position : position + n], position, "all")
                 ctx.synchronize()

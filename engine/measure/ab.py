@@ -384,7 +384,7 @@ def iter_ab(
         div = first_divergence(reference.tokens, run.tokens, ())
         if div is not None:
             if div.position < min(len(reference.tokens), len(run.tokens)):
-                margin = _plain_margin(engine, tokens, params, div.position, cancel)
+                margin = plain_margin(engine, tokens, params, div.position, cancel)
                 div = replace(div, top2_margin=margin)
             break
     context = plain_piece = spec_piece = ""
@@ -449,7 +449,7 @@ def _side(
     return ABSide(done.text, tuple(loop.generated), done.stop_reason, done.stats)
 
 
-def _plain_margin(
+def plain_margin(
     engine: ChatEngineAPI,
     tokens: Sequence[int],
     params: GenerationParams,

@@ -119,8 +119,10 @@ def test_calibration_fits_a_small_context_and_stops_where_it_cannot_rewind() -> 
     assert sum(len(ts) for ts in timings.values()) == 2 and recurrent.cleared
 
 
-def test_calibration_seeds_a_curve_in_budget() -> None:
+def test_calibration_stops_at_its_budget_with_the_first_sizes_timed() -> None:
     ctx = FakeContext()
-    timings = calibrate(ctx, [1], sizes=(1, 4), rounds=50, budget_s=0.0)
-    assert all(len(ts) == 1 for ts in timings.values())  # the budget ends it after the first round
-    assert CostCurve(timings).time(4) is not None
+    timings = calibrate(ctx, [1], sizes=(1, 4, 8), rounds=50, budget_s=0.0)
+    assert list(timings) == [1] and len(timings[1]) == 1  # the most useful size first, then the budget
+    assert CostCurve(timings).time(4) is not None and ctx.cleared
+    shuffled = calibrate(FakeContext(), [1], sizes=(1, 4, 8), rounds=4)
+    assert all(len(ts) == 4 for ts in shuffled.values())

@@ -23,9 +23,9 @@ from engine.measure.ab import (
     ABReport,
     ABResult,
     ABStep,
-    _plain_margin,
     first_divergence,
     iter_ab,
+    plain_margin,
     run_ab,
 )
 from engine.measure.bench import BenchPrompt, bench_prompt, format_table
@@ -81,7 +81,7 @@ def test_margin_at_a_divergence_is_replayed_from_the_plain_run(engine: ChatEngin
     loop = engine.make_loop(p, record_margins=True)
     list(loop.run(tokens))
     assert len(loop.margins) == 48
-    assert _plain_margin(engine, tokens, params(), 17, None) == loop.margins[17]
+    assert plain_margin(engine, tokens, params(), 17, None) == loop.margins[17]
 
 
 def test_one_seed_for_both_sides_when_none_is_given(engine: ChatEngine) -> None:
