@@ -76,7 +76,8 @@ def main() -> None:
     build_gemma4_target(target)
     build_gemma4_assistant(assistant)
     pair = ["--model", str(target), "--assistant", str(assistant), "--drafter", "mtp"]
-    tandem("bench", *pair, "--gpu-layers", "-1", "--ctx", "512", "--max-tokens", "48", "--repeat", "3", timeout=90)
+    short = ["--ctx", "512", "--max-tokens", "48", "--repeat", "3"]
+    tandem("bench", *pair, "--gpu-layers", "-1", *short, timeout=90)
 
 
 if __name__ == "__main__":
