@@ -15,9 +15,11 @@ evidence. Model drafters have a single class. A declined free proposal is still 
 the target then writes (ShadowDraft): evidence at no cost. A switched-off model drafter proves itself again
 through a short probe now and then.
 
-A depth with little evidence borrows its prior from the depth before it: after drafts of 3 were accepted
-95% of the time, a 4th token is assumed about as likely, so the controller tries longer drafts instead of
-never learning whether they pay.
+Past the first token, a depth with little evidence borrows the class's pooled acceptance beyond the first
+token: once a copy is under way, the next token is about as likely to be right as the ones before it, so
+after drafts of 3 were accepted 95% of the time the controller tries longer drafts instead of never learning
+whether they pay. Pooling (rather than each depth inheriting the estimate of the one before) keeps one lucky
+draft from making a 60-token draft look safe.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ CLASS_EDGES = (0, 4, 8, 16)
 # Chance that the first draft token is accepted before any evidence, per class. A 16-token repeat is a copy
 # (llama.cpp's ngram-simple drafts 48 tokens after a 12-token match and is right nearly every time).
 CLASS_PRIOR = (0.5, 0.6, 0.8, 0.9)
+# Chance that a draft token past the first is accepted given the ones before it were, before evidence.
+CLASS_PRIOR_DEEP = (0.7, 0.8, 0.9, 0.95)
 PRIOR_ACCEPT = CLASS_PRIOR[0]
 PRIOR_WEIGHT = 1.0  # pseudo-observations behind each depth's prior
+DEEP_PRIOR_WEIGHT = 4.0  # pseudo-observations behind a class's pooled acceptance past the first token
 DECAY = 0.97  # per result of a class: old evidence fades
 EMA = 0.2  # drafter cost smoothing
 OFF_REASON = "controller chose k=0"  # stable key so steps aggregate; off_detail() carries the numbers
@@ -61,8 +66,9 @@ class Choice:
 class _Acceptance:
     """Decayed accepted / drafted counts per draft depth for one match class."""
 
-    def __init__(self, k_max: int, prior: float) -> None:
+    def __init__(self, k_max: int, prior: float, prior_deep: float) -> None:
         self.prior = prior
+        self.prior_deep = prior_deep
         self.acc = [0.0] * k_max
         self.tot = [0.0] * k_max
         self._probs: list[float] | None = None
@@ -87,11 +93,15 @@ class _Acceptance:
     def probs(self) -> list[float]:
         """Per depth, the chance that draft token i+1 is accepted given the earlier ones were."""
         if self._probs is None:
-            probs, prior = [], self.prior
-            for acc, tot in zip(self.acc, self.tot, strict=True):
-                prior = (acc + PRIOR_WEIGHT * prior) / (tot + PRIOR_WEIGHT)
-                probs.append(prior)
-            self._probs = probs
+            acc, tot = self.acc, self.tot
+            if not tot:
+                self._probs = []
+                return self._probs
+            deep = (sum(acc[1:]) + DEEP_PRIOR_WEIGHT * self.prior_deep) / (sum(tot[1:]) + DEEP_PRIOR_WEIGHT)
+            first = (acc[0] + PRIOR_WEIGHT * self.prior) / (tot[0] + PRIOR_WEIGHT)
+            self._probs = [first] + [
+                (a + PRIOR_WEIGHT * deep) / (t + PRIOR_WEIGHT) for a, t in zip(acc[1:], tot[1:], strict=True)
+            ]
         return self._probs
 
     @property
@@ -104,7 +114,9 @@ class DraftLengthController:
         self.k_max = max(0, k_max)
         self.adaptive = adaptive
         self.costs = costs if costs is not None else CostCurve()  # shared with the engine: the machine's
-        self._classes = [_Acceptance(self.k_max, prior) for prior in CLASS_PRIOR]
+        self._classes = [
+            _Acceptance(self.k_max, prior, deep) for prior, deep in zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True)
+        ]
         self._class = 0  # the class of the last choice: the verified draft it leads to counts there
         self._d: float | None = None  # EMA drafter seconds per drafted token
         self._steps_since_single = 0

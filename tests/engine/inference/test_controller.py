@@ -7,6 +7,7 @@ import pytest
 from engine.config import MODEL_DRAFT_K_MAX, NGRAM_K_MAX, SpecParams
 from engine.inference.controller import (
     CLASS_EDGES,
+    CLASS_PRIOR_DEEP,
     FIRST_K,
     MEASURING,
     OFF_REASON,
@@ -118,7 +119,8 @@ def test_not_adaptive_always_drafts_the_maximum() -> None:
 def test_expected_tokens_follows_the_chain_rule() -> None:
     c = DraftLengthController(3)
     assert c.expected_tokens(0) == 1.0
-    assert c.expected_tokens(2) == pytest.approx(1 + PRIOR_ACCEPT + PRIOR_ACCEPT**2)
+    deep = CLASS_PRIOR_DEEP[0]  # past the first token, the class's pooled prior
+    assert c.expected_tokens(2) == pytest.approx(1 + PRIOR_ACCEPT + PRIOR_ACCEPT * deep)
     teach(c, 3, 3, 200)  # evidence outweighs the prior (decay keeps ~33 recent steps): every depth ~0.97
     assert 3.8 < c.expected_tokens(3) < 4.0
 
@@ -144,16 +146,26 @@ def test_cheap_verify_and_good_acceptance_draft_the_maximum() -> None:
 
 def test_untried_depths_inherit_acceptance_so_long_drafts_get_tried() -> None:
     """Only drafts of 3 were ever verified, all accepted. With a CPU-like linear verify cost a 50% prior
-    at depth 4+ would keep k at 3 forever; inherited acceptance makes the controller try longer drafts."""
+    at depth 4+ would keep k at 3 forever; the class's pooled acceptance past the first token makes the
+    controller try longer drafts."""
     c = DraftLengthController(16)
     timed(c, 0.45, range(1, 5))
     teach(c, 3, 3, 30)
-    assert c.accept_prob(4) == pytest.approx(c.accept_prob(3))
+    assert c.accept_prob(4) > 0.95 and c.accept_prob(16) == pytest.approx(c.accept_prob(4))
     assert c.choose(available=16).k > 3
     # ...and evidence that depth 4 fails pulls it back to 3.
     teach(c, 4, 3, 60)
     assert c.accept_prob(4) < 0.1
     assert c.choose(available=16).k == 3
+
+
+def test_one_lucky_draft_does_not_make_a_long_draft_look_safe() -> None:
+    """A short match accepted once 7 tokens deep: its class's acceptance past the first token is pooled over
+    depths with a prior, so a 63-token draft is not expected to come back nearly whole."""
+    c = DraftLengthController(NGRAM_K_MAX, costs=curve({1: 1.0, 2: 1.35, 8: 2.63, 16: 4.36, 64: 13.6}))
+    teach(c, 7, 7, 1)
+    assert c.expected_tokens(63) < 12
+    assert c.choose(available=NGRAM_K_MAX, match_len=2).k < 16
 
 
 def test_choice_maximises_the_predicted_speedup() -> None:
