@@ -35,9 +35,9 @@ from engine.stats import StepResult
 CLASS_EDGES = (0, 4, 8, 16)
 # Chance that the first draft token is accepted before any evidence, per class. A 16-token repeat is a copy
 # (llama.cpp's ngram-simple drafts 48 tokens after a 12-token match and is right nearly every time).
-CLASS_PRIOR = (0.5, 0.6, 0.8, 0.9)
+CLASS_PRIOR = (0.5, 0.6, 0.85, 0.95)
 # Chance that a draft token past the first is accepted given the ones before it were, before evidence.
-CLASS_PRIOR_DEEP = (0.7, 0.8, 0.9, 0.95)
+CLASS_PRIOR_DEEP = (0.7, 0.8, 0.9, 0.97)
 PRIOR_ACCEPT = CLASS_PRIOR[0]
 PRIOR_WEIGHT = 1.0  # pseudo-observations behind each depth's prior
 DEEP_PRIOR_WEIGHT = 4.0  # pseudo-observations behind a class's pooled acceptance past the first token
@@ -114,9 +114,8 @@ class DraftLengthController:
         self.k_max = max(0, k_max)
         self.adaptive = adaptive
         self.costs = costs if costs is not None else CostCurve()  # shared with the engine: the machine's
-        self._classes = [
-            _Acceptance(self.k_max, prior, deep) for prior, deep in zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True)
-        ]
+        priors = zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True)
+        self._classes = [_Acceptance(self.k_max, prior, deep) for prior, deep in priors]
         self._class = 0  # the class of the last choice: the verified draft it leads to counts there
         self._d: float | None = None  # EMA drafter seconds per drafted token
         self._steps_since_single = 0

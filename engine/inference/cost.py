@@ -7,8 +7,10 @@ same steps). The draft-length controller therefore needs t(n) per size as measur
 Each size keeps its recent timings. A size's estimate is their mean after dropping timings far from their
 median (another process took the CPU for one step). The estimates are then made non-decreasing in n
 (isotonic regression with each block valued at the weighted median of its sizes, so it is robust too):
-one slow step cannot make a small batch look dearer than a big one, nor a big one cheaper. Sizes never
-measured are interpolated between measured neighbours, and beyond the largest by the mean slope.
+one slow step cannot make a small batch look dearer than a big one, nor a big one cheaper. Monotone where
+the data say so: a bigger batch that is cheaper in every one of at least three timings each is a real
+kernel effect (SmolLM2 decodes 64 rows faster than 48 on a 2-core CPU) and is kept. Sizes never measured
+are interpolated between measured neighbours, and beyond the largest by the mean slope.
 
 A short calibration (`calibrate`, on a model's first load on this machine, kept in the pair profile)
 seeds every size the controller is likely to pick, so it decides from the real curve from the first step.
@@ -29,6 +31,7 @@ from engine.errors import KVRollbackError
 WINDOW = 9  # timings kept per batch size: recent ones follow the machine's load and the context's growth
 REJECT_MADS = 3.0  # a timing further than this many scaled MADs from its size's median is an outlier
 PRIOR_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) when only t(1) is known (a CPU-like guess)
+REAL_DROP_SAMPLES = 3  # timings each of two sizes needs before "the bigger batch is cheaper" is believed
 
 # Sizes a calibration times, most useful first: powers of two and the sizes just past them (where CPU tiles
 # make a batch dear), every other size up to 17 (the draft lengths model drafters and short matches use),
@@ -81,7 +84,7 @@ class CostCurve:
     def measured(self) -> dict[int, float]:
         """The monotone estimate at every measured size."""
         if self._fitted is None:
-            self._fitted = _monotone({n: robust_mean(xs) for n, xs in self._samples.items()}, self._weights())
+            self._fitted = _monotone({n: robust_mean(xs) for n, xs in self._samples.items()}, self._samples)
             self._table = []
         return self._fitted
 
@@ -100,9 +103,6 @@ class CostCurve:
         t1, tn = self.time(1), self.time(n)
         return tn / t1 if t1 and tn is not None else None
 
-    def _weights(self) -> dict[int, int]:
-        return {n: len(xs) for n, xs in self._samples.items()}
-
 
 def robust_mean(values: Sequence[float]) -> float:
     """Mean of the values within REJECT_MADS scaled median absolute deviations of their median: one
@@ -117,16 +117,33 @@ def robust_mean(values: Sequence[float]) -> float:
     return sum(kept) / len(kept)
 
 
-def _monotone(estimates: Mapping[int, float], weights: Mapping[int, int]) -> dict[int, float]:
+def _monotone(estimates: Mapping[int, float], samples: Mapping[int, Sequence[float]]) -> dict[int, float]:
     """Non-decreasing in n: pool adjacent violators, each pool valued at the weighted median of its sizes'
-    estimates (L1 isotonic regression: a single wild size cannot drag its neighbours with it)."""
+    estimates (L1 isotonic regression: a single wild size cannot drag its neighbours with it), except where
+    the timings of two sizes say the bigger one really is cheaper (`_real_drop`)."""
     blocks: list[list[tuple[float, int, int]]] = []  # per block: (estimate, weight, n)
     for n in sorted(estimates):
-        blocks.append([(estimates[n], weights[n], n)])
-        while len(blocks) > 1 and _block_value(blocks[-2]) > _block_value(blocks[-1]):
+        blocks.append([(estimates[n], len(samples[n]), n)])
+        while (
+            len(blocks) > 1
+            and _block_value(blocks[-2]) > _block_value(blocks[-1])
+            and not _real_drop(blocks[-2], blocks[-1], samples)
+        ):
             last = blocks.pop()
             blocks[-1].extend(last)
     return {n: _block_value(block) for block in blocks for _, _, n in block}
+
+
+def _real_drop(
+    left: Sequence[tuple[float, int, int]],
+    right: Sequence[tuple[float, int, int]],
+    samples: Mapping[int, Sequence[float]],
+) -> bool:
+    """Two single sizes, each timed at least REAL_DROP_SAMPLES times, the bigger one faster every time."""
+    if len(left) != 1 or len(right) != 1:
+        return False
+    small, big = samples[left[0][2]], samples[right[0][2]]
+    return min(len(small), len(big)) >= REAL_DROP_SAMPLES and max(big) < min(small)
 
 
 def _block_value(block: Sequence[tuple[float, int, int]]) -> float:

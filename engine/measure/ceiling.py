@@ -41,12 +41,23 @@ def accepted_per_step(provenance: Sequence[int]) -> list[int]:
     return steps
 
 
-def achieved_ceiling(provenance: Sequence[int], cost: Cost) -> float:
-    """Speedup over plain decoding if every step of the run had verified exactly what it accepted."""
+def achieved_ceiling(provenance: Sequence[int], cost: Cost, k_max: int = 64) -> float:
+    """Speedup over plain decoding if every step of the run had verified exactly what it accepted (or a
+    bigger batch, where the curve makes one cheaper)."""
     steps = accepted_per_step(provenance)
+    cheapest = _cheapest_from(cost, k_max)
     tokens = sum(a + 1 for a in steps)
-    best_time = sum(cost(a + 1) for a in steps)
+    best_time = sum(cheapest[min(a, k_max)] for a in steps)
     return tokens * cost(1) / best_time if best_time > 0 else 1.0
+
+
+def _cheapest_from(cost: Cost, k_max: int) -> list[float]:
+    """Index a: the cheapest verify of a or more drafts, up to k_max (a curve that is not monotone where a
+    bigger batch really is cheaper makes drafting a few extra tokens free)."""
+    out = [cost(k + 1) for k in range(k_max + 1)]
+    for a in range(k_max - 1, -1, -1):
+        out[a] = min(out[a], out[a + 1])
+    return out
 
 
 def oracle_ceiling(
@@ -61,8 +72,9 @@ def oracle_ceiling(
 
     From position p (tokens generated[:p] emitted, the last one not yet decoded) a step drafting k tokens
     emits min(k, L(p)) + 1 of them for t(k + 1), where L(p) is how many of the drafter's proposal match the
-    output. Drafting more than L(p) never pays (t is non-decreasing), so the step emits k + 1 tokens with
-    k <= L(p); the fastest path to the end is found backwards over positions."""
+    output. So a step emits a + 1 tokens for a <= L(p), at the cheapest t(k + 1) with k >= a (drafting more
+    than will be accepted pays only where the curve drops); the fastest path to the end is found backwards
+    over positions."""
     n = len(generated)
     if n < 2:
         return 1.0
@@ -79,10 +91,11 @@ def oracle_ceiling(
     # time_to_end[p]: least seconds to emit generated[p:] once generated[:p] is out (the first token comes
     # from the prompt, as in the run).
     time_to_end = [0.0] * (n + 1)
-    costs = [cost(i) for i in range(1, k_max + 2)]
+    cheapest = _cheapest_from(cost, k_max)
+    t1 = cost(1)
     for p in range(n - 1, 0, -1):
-        best = costs[0] + time_to_end[p + 1]
-        for k in range(1, min(accept[p], n - p - 1) + 1):
-            best = min(best, costs[k] + time_to_end[p + k + 1])
+        best = t1 + time_to_end[p + 1]
+        for a in range(1, min(accept[p], n - p - 1, k_max) + 1):
+            best = min(best, cheapest[a] + time_to_end[p + a + 1])
         time_to_end[p] = best
-    return (n - 1) * costs[0] / time_to_end[1] if time_to_end[1] > 0 else 1.0
+    return (n - 1) * t1 / time_to_end[1] if time_to_end[1] > 0 else 1.0
