@@ -8,11 +8,11 @@ spec types and draft maxima, one run each), then rounds alternate, in this order
 
 with the same prompt tokens (checked equal to llama-completion's), the same threads and context, greedy.
 The table shows medians over the rounds with their spread ((max - min) / median), and prints the ratios
-last. Native decode speed is taken from the tools' own timers (llama-completion: eval + sampling time per
-generated token; llama-speculative-simple: its "decoded N tokens in T seconds"); Tandem's is its reply's
-decode speed (first token to last, everything in the loop included), so native is not charged for anything
-Tandem is not. Tandem loads each model once and calibrates its verify cost curve first, as the app does on
-a pair's first load.
+last. Every speed is the generation loop's wall time per token after the prompt, everything in the loop
+included: llama-completion's total time less its prompt evaluation, llama-speculative-simple's "decoded N
+tokens in T seconds", Tandem's decode speed (first token to last). llama-completion's own decode timer
+(eval + sampling, leaving out the rest of its loop) is kept in the JSON as `native_plain_timer`. Tandem
+loads each model once and calibrates its verify cost curve first, as the app does on a pair's first load.
 
 Tandem n-gram is also held against two ceilings from the calibrated cost curve (engine.measure.ceiling):
 "ceiling" for the acceptance the run achieved (every step verifying exactly what it accepted, nothing spent
@@ -50,6 +50,7 @@ from engine.measure.ab import first_divergence, load_average, plain_margin  # no
 from engine.measure.ceiling import achieved_ceiling, oracle_ceiling  # noqa: E402
 
 PROMPTS = Path(__file__).with_name("native_prompts.jsonl")
+MIN_TOKENS = 16  # a reply shorter than this times nothing but start-up: its speed is left out (shown as 0)
 
 # llama.cpp's n-gram drafters (common/speculative.cpp, common/ngram-map.cpp, common/ngram-mod.cpp): their
 # defaults and shorter keys / drafts. The sweep keeps, per prompt, the fastest.
@@ -88,6 +89,7 @@ class Run:
     text: str = ""
     drafted: int = 0
     accepted: int = 0
+    tps_timer: float = 0.0  # llama-completion: generated tokens over its eval + sampling timers
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Row:
     n_prompt: int
     native_setting: str
     native_plain: list[float] = field(default_factory=list)
+    native_plain_timer: list[float] = field(default_factory=list)
     native_spec: list[float] = field(default_factory=list)
     tandem_plain: list[float] = field(default_factory=list)
     tandem_spec: list[float] = field(default_factory=list)
@@ -176,11 +179,15 @@ class Native:
         out = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=True)
         eval_ms, runs = _grab(r"\beval time =\s+([\d.]+) ms /\s+(\d+) runs", out.stderr)
         (sampling_ms,) = _grab(r"sampling time =\s+([\d.]+) ms", out.stderr)
-        # Per generated token after the first: its decode and its share of sampling (the first token's
-        # sample belongs to the prompt).
-        seconds = (eval_ms + sampling_ms * runs / (runs + 1)) / 1000
+        (prompt_ms,) = _grab(r"prompt eval time =\s+([\d.]+) ms", out.stderr)
+        (total_ms,) = _grab(r"total time =\s+([\d.]+) ms", out.stderr)
+        # The loop after the prompt: one single-token decode per generated token after the first, with
+        # sampling and everything else the loop does.
+        wall = (total_ms - prompt_ms) / 1000
+        timer = (eval_ms + sampling_ms * runs / (runs + 1)) / 1000
         tokens = [int(t) for t in re.findall(r"^\S+ I\s+(\d+) -> '", out.stderr, re.M)]
-        return Run(runs / seconds if seconds else 0.0, out.stdout), tokens
+        tps = runs / wall if wall > 0 and runs >= MIN_TOKENS else 0.0
+        return Run(tps, out.stdout, tps_timer=runs / timer if timer > 0 else 0.0), tokens
 
     def spec(self, prompt_file: Path, n: int, setting: str, prompt_text: str) -> Run:
         cmd = [str(self.bin_dir / "llama-speculative-simple"), *self._common(prompt_file, n)]
@@ -188,6 +195,8 @@ class Native:
             cmd + NATIVE_SETTINGS[setting], capture_output=True, text=True, errors="replace", check=True
         )
         n_dec, secs = _grab(r"decoded\s+(\d+) tokens in\s+([\d.]+) seconds", out.stderr)
+        if n_dec < MIN_TOKENS:
+            secs = 0.0
         (drafted,) = _grab(r"n_drafted\s*=\s*(\d+)", out.stderr)
         (accepted,) = _grab(r"n_accept\s*=\s*(\d+)", out.stderr)
         text = out.stdout.lstrip("\n")  # it echoes the prompt first
@@ -224,7 +233,7 @@ def tandem_run(engine: ChatEngine, tokens: list[int], n: int, speculative: bool)
     done = next(e for e in loop.run(tokens) if isinstance(e, DoneEvent))
     sp = done.stats.spec
     return TandemRun(
-        done.stats.decode_tps,
+        done.stats.decode_tps if done.stats.n_generated >= MIN_TOKENS else 0.0,
         list(loop.generated),
         done.text,
         sp.provenance if sp else (),
@@ -270,6 +279,7 @@ def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_
                 tp = tandem_run(engine, tokens, n, False)
                 ts = tandem_run(engine, tokens, n, True)
                 row.native_plain.append(np_run.tps)
+                row.native_plain_timer.append(np_run.tps_timer)
                 row.native_spec.append(ns_run.tps)
                 row.tandem_plain.append(tp.tps)
                 row.tandem_spec.append(ts.tps)

@@ -18,9 +18,9 @@ seeds every size the controller is likely to pick, so it decides from the real c
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
-import statistics
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +32,7 @@ WINDOW = 9  # timings kept per batch size: recent ones follow the machine's load
 REJECT_MADS = 3.0  # a timing further than this many scaled MADs from its size's median is an outlier
 PRIOR_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) when only t(1) is known (a CPU-like guess)
 REAL_DROP_SAMPLES = 3  # timings each of two sizes needs before "the bigger batch is cheaper" is believed
+REFIT_CHANGE = 0.01  # a size's estimate must move by more than this share before the curve is fitted again
 
 # Sizes a calibration times, most useful first: powers of two and the sizes just past them (where CPU tiles
 # make a batch dear), every other size up to 17 (the draft lengths model drafters and short matches use),
@@ -51,8 +52,10 @@ class CostCurve:
 
     def __init__(self, samples: Mapping[int, Iterable[float]] | None = None) -> None:
         self._samples: dict[int, deque[float]] = {}
-        self._table: list[float] = []  # index n: fitted seconds; filled up to the largest size asked
+        self._estimate: dict[int, float] = {}  # per size: robust_mean of its samples
         self._fitted: dict[int, float] | None = None  # measured size -> monotone estimate
+        self._sizes: list[int] = []  # the fitted sizes, ascending
+        self._memo: dict[int, float] = {}  # time(n) since the last fit (the controller asks every step)
         if samples:
             self.seed(samples)
 
@@ -62,8 +65,14 @@ class CostCurve:
         dropped: a zero would make that size look free."""
         if n < 1 or not (seconds > 0.0 and math.isfinite(seconds)):
             return
-        self._samples.setdefault(n, deque(maxlen=WINDOW)).append(seconds)
-        self._fitted = None
+        window = self._samples.setdefault(n, deque(maxlen=WINDOW))
+        window.append(seconds)
+        old, new = self._estimate.get(n), robust_mean(window)
+        self._estimate[n] = new
+        # The fit runs when the controller next asks. A timing that moves its size's estimate by under 1%
+        # changes no decision: most steps then cost no fit at all.
+        if old is None or abs(new - old) > REFIT_CHANGE * old:
+            self._fitted = None
 
     def seed(self, samples: Mapping[int, Iterable[float]]) -> None:
         for n, values in samples.items():
@@ -84,8 +93,9 @@ class CostCurve:
     def measured(self) -> dict[int, float]:
         """The monotone estimate at every measured size."""
         if self._fitted is None:
-            self._fitted = _monotone({n: robust_mean(xs) for n, xs in self._samples.items()}, self._samples)
-            self._table = []
+            self._fitted = _monotone(self._estimate, self._samples)
+            self._sizes = sorted(self._fitted)
+            self._memo = {}
         return self._fitted
 
     def time(self, n: int) -> float | None:
@@ -93,10 +103,10 @@ class CostCurve:
         fitted = self.measured()
         if not fitted:
             return None
-        if n >= len(self._table):
-            size = max(n + 1, 2 * len(self._table))
-            self._table = [0.0] + [_interpolate(fitted, i) for i in range(1, size)]
-        return self._table[n]
+        t = self._memo.get(n)
+        if t is None:
+            t = self._memo[n] = _interpolate(fitted, self._sizes, n)
+        return t
 
     def ratio(self, n: int) -> float | None:
         """t(n) / t(1): what verifying n tokens at once costs in single-token decodes."""
@@ -104,17 +114,23 @@ class CostCurve:
         return tn / t1 if t1 and tn is not None else None
 
 
-def robust_mean(values: Sequence[float]) -> float:
+def robust_mean(values: Iterable[float]) -> float:
     """Mean of the values within REJECT_MADS scaled median absolute deviations of their median: one
     contended timing among a few does not move it, and a tight cluster keeps its precision."""
-    med = statistics.median(values)
-    if len(values) < 3:
-        return min(values) if len(values) == 2 else med  # two timings: the slower one may be the outlier
-    mad = statistics.median(abs(v - med) for v in values) * 1.4826
+    ordered = sorted(values)
+    if len(ordered) < 3:
+        return ordered[0]  # one timing, or two: the slower one may be the outlier
+    med = _median_sorted(ordered)
+    mad = _median_sorted(sorted(abs(v - med) for v in ordered)) * 1.4826
     if mad == 0.0:
         return med
-    kept = [v for v in values if abs(v - med) <= REJECT_MADS * mad]
+    kept = [v for v in ordered if abs(v - med) <= REJECT_MADS * mad]
     return sum(kept) / len(kept)
+
+
+def _median_sorted(ordered: Sequence[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _monotone(estimates: Mapping[int, float], samples: Mapping[int, Sequence[float]]) -> dict[int, float]:
@@ -157,12 +173,13 @@ def _block_value(block: Sequence[tuple[float, int, int]]) -> float:
     return ordered[-1][0]
 
 
-def _interpolate(fitted: Mapping[int, float], n: int) -> float:
+def _interpolate(fitted: Mapping[int, float], sizes: Sequence[int], n: int) -> float:
+    """t(n) from the fitted sizes (`sizes`: their keys, ascending)."""
     if n in fitted:
         return fitted[n]
-    sizes = sorted(fitted)
-    lo = max((s for s in sizes if s < n), default=None)
-    hi = min((s for s in sizes if s > n), default=None)
+    i = bisect.bisect_left(sizes, n)
+    lo = sizes[i - 1] if i > 0 else None
+    hi = sizes[i] if i < len(sizes) else None
     if lo is not None and hi is not None:
         return fitted[lo] + (fitted[hi] - fitted[lo]) * (n - lo) / (hi - lo)
     if lo is None:

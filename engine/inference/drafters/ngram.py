@@ -80,8 +80,12 @@ class NGramDrafter:
         return tuple(out)
 
     def observe(self, batch: Sequence[int], pos0: int, n_kept: int) -> None:
-        if pos0 < len(self._tokens):
-            self.reset()  # the target went back (a new prompt, an edit): rebuilt from the next context
+        # The index holds the context up to its last token, which each step's batch decodes first (at
+        # pos0 = len - 1): only a batch starting before it means the target went back (a new prompt, an
+        # edit), and the index is rebuilt from the next context. Rebuilding every step would cost a pass
+        # over the whole context per token.
+        if pos0 < len(self._tokens) - 1:
+            self.reset()
 
     def reset(self) -> None:
         self._tokens = []

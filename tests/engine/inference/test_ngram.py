@@ -76,3 +76,14 @@ def test_a_long_copy_reports_a_long_match() -> None:
     draft = d.draft([*source, 1, 2, *source[:30]], 8)
     assert draft.tokens == tuple(source[30:38])
     assert draft.match_len == 30  # followed back across the whole copied span
+
+
+def test_a_verify_step_keeps_the_index_and_a_rewind_resets_it() -> None:
+    d = NGramDrafter()
+    context = [1, 2, 3, 4, 1, 2]
+    d.draft(context, 2)
+    indexed = d._index
+    d.observe([2, 3, 4], len(context) - 1, 2)  # the step's batch starts with the context's last token
+    assert d._index is indexed
+    d.observe([9], 2, 1)  # the target went back: a new prompt or an edit
+    assert d._index is not indexed and d._tokens == []
