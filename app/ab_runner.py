@@ -1,6 +1,6 @@
-"""The A/B run of one chat, separate from any widget: re-run the chat's last prompt plainly, then
-speculatively, on the loaded pair with the chat's settings and one seed (engine.measure.ab, in the worker
-thread), and keep the report with the chat.
+"""The A/B run of one chat, separate from any widget: re-run the chat's last prompt plainly and speculatively,
+alternating for several rounds, on the loaded pair with the chat's settings and one seed (engine.measure.ab,
+in the worker thread), and keep the report with the chat.
 
 Progress (tokens written so far by each side) is coalesced to a few updates a second; the report is stored
 on the chat's last message, so it survives restarts and is exported with the chat.
@@ -18,7 +18,7 @@ from app.worker import Request, WorkerClient
 from engine.config import ChatMessage
 from engine.errors import TandemError
 from engine.events import TokenEvent
-from engine.measure.ab import ABReport, ABResult, ABStep
+from engine.measure.ab import AB_ROUNDS, ABReport, ABResult, ABStep
 
 PROGRESS_INTERVAL_MS = 200
 
@@ -49,6 +49,8 @@ class ABRunner(QObject):
         self._request: Request | None = None
         self._target_id: int | None = None  # the message the report is stored with
         self._side = "plain"
+        self.round = 0  # of the run in progress, 0-based
+        self.rounds = AB_ROUNDS
         self._tokens = 0
         self._progress_timer = QTimer(self)
         self._progress_timer.setInterval(PROGRESS_INTERVAL_MS)
@@ -84,7 +86,7 @@ class ABRunner(QObject):
         self._target_id = stored[-1].id if stored else None
         request = self.session.client.submit_ab(messages, self.session.settings.to_params())
         self._request = request
-        self._side, self._tokens = "plain", 0
+        self._side, self.round, self._tokens = "plain", 0, 0
         request.started.connect(self._on_started)
         request.engineEvent.connect(self._on_event)
         request.failed.connect(self.error)
@@ -105,8 +107,8 @@ class ABRunner(QObject):
     @Slot(object)
     def _on_event(self, item: object) -> None:
         if isinstance(item, ABStep):
-            if item.side != self._side:
-                self._side, self._tokens = item.side, 0
+            if (item.side, item.round) != (self._side, self.round):
+                self._side, self.round, self._tokens = item.side, item.round, 0
             if isinstance(item.event, TokenEvent):
                 self._tokens += 1
 

@@ -1,5 +1,6 @@
-"""The A/B result card: tok/s and time to first token of the plain and the speculative run, the speedup, and
-whether the two replies are identical, explained in plain words (engine.measure.ab.ABReport.explanation)."""
+"""The A/B result card: median tok/s over the alternating runs and time to first token of the plain and the
+speculative side, the speedup (or, when the runs disagree, that other programs disturbed the timings), and
+whether the replies are identical, explained in plain words (engine.measure.ab.ABReport.explanation)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from app.theme import Colors
-from engine.measure.ab import ABReport
+from engine.measure.ab import DISTURBED, ABReport
 
 OK_COLOR = ("#1a7f37", "#3fb950")
 WARN_COLOR = ("#9a6700", "#d29922")
 
 
 def speedup_words(report: ABReport) -> str:
+    if report.disturbed:  # a headline speedup from disturbed timings would be a fiction
+        return DISTURBED[0].upper() + DISTURBED[1:]
     s = report.speedup
     if s >= 1.05:
         return f"{s:.2f}× faster with speculation"
@@ -57,7 +60,7 @@ class ABView(QFrame):
         tips = {
             "first token": "Both runs evaluate the whole prompt from an empty cache, so this is longer than "
             "in the chat, where the earlier turns are already cached.",
-            "decode speed": "Tokens per second after the first token.",
+            "decode speed": "Tokens per second after the first token: the median of the runs of each side.",
         }
         for r, row in enumerate(rows, 1):
             head = QLabel(row)
@@ -100,13 +103,13 @@ class ABView(QFrame):
         self.verdict.setVisible(report is not None)
         if report is None:
             self.headline.setText(
-                "Press <b>A/B</b> to re-run your last prompt twice on the loaded pair — plain, then "
-                "speculative, with the same seed and settings — and compare."
+                "Press <b>A/B</b> to re-run your last prompt on the loaded pair — plain and speculative, "
+                "alternating a few times, with the same seed and settings — and compare."
             )
             self.explanation.setText("")
             return
         when = time.strftime("%H:%M", time.localtime(report.created_at)) if report.created_at else ""
-        colour = self._pick(OK_COLOR if report.speedup >= 1.05 else WARN_COLOR)
+        colour = self._pick(OK_COLOR if report.speedup >= 1.05 and not report.disturbed else WARN_COLOR)
         self.headline.setText(
             f'<span style="font-size: 13pt; font-weight: bold; color: {colour}">'
             f"{html.escape(speedup_words(report))}</span>"
@@ -135,14 +138,15 @@ class ABView(QFrame):
             )
         elif report.off_reason:
             extra = f" Speculation did not run: {report.off_reason}."
-        self.explanation.setText(report.explanation() + extra)
+        self.explanation.setText(f"{report.timing_note()} {report.explanation()}{extra}")
 
-    def show_running(self, side: str, tokens: int, max_tokens: int) -> None:
+    def show_running(self, side: str, tokens: int, max_tokens: int, round_: int = 0, rounds: int = 1) -> None:
         self.table.hide()
         self.verdict.hide()
         self.explanation.setText("")
-        step = "1 of 2: plain" if side == "plain" else "2 of 2: speculative"
-        self.headline.setText(f"A/B running — {step}")
+        first = "plain" if round_ % 2 == 0 else "speculative"  # rounds alternate which side goes first
+        run = 2 * round_ + (1 if side == first else 2)
+        self.headline.setText(f"A/B running — run {run} of {2 * rounds}: {side}")
         self.progress.setRange(0, max(max_tokens, 1))
         self.progress.setValue(min(tokens, max_tokens))
         self.progress.setFormat(f"{tokens} tokens")

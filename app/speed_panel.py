@@ -248,7 +248,8 @@ class SpeedPanel(QDockWidget):
     @Slot(str, int)
     def _on_ab_progress(self, side: str, tokens: int) -> None:
         if self.session is not None and self.isVisible():
-            self.ab_view.show_running(side, tokens, self.session.settings.max_tokens)
+            ab = self.session.ab
+            self.ab_view.show_running(side, tokens, self.session.settings.max_tokens, ab.round, ab.rounds)
 
     def _update_buttons(self) -> None:
         s = self.session

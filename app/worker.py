@@ -12,9 +12,11 @@ Loading is a transaction: the new model is opened while the current one keeps se
 that opened replaces it; a failed load changes nothing. A drafter that is refused (a corrupt or mismatched
 file) does not cost the target: it loads without speculation and says why.
 
-Besides replies, the worker runs A/B jobs (engine.measure.ab: the same prompt plain, then speculative) and,
-given a ProfileStore, folds every finished generation into the loaded pair's profile and announces the
-predicted speedup (`predictionChanged`), before `loaded` for a model whose pair it already knows.
+Besides replies, the worker runs A/B jobs (engine.measure.ab: the same prompt plain and speculative,
+alternating for several rounds) and, given a ProfileStore, seeds a loaded pair's cost curve from it (a short
+calibration on the pair's first load on this machine), folds every finished generation and every clean A/B
+into the pair's profile (a disturbed A/B is left out), and announces the predicted speedup
+(`predictionChanged`), before `loaded` for a model whose pair it already knows.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from engine.errors import (
 )
 from engine.events import DoneEvent
 from engine.inference.api import ChatEngineAPI, EngineFactory, EngineInfo
-from engine.measure.ab import ABReport, ABResult, ABStep
+from engine.measure.ab import ABReport, ABResult
 from engine.measure.pair_profile import PairKey, Prediction, ProfileStore, pair_key
 from engine.stats import GenerationStats
 from engine.text import one_line, shown
@@ -179,6 +181,7 @@ class InferenceWorker(QObject):
             if old is not None:
                 old.close()
             self._pair = _pair_of(job.config, engine.info)
+            self._prepare_pair(engine)
             self._announce_prediction()  # before "loaded": the views find it known when the model appears
             self.loaded.emit(engine.info)
         finally:
@@ -265,11 +268,14 @@ class InferenceWorker(QObject):
             return
         for item in iter_ab(engine, job.messages, job.params, job.cancel):
             self.generationEvent.emit(job.request_id, item)
-            if isinstance(item, ABStep) and isinstance(item.event, DoneEvent):
-                self._learn(item.event.stats)  # the engine still holds this side's controller
-            elif isinstance(item, ABResult) and self._profiles and self._pair:
-                self._profiles.record_ab(self._pair, item.speedup)
-                self._announce_prediction()
+            # A disturbed A/B (its runs disagree: another program took the CPU) teaches nothing: neither
+            # its timings nor its speedup reach the profile. A clean one counts once, and its measured
+            # speedup outranks the profile's prediction.
+            if isinstance(item, ABResult) and not item.disturbed:
+                self._learn(item.spec.stats)
+                if self._profiles and self._pair:
+                    self._profiles.record_ab(self._pair, item.speedup)
+                    self._announce_prediction()
 
     @Slot()
     def shutdown(self) -> None:
@@ -281,6 +287,15 @@ class InferenceWorker(QObject):
         if self._engine is not None:
             engine, self._engine = self._engine, None
             engine.close()
+
+    def _prepare_pair(self, engine: ChatEngineAPI) -> None:
+        """Seed the engine's cost curve from the pair's profile, calibrating on its first load here."""
+        if self._profiles is None or self._pair is None:
+            return
+        try:
+            self._profiles.prepare(self._pair, engine)
+        except TandemError as exc:  # a failed calibration costs the seed, never the load
+            log.warning("could not calibrate the pair's verify cost: %s", exc)
 
     def _learn(self, stats: GenerationStats) -> None:
         """Fold a finished generation into the pair's profile (a small file write); never fails a reply."""

@@ -40,9 +40,10 @@ class SpecParams:
 
 # Longest draft per step when the request does not say. Model drafters pay per drafted token and their
 # acceptance falls with depth: llama-server's draft n-max. Prompt lookup is free to propose, so it offers
-# long copies and the adaptive controller trims them to the length that pays on this machine.
+# long copies (llama.cpp's ngram-mod drafts up to 64) and the adaptive controller trims them to the length
+# that pays on this machine's cost curve.
 MODEL_DRAFT_K_MAX = 3
-NGRAM_K_MAX = 16
+NGRAM_K_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)

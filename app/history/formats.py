@@ -16,7 +16,7 @@ from typing import Any
 from app.history.errors import ChatImportError
 from app.history.schema import ROLES, STATUSES
 from app.history.versions import path_indexes
-from engine.measure.ab import ABReport
+from engine.measure.ab import DISTURBED, ABReport
 from engine.stats import GenerationStats
 
 EXPORT_FORMAT = "tandem-chat"
@@ -335,8 +335,8 @@ def _ab_line(message: dict[str, Any]) -> str:
         return ""
     line = (
         f"A/B on this prompt (seed {report.seed}): plain {report.plain_tps:.1f} tok/s, speculative "
-        f"{report.spec_tps:.1f} tok/s ({report.speedup:.2f}×); first token {report.plain_ttft_s:.2f} s vs "
-        f"{report.spec_ttft_s:.2f} s; outputs {report.verdict()}"
+        f"{report.spec_tps:.1f} tok/s ({report.speedup:.2f}×{', ' + DISTURBED if report.disturbed else ''}); "
+        f"first token {report.plain_ttft_s:.2f} s vs {report.spec_ttft_s:.2f} s; outputs {report.verdict()}"
     )
     if not report.identical:
         line += ". " + report.explanation()

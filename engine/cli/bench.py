@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engine.cli.common import add_model_args, add_spec_args, load_config, spec_params
 from engine.config import GenerationParams, SamplingParams
 from engine.inference.session import ChatEngine
-from engine.measure.bench import BenchResult, bench_prompt, format_table, load_prompts
+from engine.measure.ab import load_average
+from engine.measure.bench import bench_prompt, format_table, load_prompts
 from engine.text import shown
 
 
@@ -21,10 +20,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
         help="measure the speedup of speculative decoding",
-        description="For each prompt, decode plainly then speculatively (same process, settings and "
-        "seed) and report tokens/s, speedup, acceptance, mean accepted length, the draft length chosen, "
-        "and whether the two outputs are token-identical (if not: where they diverge and the target's "
-        "top-2 margin).",
+        description="Calibrate the target's verify cost curve, then for each prompt decode plainly and "
+        "speculatively, alternating for several rounds (same process, settings and seed), and report median "
+        "tokens/s and the spread of the runs, the speedup, the ceiling for the acceptance achieved (from "
+        "the measured cost curve) and how much of it was reached, acceptance, mean accepted length, the "
+        "draft length chosen, the load average, and whether the outputs are token-identical (if not: where "
+        "they diverge and the target's top-2 margin there).",
     )
     add_model_args(p)
     p.add_argument("--prompts", type=Path, help="JSONL prompt file (default: the bundled set of 5)")
@@ -35,29 +36,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--repeat",
         type=int,
-        default=1,
-        help="runs per prompt, plain and speculative alternating; the table shows median tok/s (default 1)",
+        default=3,
+        help="runs of each side per prompt, plain and speculative alternating; the table shows median "
+        "tok/s and flags prompts whose runs spread too far (default 3)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(func=run)
-
-
-def median_result(runs: list[BenchResult]) -> BenchResult:
-    """One row from repeated runs: median plain and speculative tok/s (each run's speedup is noisy on a
-    shared CPU); the rest from the run whose speculative speed is the median. Any divergence is kept."""
-    plain = statistics.median(r.plain_tps for r in runs)
-    by_spec = sorted(runs, key=lambda r: r.spec_tps)
-    mid = by_spec[(len(by_spec) - 1) // 2]
-    spec = statistics.median(r.spec_tps for r in runs)
-    diverged = next((r for r in runs if not r.identical), None)
-    return replace(
-        mid,
-        plain_tps=plain,
-        spec_tps=spec,
-        speedup=spec / plain if plain else 0.0,
-        identical=diverged is None,
-        divergence=diverged.divergence if diverged else None,
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,14 +67,25 @@ def run(args: argparse.Namespace) -> int:
                 engine.model.tokenize("warm up", add_special=True), GenerationParams(max_tokens=8)
             )
         )
+        # What the app does on a pair's first load on this machine: the controller starts from the curve.
+        engine.calibrate()
+        curve = ", ".join(
+            f"{n}: {engine.costs.ratio(n) or 0:.2f}" for n in (2, 4, 8, 9, 16, 17, 32, 33, 48, 64)
+        )
+        print(f"verify cost t(n)/t(1): {curve}", file=sys.stderr)
         for prompt in prompts:
-            result = median_result([bench_prompt(engine, prompt, params) for _ in range(max(1, args.repeat))])
+            result = bench_prompt(engine, prompt, params, rounds=max(1, args.repeat))
             results.append(result)
-            print(f"  {prompt.id}: {result.speedup:.2f}×", file=sys.stderr)
+            print(
+                f"  {prompt.id}: {result.speedup:.2f}×{' (timings disturbed)' if result.disturbed else ''}",
+                file=sys.stderr,
+            )
     if args.json:
         print(
             json.dumps({"model": str(config.model_path), "results": [r.to_json() for r in results]}, indent=2)
         )
     else:
         print(format_table(results))
+        load = load_average()
+        print(f"load average at the end: {load:.2f}" if load is not None else "load average: not known")
     return 0 if all(r.identical for r in results) else 1

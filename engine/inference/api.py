@@ -15,6 +15,7 @@ from typing import Protocol
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.events import Event
 from engine.inference.controller import DraftLengthController
+from engine.inference.cost import CostCurve
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,9 @@ class ChatEngineAPI(Protocol):
     def controller(self) -> DraftLengthController: ...
 
     @property
+    def costs(self) -> CostCurve: ...  # the target's decode cost per batch size on this machine
+
+    @property
     def model(self) -> Detokenizer: ...
 
     def fit_messages(
@@ -78,6 +82,8 @@ class ChatEngineAPI(Protocol):
     ) -> GenerationRun: ...
 
     def new_controller(self, params: GenerationParams) -> None: ...
+
+    def calibrate(self) -> dict[int, list[float]]: ...
 
     def reset(self) -> None: ...
 

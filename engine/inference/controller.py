@@ -1,42 +1,59 @@
 """Adaptive draft length: pick the k that maximises expected tokens per second, k = 0 (off) included.
 
 Expected tokens from a step with k drafts: E(k) = 1 + sum_j prod_{i<=j} a_i, where a_i is the measured
-chance that draft token i is accepted given the ones before it were. Step time: T(k) = t(k+1) + k * d,
-with t(n) the measured time of a target decode of n tokens and d the drafter's time per token. Plain
-decoding yields 1 / t(1); speculation runs only when some k beats it. Estimates decay so they follow the
-text being written. A switched-off model drafter proves itself again through a short probe now and then;
-a free drafter (n-gram) needs none: its declined proposals are checked against the target's own tokens
-(ShadowDraft), which is acceptance evidence at no cost.
+chance that draft token i is accepted given the ones before it were. Step time: T(k) = t(k+1) + k * d, with
+t(n) the target's cost curve (engine.inference.cost: measured per batch size, not a line) and d the
+drafter's time per token. Plain decoding yields 1 / t(1); speculation runs only when some k beats it, and
+the best k lands on the batch sizes the CPU's matmul tiles make cheap. Estimates decay so they follow the
+text being written.
 
-A depth with little evidence borrows its prior from the depth before it: after drafts of 3 were accepted
-95% of the time, a 4th token is assumed about as likely, so the controller tries longer drafts instead of
-never learning whether they pay (a fixed 50% prior would keep it at the length it started with).
+Acceptance is kept per *match class*. A prompt-lookup drafter says how long the match behind its proposal is
+(`Draft.match_len`), and text that repeats 16 tokens of its context is being copied: its proposals are right
+far more often than those of a 2-token match. So a long match drafts long from its first step (its class's
+prior is high: no probing or shadow phase on a plain copy), while a short match earns its length from
+evidence. Model drafters have a single class. A declined free proposal is still checked against the tokens
+the target then writes (ShadowDraft): evidence at no cost. A switched-off model drafter proves itself again
+through a short probe now and then.
+
+Past the first token, a depth with little evidence borrows the class's pooled acceptance beyond the first
+token: once a copy is under way, the next token is about as likely to be right as the ones before it, so
+after drafts of 3 were accepted 95% of the time the controller tries longer drafts instead of never learning
+whether they pay. Pooling (rather than each depth inheriting the estimate of the one before) keeps one lucky
+draft from making a 60-token draft look safe.
 """
 
 from __future__ import annotations
 
-import collections
-import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.inference.cost import CostCurve
 from engine.stats import StepResult
 
-PRIOR_ACCEPT = 0.5  # before any evidence, at depth 1 (deeper depths inherit the estimate above them)
+# Match classes by the length of the match behind a lookup proposal: [0, 4), [4, 8), [8, 16), [16, ...).
+# Model drafters report no match (0) and always use the first class.
+CLASS_EDGES = (0, 4, 8, 16)
+# Chance that the first draft token is accepted before any evidence, per class. A 16-token repeat is a copy
+# (llama.cpp's ngram-simple drafts 48 tokens after a 12-token match and is right nearly every time).
+CLASS_PRIOR = (0.5, 0.6, 0.85, 0.95)
+# Chance that a draft token past the first is accepted given the ones before it were, before evidence.
+CLASS_PRIOR_DEEP = (0.7, 0.8, 0.9, 0.97)
+PRIOR_ACCEPT = CLASS_PRIOR[0]
 PRIOR_WEIGHT = 1.0  # pseudo-observations behind each depth's prior
-DECAY = 0.97  # per recorded step: old evidence fades
-PRIOR_BATCH_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) until measured (a CPU-like guess)
+DEEP_PRIOR_WEIGHT = 4.0  # pseudo-observations behind a class's pooled acceptance past the first token
+DECAY = 0.97  # per result of a class: old evidence fades
 EMA = 0.2  # drafter cost smoothing
-TIMING_WINDOW = 9  # decode timings kept per batch size
-SIZE_SAMPLES = 3  # timings of a batch size before its own median replaces the fitted line
 OFF_REASON = "controller chose k=0"  # stable key so steps aggregate; off_detail() carries the numbers
 MEASURING = "measuring plain decode speed"
-LEARNING = "checking the drafter's proposals against the target's own tokens"
 PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after each failed probe)
 REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
-FIRST_K = 8  # the first draft, before any acceptance is known: measures a real verify batch, lost once
+FIRST_K = 8  # a model drafter's first draft, before any acceptance is known: measures a real verify batch
 SHADOW_K = 4  # proposal tokens a declined free draft is checked on
 PROBE_K = 2  # a probe re-tests acceptance; a long failed probe would cost several plain steps
+
+
+def match_class(match_len: int) -> int:
+    return sum(1 for edge in CLASS_EDGES[1:] if match_len >= edge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +63,60 @@ class Choice:
     probe: bool = False
 
 
+class _Acceptance:
+    """Decayed accepted / drafted counts per draft depth for one match class."""
+
+    def __init__(self, k_max: int, prior: float, prior_deep: float) -> None:
+        self.prior = prior
+        self.prior_deep = prior_deep
+        self.acc = [0.0] * k_max
+        self.tot = [0.0] * k_max
+        self._probs: list[float] | None = None
+
+    def record(self, n_drafted: int, n_accepted: int) -> None:
+        k_max = len(self.tot)
+        depth = min(n_drafted, n_accepted + 1, k_max)
+        # Depths with evidence are contiguous from the first: stop decaying at the first empty one.
+        acc, tot = self.acc, self.tot
+        for i in range(k_max):
+            if tot[i] == 0.0 and i >= depth:
+                break
+            acc[i] *= DECAY
+            tot[i] *= DECAY
+        # Depth i was "tried" if every draft token before it was accepted.
+        for i in range(depth):
+            tot[i] += 1.0
+            if i < n_accepted:
+                acc[i] += 1.0
+        self._probs = None
+
+    def probs(self) -> list[float]:
+        """Per depth, the chance that draft token i+1 is accepted given the earlier ones were."""
+        if self._probs is None:
+            acc, tot = self.acc, self.tot
+            if not tot:
+                self._probs = []
+                return self._probs
+            deep = (sum(acc[1:]) + DEEP_PRIOR_WEIGHT * self.prior_deep) / (sum(tot[1:]) + DEEP_PRIOR_WEIGHT)
+            first = (acc[0] + PRIOR_WEIGHT * self.prior) / (tot[0] + PRIOR_WEIGHT)
+            self._probs = [first] + [
+                (a + PRIOR_WEIGHT * deep) / (t + PRIOR_WEIGHT) for a, t in zip(acc[1:], tot[1:], strict=True)
+            ]
+        return self._probs
+
+    @property
+    def evidence(self) -> float:
+        return self.tot[0] if self.tot else 0.0
+
+
 class DraftLengthController:
-    def __init__(self, k_max: int, *, adaptive: bool = True) -> None:
+    def __init__(self, k_max: int, *, adaptive: bool = True, costs: CostCurve | None = None) -> None:
         self.k_max = max(0, k_max)
         self.adaptive = adaptive
-        self._acc = [0.0] * self.k_max  # decayed accepted counts per depth
-        self._tot = [0.0] * self.k_max  # decayed drafted counts per depth
-        self._probs: list[float] | None = None  # accept_probs(), until the next result
-        self._samples: dict[int, collections.deque[float]] = {}  # recent seconds per decode of n tokens
-        self._t: dict[int, float] = {}  # their median: robust to a one-off slow first decode
-        self._slope: float | None = None  # fitted extra seconds per extra token in a decode batch
+        self.costs = costs if costs is not None else CostCurve()  # shared with the engine: the machine's
+        priors = zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True)
+        self._classes = [_Acceptance(self.k_max, prior, deep) for prior, deep in priors]
+        self._class = 0  # the class of the last choice: the verified draft it leads to counts there
         self._d: float | None = None  # EMA drafter seconds per drafted token
         self._steps_since_single = 0
         self._off_steps = 0
@@ -66,29 +127,12 @@ class DraftLengthController:
         """Learn from one step of the loop: the verify decode's time and, for a draft, its acceptance."""
         self.record_decode(step.drafted + 1, step.verify_s)
         if step.drafted:
-            self.record_result(step.drafted, step.accepted)
+            self.record_result(step.drafted, step.accepted, self._class)
 
     def record_decode(self, n_tokens: int, seconds: float) -> None:
-        window = self._samples.setdefault(n_tokens, collections.deque(maxlen=TIMING_WINDOW))
-        window.append(seconds)
-        self._t[n_tokens] = statistics.median(window)
+        self.costs.record(n_tokens, seconds)
         if n_tokens == 1:
             self._steps_since_single = 0
-        self._slope = self._fit_slope()
-
-    def _fit_slope(self) -> float | None:
-        """Least-squares slope of t(n) - t(1) against n - 1 over the measured sizes, each size's median
-        weighted by how many timings it has. CPU verify cost grows about linearly with the batch."""
-        t1 = self._t.get(1)
-        if t1 is None:
-            return None
-        num = den = 0.0
-        for n, t in self._t.items():
-            if n > 1:
-                w = len(self._samples[n])
-                num += w * (n - 1) * (t - t1)
-                den += w * (n - 1) ** 2
-        return max(0.0, num / den) if den else None
 
     def record_draft(self, n_tokens: int, seconds: float) -> None:
         if n_tokens <= 0:
@@ -96,66 +140,39 @@ class DraftLengthController:
         per = seconds / n_tokens
         self._d = per if self._d is None else (1 - EMA) * self._d + EMA * per
 
-    def record_result(self, n_drafted: int, n_accepted: int) -> None:
-        for i in range(self.k_max):
-            self._acc[i] *= DECAY
-            self._tot[i] *= DECAY
-        # Depth i was "tried" if every draft token before it was accepted.
-        for i in range(min(n_drafted, n_accepted + 1, self.k_max)):
-            self._tot[i] += 1.0
-            if i < n_accepted:
-                self._acc[i] += 1.0
-        self._probs = None
+    def record_result(self, n_drafted: int, n_accepted: int, cls: int = 0) -> None:
+        if self.k_max:
+            self._classes[cls].record(n_drafted, n_accepted)
 
     # --- estimates ----------------------------------------------------------------------------------
-    def accept_probs(self) -> list[float]:
+    def accept_probs(self, cls: int = 0) -> list[float]:
         """Per depth, the chance that draft token i+1 is accepted given the earlier ones were."""
-        if self._probs is None:
-            probs, prior = [], PRIOR_ACCEPT
-            for acc, tot in zip(self._acc, self._tot, strict=True):
-                prior = (acc + PRIOR_WEIGHT * prior) / (tot + PRIOR_WEIGHT)
-                probs.append(prior)
-            self._probs = probs
-        return self._probs
+        return self._classes[cls].probs()
 
-    def accept_prob(self, depth: int) -> float:
+    def accept_prob(self, depth: int, cls: int = 0) -> float:
         """Chance that draft token `depth` (1-based) is accepted given the earlier ones were."""
-        return self.accept_probs()[depth - 1]
+        return self.accept_probs(cls)[depth - 1]
 
-    def expected_tokens(self, k: int) -> float:
+    def expected_tokens(self, k: int, cls: int = 0) -> float:
         total, chain = 1.0, 1.0
-        for p in self.accept_probs()[:k]:
+        for p in self.accept_probs(cls)[:k]:
             chain *= p
             total += chain
         return total
 
     def decode_time(self, n: int) -> float | None:
-        """Seconds for a target decode of n tokens: the median of its own timings once there are a few,
-        else the line through t(1) fitted to every batch size measured. One noisy timing must not decide
-        a size's fate: the controller only measures sizes it picks, so a size that once looked slow
-        would never be tried again."""
-        if n in self._t and (n == 1 or len(self._samples[n]) >= SIZE_SAMPLES):
-            return self._t[n]
-        if 1 in self._t and self._slope is not None:
-            return self._t[1] + self._slope * (n - 1)
-        if n in self._t:
-            return self._t[n]
-        known = sorted(self._t)
-        if not known:
-            return None
-        base_n = known[0]
-        t1 = self._t[base_n] / (1 + PRIOR_BATCH_SLOPE * (base_n - 1))
-        return t1 * (1 + PRIOR_BATCH_SLOPE * (n - 1))
+        """Seconds for a target decode of n tokens, from the cost curve (None: nothing measured yet)."""
+        return self.costs.time(n)
 
-    def speedup(self, k: int) -> float:
+    def speedup(self, k: int, cls: int = 0) -> float:
         """Predicted tokens/s with k drafts relative to plain decoding (1.0 = same)."""
         t1 = self.decode_time(1)
         tk = self.decode_time(k + 1)
         if k == 0 or t1 is None or tk is None:
             return 1.0
-        return self.expected_tokens(k) / ((tk + k * (self._d or 0.0)) / t1)
+        return self.expected_tokens(k, cls) / ((tk + k * (self._d or 0.0)) / t1)
 
-    def best(self, k_max: int | None = None) -> tuple[int, float]:
+    def best(self, k_max: int | None = None, cls: int = 0) -> tuple[int, float]:
         """The draft length with the highest predicted speedup (0: plain decoding wins), and that speedup:
         argmax of speedup(k) over 0..k_max, in one pass (choose() runs it every step)."""
         top = self.k_max if k_max is None else min(self.k_max, k_max)
@@ -164,18 +181,14 @@ class DraftLengthController:
             return 0, 1.0
         best_k, best, tokens, chain = 0, 1.0, 1.0, 1.0
         d = self._d or 0.0
-        for k, p in enumerate(self.accept_probs()[:top], 1):
+        time = self.costs.time
+        for k, p in enumerate(self.accept_probs(cls)[:top], 1):
             chain *= p
             tokens += chain
-            tk = self.decode_time(k + 1)
+            tk = time(k + 1)
             if tk is not None and tokens * t1 / (tk + k * d) > best:
                 best_k, best = k, tokens * t1 / (tk + k * d)
         return best_k, best
-
-    # --- what was learned (persisted per model pair by engine.measure.pair_profile) ------------------------
-    def measured_decode_times(self) -> dict[int, float]:
-        """Median seconds of a target decode of n tokens, for every n measured so far."""
-        return dict(self._t)
 
     @property
     def draft_cost(self) -> float | None:
@@ -186,38 +199,37 @@ class DraftLengthController:
     def from_estimates(
         cls,
         accept: Sequence[float],
-        decode_s: Mapping[int, float],
+        costs: CostCurve,
         draft_s: float | None,
         *,
         weight: float = 100.0,
     ) -> DraftLengthController:
         """A controller that starts from earlier evidence instead of the prior: `accept[i]` is the chance
         that draft token i+1 is accepted given the ones before it were, worth `weight` observations."""
-        ctl = cls(len(accept))
-        ctl._acc = [min(max(a, 0.0), 1.0) * weight for a in accept]
-        ctl._tot = [weight] * len(accept)
-        for n, seconds in decode_s.items():
-            ctl.record_decode(n, seconds)
+        ctl = cls(len(accept), costs=costs)
+        first = ctl._classes[0]
+        first.acc = [min(max(a, 0.0), 1.0) * weight for a in accept]
+        first.tot = [weight] * len(accept)
         ctl._d = draft_s
         return ctl
 
     # --- decision -----------------------------------------------------------------------------------
-    def choose(self, available: int | None = None) -> Choice:
+    def choose(self, available: int | None = None, match_len: int = 0) -> Choice:
         """The draft length for the next step. `available`: for free drafters (n-gram) that draft before
-        the decision, how many tokens they proposed; k is then chosen in 0..available."""
+        the decision, how many tokens they proposed, and `match_len` how long the match behind them is;
+        k is then chosen in 0..available."""
         k_max = self.k_max if available is None else min(self.k_max, available)
         if k_max == 0:
             return Choice(0, "speculation disabled (k_max = 0)" if self.k_max == 0 else None)
         self._steps_since_single += 1
+        cls = self._class = match_class(match_len)
         if not self.adaptive:
             return Choice(k_max)
-        if 1 not in self._t or self._steps_since_single > REMEASURE_SINGLE:
+        if self.decode_time(1) is None or self._steps_since_single > REMEASURE_SINGLE:
             return Choice(0, MEASURING)  # every estimate is relative to the plain decode time
-        if self._tot[0] == 0.0:
-            if available is not None:  # a free drafter: watch its proposals in the shadow first
-                return Choice(0, LEARNING)
-            return Choice(min(k_max, FIRST_K))  # no acceptance seen yet: try speculation first
-        best_k, _ = self.best(k_max)
+        if available is None and self._classes[cls].evidence == 0.0:
+            return Choice(min(k_max, FIRST_K))  # a model drafter, no acceptance seen yet: try it first
+        best_k, _ = self.best(k_max, cls)
         if best_k > 0:
             self._off_steps = 0
             self._probe_interval = PROBE_MIN
@@ -231,13 +243,18 @@ class DraftLengthController:
             return Choice(min(k_max, PROBE_K), probe=True)
         return Choice(0, OFF_REASON)
 
+    @property
+    def last_class(self) -> int:
+        """The match class of the last choice (what a shadow-checked proposal counts toward)."""
+        return self._class
+
     def off_detail(self) -> str:
         t1 = self.decode_time(1) or 0.0
         t_full = self.decode_time(self.k_max + 1) or 0.0
         ratio = t_full / t1 if t1 else float("nan")
         return (
             f"controller chose k=0: verify cost {ratio:.1f}× for {self.k_max + 1} tokens, "
-            f"acceptance {self.accept_prob(1) * 100:.0f}%"
+            f"acceptance {self.accept_prob(1, self._class) * 100:.0f}%"
         )
 
 
@@ -251,15 +268,16 @@ class ShadowDraft:
     def __init__(self) -> None:
         self.position: int | None = None  # where the watched proposal's first token would go
         self.tokens: tuple[int, ...] = ()
+        self.cls = 0  # the match class the proposal came from
 
-    def watch(self, position: int, tokens: Sequence[int]) -> None:
+    def watch(self, position: int, tokens: Sequence[int], cls: int = 0) -> None:
         if self.position is None and tokens:
             # Only the first few: a long watch settles only after as many plain steps, and deeper depths
             # inherit the acceptance measured here anyway.
-            self.position, self.tokens = position, tuple(tokens[:SHADOW_K])
+            self.position, self.tokens, self.cls = position, tuple(tokens[:SHADOW_K]), cls
 
-    def check(self, output: Sequence[int]) -> tuple[int, int] | None:
-        """(drafted, accepted) once `output` (every token so far) settles the watched proposal, else None."""
+    def check(self, output: Sequence[int]) -> tuple[int, int, int] | None:
+        """(drafted, accepted, class) once `output` (every token so far) settles the watched proposal."""
         if self.position is None:
             return None
         seen = output[self.position : self.position + len(self.tokens)]
@@ -269,4 +287,4 @@ class ShadowDraft:
         if n == len(seen) and len(seen) < len(self.tokens):
             return None  # all right so far: wait for more tokens
         self.position = None
-        return len(self.tokens), n
+        return len(self.tokens), n, self.cls

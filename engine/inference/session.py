@@ -22,6 +22,7 @@ from engine.inference import probe
 from engine.inference.api import EngineInfo
 from engine.inference.chat_template import ChatTemplate, TemplateCancelled, render_with_fallback
 from engine.inference.controller import DraftLengthController
+from engine.inference.cost import CostCurve, calibrate
 from engine.inference.drafters.base import Drafter, draft_k_max
 from engine.inference.drafters.draft_model import DraftModelDrafter
 from engine.inference.drafters.mtp import make_mtp_drafter, mtp_load_settings
@@ -34,6 +35,8 @@ from engine.stats import GenerationStats
 log = logging.getLogger("tandem.session")
 
 MIN_REPLY_ROOM = 64  # tokens kept free for the reply when old turns have to be dropped
+# Decoded only to time the target: any ordinary text (the values of the tokens do not change the cost).
+CALIBRATION_TEXT = "The quick brown fox jumps over the lazy dog, then runs back into the forest to rest. "
 
 
 def _cpu_label() -> str:
@@ -64,7 +67,9 @@ class ChatEngine:
         )
         self._cancel: CancelToken | None = None  # of the request whose messages are being rendered
         self.seq = KVSequence(ctx)  # the target's cache and its tokens: the prompt cache across turns
-        self.controller = DraftLengthController(draft_k_max(drafter, SpecParams()))
+        # What a decode of n tokens costs on this machine: shared by every controller, kept across requests.
+        self.costs = CostCurve()
+        self.controller = DraftLengthController(draft_k_max(drafter, SpecParams()), costs=self.costs)
         self.info = EngineInfo(
             model_name=model.name,
             model_path=model.path,
@@ -249,9 +254,21 @@ class ChatEngine:
         )
 
     def new_controller(self, params: GenerationParams) -> None:
-        """Forget what the draft-length controller learned (timings, acceptance): a fresh measurement."""
+        """Forget the acceptance the draft-length controller learned: a fresh measurement. The cost curve is
+        the machine's, not the request's: it is kept."""
         k_max = draft_k_max(self.drafter, params.spec)
-        self.controller = DraftLengthController(k_max, adaptive=params.spec.adaptive)
+        self.controller = DraftLengthController(k_max, adaptive=params.spec.adaptive, costs=self.costs)
+
+    def calibrate(self) -> dict[int, list[float]]:
+        """Time verify decodes of the batch sizes the controller chooses between and seed the cost curve
+        with them (a few seconds; the conversation cache is dropped). Returns the timings, for the pair
+        profile to keep so the next load of this model on this machine needs none."""
+        self.reset()
+        filler = self.model.tokenize(CALIBRATION_TEXT, add_special=False)
+        timings = calibrate(self.ctx, filler)
+        self.reset()
+        self.costs.seed(timings)
+        return timings
 
     def reset(self) -> None:
         """Forget the cached conversation (KV cleared)."""

@@ -1,16 +1,24 @@
-"""A/B of one prompt: decoded plainly, then speculatively, on the same loaded pair with the same settings and
-seed. `tandem bench` and the app's A/B button both run this; it reports the speed of each side, the time to
-first token, and whether the two outputs are token-identical. At the first divergence it keeps the target's
-top-2 logit margin there: a near-tie means batched and single-token floating point disagreed, not that
-speculation changed what the model would say.
+"""A/B of one prompt: decoded plainly and speculatively, alternating, several rounds, on the same loaded pair
+with the same settings and seed. `tandem bench` and the app's A/B button both run this; it reports the median
+speed of each side and how far the runs spread, the time to first token, and whether the outputs are
+token-identical. On a shared machine one run can be slowed by another program: a large spread between the
+runs of one side says so ("timings disturbed") instead of reporting a speedup that is not one.
 
-Both sides start from an empty KV cache (both evaluate the whole prompt: neither gets a warm cache) and from a
-fresh draft-length controller (the speculative side earns its draft length within the run, as in bench).
+At the first divergence the target's top-2 logit margin there is looked up afterwards, by replaying the
+plain run up to that token with margins on: a near-tie means batched and single-token floating point
+disagreed, not that speculation changed what the model would say. (Computing margins during the timed plain
+run would slow only that side: one partial sort of the vocabulary per token.)
+
+Every run starts from an empty KV cache (each evaluates the whole prompt: no warm cache favours either side)
+and the speculative runs from a fresh draft-length controller; the engine's cost curve, which is the
+machine's and not the request's, is kept.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import statistics
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -24,24 +32,31 @@ from engine.stats import Divergence, GenerationStats, SpecStats
 Side = Literal["plain", "speculative"]
 NEAR_TIE = 0.5  # logits: below this gap, batched vs single-token rounding can flip the greedy choice
 CONTEXT_CHARS = 48  # text shown before the point of divergence
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: several rounds per side, their spread and the load average (1: one run each)
+AB_ROUNDS = 3  # runs of each side, alternating plain / speculative, then speculative / plain, ...
+# (fastest - slowest) / median of one side's runs above which the timings were disturbed: on a quiet
+# machine repeated decodes of the same prompt agree within a few percent.
+DISTURBED_SPREAD = 0.15
+DISTURBED = "timings disturbed — other programs were using the CPU"
 
 
 @dataclass(frozen=True, slots=True)
 class ABStep:
-    """One engine event of an A/B run, tagged with the side that produced it."""
+    """One engine event of an A/B run, tagged with the side that produced it and its round (0-based)."""
 
     side: Side
     event: Event
+    round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ABSide:
+    """One run of one side."""
+
     text: str
     tokens: tuple[int, ...]
     stop_reason: StopReason
     stats: GenerationStats
-    decode_s: tuple[tuple[int, float], ...]  # the target's measured seconds per decode of n tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +64,43 @@ class ABResult:
     seed: int
     params: GenerationParams  # with the seed both sides used
     n_prompt: int
-    plain: ABSide
-    spec: ABSide
-    divergence: Divergence | None
+    plain_runs: tuple[ABSide, ...]  # in the order they ran; every plain run writes the same tokens
+    spec_runs: tuple[ABSide, ...]
+    divergence: Divergence | None  # the first speculative run that differs from the plain output
     context_before: str  # the text both wrote just before the divergence ("" when identical)
     plain_piece: str  # what each side wrote at the divergence
     spec_piece: str
     drafter_note: str | None  # why the engine has no drafter, if it has none
+    load_average: float | None = None  # the system's 1-minute load average when the A/B ended
+
+    @property
+    def plain(self) -> ABSide:
+        return self.plain_runs[0]
+
+    @property
+    def spec(self) -> ABSide:
+        return self.spec_runs[0]
 
     @property
     def identical(self) -> bool:
-        return self.plain.tokens == self.spec.tokens
+        return all(run.tokens == self.plain.tokens for run in (*self.plain_runs, *self.spec_runs))
+
+    @property
+    def plain_tps(self) -> float:
+        return statistics.median(run.stats.decode_tps for run in self.plain_runs)
+
+    @property
+    def spec_tps(self) -> float:
+        return statistics.median(run.stats.decode_tps for run in self.spec_runs)
 
     @property
     def speedup(self) -> float:
-        base = self.plain.stats.decode_tps
-        return self.spec.stats.decode_tps / base if base else 0.0
+        """Median speculative over median plain decode speed."""
+        return self.spec_tps / self.plain_tps if self.plain_tps else 0.0
+
+    @property
+    def disturbed(self) -> bool:
+        return self.report().disturbed
 
     def report(self) -> ABReport:
         sp = self.spec.stats.spec
@@ -75,8 +111,9 @@ class ABResult:
             max_tokens=self.params.max_tokens,
             k_max=self.params.spec.k_max or 0,
             n_prompt=self.n_prompt,
-            plain_tps=self.plain.stats.decode_tps,
-            spec_tps=self.spec.stats.decode_tps,
+            plain_runs_tps=tuple(run.stats.decode_tps for run in self.plain_runs),
+            spec_runs_tps=tuple(run.stats.decode_tps for run in self.spec_runs),
+            load_average=self.load_average,
             plain_ttft_s=self.plain.stats.ttft_s,
             spec_ttft_s=self.spec.stats.ttft_s,
             n_plain=len(self.plain.tokens),
@@ -108,8 +145,9 @@ class ABReport:
     max_tokens: int
     k_max: int
     n_prompt: int
-    plain_tps: float
-    spec_tps: float
+    plain_runs_tps: tuple[float, ...]  # decode tok/s of each run of each side
+    spec_runs_tps: tuple[float, ...]
+    load_average: float | None  # 1-minute load average when the A/B ended (None: not known)
     plain_ttft_s: float
     spec_ttft_s: float
     n_plain: int
@@ -134,21 +172,85 @@ class ABReport:
     remote: str | None = None
 
     @property
+    def plain_tps(self) -> float:
+        return _median(self.plain_runs_tps)
+
+    @property
+    def spec_tps(self) -> float:
+        return _median(self.spec_runs_tps)
+
+    @property
     def speedup(self) -> float:
         return self.spec_tps / self.plain_tps if self.plain_tps else 0.0
 
+    @property
+    def rounds(self) -> int:
+        return min(len(self.plain_runs_tps), len(self.spec_runs_tps))
+
+    @property
+    def plain_spread(self) -> float:
+        """(fastest - slowest) / median of the plain runs: 0.03 means they agreed within 3%."""
+        return _spread(self.plain_runs_tps)
+
+    @property
+    def spec_spread(self) -> float:
+        return _spread(self.spec_runs_tps)
+
+    @property
+    def disturbed(self) -> bool:
+        """Runs of one side disagree by more than a quiet machine's noise: another program took the CPU
+        during some of them, and the speedup says nothing."""
+        return self.rounds > 1 and max(self.plain_spread, self.spec_spread) > DISTURBED_SPREAD
+
+    def timing_note(self) -> str:
+        """How the speed figures were measured and how far they can be trusted, in plain words."""
+        runs = f"median of {self.rounds} runs per side" if self.rounds > 1 else "one run per side"
+        load = f"; load average {self.load_average:.1f}" if self.load_average is not None else ""
+        spread = (
+            f"runs spread {self.plain_spread:.0%} (plain) and {self.spec_spread:.0%} (speculative)"
+            if self.rounds > 1
+            else "a single run cannot show whether other programs slowed it"
+        )
+        if self.disturbed:
+            return (
+                f"{DISTURBED[0].upper()}{DISTURBED[1:]}: the {runs} disagree ({spread}{load}), so the "
+                f"speedup ({self.speedup:.2f}×) cannot be trusted. Run the A/B again when the machine is "
+                "quieter."
+            )
+        return f"Alternating plain and speculative runs, {runs}: {spread}{load}."
+
     def to_dict(self) -> dict[str, Any]:
-        return {"version": REPORT_VERSION, **asdict(self), "speedup": self.speedup}
+        return {
+            "version": REPORT_VERSION,
+            **asdict(self),
+            "plain_tps": self.plain_tps,
+            "spec_tps": self.spec_tps,
+            "speedup": self.speedup,
+            "disturbed": self.disturbed,
+        }
 
     @classmethod
     def from_dict(cls, data: object) -> ABReport | None:
-        """None when `data` is not a report this version can read (a hand-edited or foreign export)."""
-        if not isinstance(data, dict) or data.get("version") != REPORT_VERSION:
+        """None when `data` is not a report this version can read (a hand-edited or foreign export). A
+        version-1 report (one run per side) reads as one round."""
+        if not isinstance(data, dict) or data.get("version") not in (1, REPORT_VERSION):
             return None
+        if data["version"] == 1:
+            data = {
+                **data,
+                "plain_runs_tps": [data.get("plain_tps")],
+                "spec_runs_tps": [data.get("spec_tps")],
+                "load_average": None,
+            }
         try:
             # Fields with a default were added later: a report saved before them still reads.
-            return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data or f.name != "remote"})
-        except (KeyError, TypeError):
+            values = {f.name: data[f.name] for f in fields(cls) if f.name in data or f.name != "remote"}
+            values["plain_runs_tps"] = tuple(float(x) for x in values["plain_runs_tps"])
+            values["spec_runs_tps"] = tuple(float(x) for x in values["spec_runs_tps"])
+            if not values["plain_runs_tps"] or not values["spec_runs_tps"]:
+                return None
+            return cls(**values)
+        except (KeyError, TypeError, ValueError):
             return None
 
     def verdict(self) -> str:
@@ -212,6 +314,23 @@ _STOPS = {
 }
 
 
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def _spread(values: Sequence[float]) -> float:
+    mid = _median(values)
+    return (max(values) - min(values)) / mid if len(values) > 1 and mid > 0 else 0.0
+
+
+def load_average() -> float | None:
+    """The system's 1-minute load average (None where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def mean_k(spec: SpecStats | None) -> float:
     ks = spec.k_history if spec else ()
     return sum(ks) / len(ks) if ks else 0.0
@@ -242,10 +361,13 @@ def iter_ab(
     messages: Sequence[ChatMessage],
     params: GenerationParams,
     cancel: CancelToken | None = None,
+    rounds: int = AB_ROUNDS,
 ) -> Iterator[ABStep | ABResult]:
-    """Every event of both runs as `ABStep`s, then one `ABResult`; nothing more if cancelled.
+    """Every event of every run as `ABStep`s, then one `ABResult`; nothing more if cancelled. Rounds
+    alternate which side goes first (plain, speculative; speculative, plain; ...) so a slow drift in the
+    machine's speed hits both sides alike.
 
-    The engine is left holding the speculative run in its KV cache and that run's controller."""
+    The engine is left holding the last run (plain when `rounds` is odd) in its KV cache."""
     # Here, not at the top: it loads llama.cpp, and the app imports this module's result types in the GUI
     # thread at start-up.
     from engine.inference.sampling import resolve_seed
@@ -255,33 +377,48 @@ def iter_ab(
     tokens, notices = engine.fit_messages(messages, params.max_tokens)
     for notice in notices:
         yield ABStep("plain", NoticeEvent(notice))
-    margins: list[float] = []
-    plain = yield from _side(engine, tokens, params, "plain", cancel, margins)
-    if plain is None:
-        return
-    spec = yield from _side(engine, tokens, params, "speculative", cancel, [])
-    if spec is None:
-        return
-    div = first_divergence(plain.tokens, spec.tokens, margins)
+    runs: dict[Side, list[ABSide]] = {"plain": [], "speculative": []}
+    spec_controller = engine.controller
+    for r in range(max(1, rounds)):
+        order: tuple[Side, Side] = ("plain", "speculative") if r % 2 == 0 else ("speculative", "plain")
+        for side in order:
+            run = yield from _side(engine, tokens, params, side, cancel, r)
+            if run is None:
+                return
+            runs[side].append(run)
+            if side == "speculative":
+                spec_controller = engine.controller
+    plain_runs, spec_runs = tuple(runs["plain"]), tuple(runs["speculative"])
+    reference = plain_runs[0]
+    div = None
+    for run in (*plain_runs[1:], *spec_runs):
+        div = first_divergence(reference.tokens, run.tokens, ())
+        if div is not None:
+            if div.position < min(len(reference.tokens), len(run.tokens)):
+                margin = plain_margin(engine, tokens, params, div.position, cancel)
+                div = replace(div, top2_margin=margin)
+            break
     context = plain_piece = spec_piece = ""
     if div is not None:
         detok = engine.model.detokenize
-        context = detok(plain.tokens[: div.position])[-CONTEXT_CHARS:]
-        plain_piece = detok(plain.tokens[div.position : div.position + 1])
-        spec_piece = detok(spec.tokens[div.position : div.position + 1])
+        other = next(run for run in (*plain_runs[1:], *spec_runs) if run.tokens != reference.tokens)
+        context = detok(reference.tokens[: div.position])[-CONTEXT_CHARS:]
+        plain_piece = detok(reference.tokens[div.position : div.position + 1])
+        spec_piece = detok(other.tokens[div.position : div.position + 1])
     # Record the draft length the speculative side really allowed (unset: the drafter's default).
-    used = replace(params.spec, k_max=engine.controller.k_max)
+    used = replace(params.spec, k_max=spec_controller.k_max)
     yield ABResult(
         seed=seed,
         params=replace(params, spec=used),
         n_prompt=len(tokens),
-        plain=plain,
-        spec=spec,
+        plain_runs=plain_runs,
+        spec_runs=spec_runs,
         divergence=div,
         context_before=context,
         plain_piece=plain_piece,
         spec_piece=spec_piece,
         drafter_note=engine.info.drafter_note if engine.info.drafter is None else None,
+        load_average=load_average(),
     )
 
 
@@ -290,10 +427,11 @@ def run_ab(
     messages: Sequence[ChatMessage],
     params: GenerationParams,
     cancel: CancelToken | None = None,
+    rounds: int = AB_ROUNDS,
 ) -> ABResult | None:
     """`iter_ab` without the events: the result, or None if cancelled."""
     result = None
-    for item in iter_ab(engine, messages, params, cancel):
+    for item in iter_ab(engine, messages, params, cancel, rounds):
         if isinstance(item, ABResult):
             result = item
     return result
@@ -305,20 +443,36 @@ def _side(
     params: GenerationParams,
     side: Side,
     cancel: CancelToken | None,
-    margins: list[float],
+    round_: int,
 ) -> Generator[ABStep, None, ABSide | None]:
     speculative = side == "speculative"
     params = replace(params, spec=replace(params.spec, enabled=speculative))
-    engine.reset()  # both runs process the whole prompt: no KV reuse favours either side
-    engine.new_controller(params)  # both sides start from a fresh measurement
-    loop = engine.make_loop(params, cancel, record_margins=not speculative)
+    engine.reset()  # every run processes the whole prompt: no KV reuse favours either side
+    engine.new_controller(params)  # fresh acceptance; the machine's cost curve is kept
+    loop = engine.make_loop(params, cancel)
     done: DoneEvent | None = None
     for event in loop.run(list(tokens)):
         if isinstance(event, DoneEvent):
             done = event
-        yield ABStep(side, event)
+        yield ABStep(side, event, round_)
     if done is None or done.stop_reason is StopReason.CANCELLED:
         return None
-    margins.extend(loop.margins)
-    times = tuple(sorted(engine.controller.measured_decode_times().items()))
-    return ABSide(done.text, tuple(loop.generated), done.stop_reason, done.stats, times)
+    return ABSide(done.text, tuple(loop.generated), done.stop_reason, done.stats)
+
+
+def plain_margin(
+    engine: ChatEngineAPI,
+    tokens: Sequence[int],
+    params: GenerationParams,
+    position: int,
+    cancel: CancelToken | None,
+) -> float:
+    """The target's top-2 logit gap at generated token `position` of the plain run, by replaying that run
+    (deterministic: same prompt, seed and single-token decodes) with margins on, outside any timing."""
+    params = replace(params, max_tokens=position + 1, spec=replace(params.spec, enabled=False))
+    engine.reset()
+    loop = engine.make_loop(params, cancel, record_margins=True)
+    for _ in loop.run(list(tokens)):
+        pass
+    margins = loop.margins
+    return margins[position] if position < len(margins) else float("nan")

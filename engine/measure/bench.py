@@ -1,7 +1,10 @@
-"""Side-by-side measurement: each prompt decoded plainly, then speculatively (engine.measure.ab, the same A/B
-the app runs), in one process with the same settings and seed. Reports the speedup and whether the two outputs
-are token-identical; at the first divergence, the target's top-2 logit margin there (a near-tie means batched
-and single-token floating point disagreed, not that speculation changed the distribution)."""
+"""Side-by-side measurement: each prompt decoded plainly and speculatively, alternating for several rounds
+(engine.measure.ab, the same A/B the app runs), in one process with the same settings and seed. Reports the
+median speeds and their spread, the speedup, and whether the outputs are token-identical (if not: where they
+diverge and the target's top-2 logit margin there). Against the machine's measured cost curve it also
+reports the ceiling for the acceptance the run achieved (engine.measure.ceiling) and how much of it the run
+delivered.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from pathlib import Path
 from engine.config import ChatMessage, GenerationParams
 from engine.errors import TandemError
 from engine.inference.session import ChatEngine
-from engine.measure.ab import first_divergence, k_off_share, mean_k, run_ab
+from engine.measure.ab import DISTURBED_SPREAD, first_divergence, k_off_share, mean_k, run_ab
+from engine.measure.ceiling import achieved_ceiling
 from engine.stats import Divergence, GenerationStats
 
 __all__ = ["BenchPrompt", "BenchResult", "bench_prompt", "first_divergence", "format_table", "load_prompts"]
@@ -33,9 +37,14 @@ class BenchResult:
     n_prompt: int
     n_plain: int
     n_spec: int
-    plain_tps: float
+    plain_tps: float  # median of the rounds
     spec_tps: float
     speedup: float
+    plain_spread: float  # (fastest - slowest) / median of each side's runs
+    spec_spread: float
+    disturbed: bool  # a spread above engine.measure.ab.DISTURBED_SPREAD: the speedup is not trustworthy
+    ceiling: float  # speedup if every step had verified exactly what it accepted (engine.measure.ceiling)
+    load_average: float | None
     acceptance: float
     mean_accepted_length: float
     mean_k: float
@@ -79,20 +88,29 @@ def load_prompts(path: Path | None) -> list[BenchPrompt]:
     return prompts
 
 
-def bench_prompt(engine: ChatEngine, prompt: BenchPrompt, params: GenerationParams) -> BenchResult:
+def bench_prompt(
+    engine: ChatEngine, prompt: BenchPrompt, params: GenerationParams, rounds: int = 3
+) -> BenchResult:
     if prompt.max_tokens:
         params = replace(params, max_tokens=prompt.max_tokens)
-    ab = run_ab(engine, prompt.messages, params)
+    ab = run_ab(engine, prompt.messages, params, rounds=rounds)
     assert ab is not None  # nothing cancels a benchmark run
+    report = ab.report()
     sp = ab.spec.stats.spec
+    cost = engine.costs.time
     return BenchResult(
         prompt_id=prompt.id,
         n_prompt=ab.n_prompt,
         n_plain=len(ab.plain.tokens),
         n_spec=len(ab.spec.tokens),
-        plain_tps=ab.plain.stats.decode_tps,
-        spec_tps=ab.spec.stats.decode_tps,
+        plain_tps=ab.plain_tps,
+        spec_tps=ab.spec_tps,
         speedup=ab.speedup,
+        plain_spread=report.plain_spread,
+        spec_spread=report.spec_spread,
+        disturbed=report.disturbed,
+        ceiling=achieved_ceiling(sp.provenance, lambda n: cost(n) or 0.0) if sp else 1.0,
+        load_average=ab.load_average,
         acceptance=sp.acceptance_rate if sp else 0.0,
         mean_accepted_length=sp.mean_accepted_length if sp else 1.0,
         mean_k=mean_k(sp),
@@ -115,8 +133,9 @@ def _outside_share(stats: GenerationStats) -> float:
 
 def format_table(results: Sequence[BenchResult]) -> str:
     head = (
-        f"{'prompt':<18} {'plain tok/s':>11} {'spec tok/s':>10} {'speedup':>7} {'accept':>6} "
-        f"{'mean len':>8} {'mean k':>6} {'k=0':>5} {'outside':>7}  identical"
+        f"{'prompt':<18} {'plain tok/s':>11} {'spec tok/s':>10} {'spread':>6} {'speedup':>7} {'ceiling':>7} "
+        f"{'of it':>5} {'accept':>6} {'mean len':>8} {'mean k':>6} {'k=0':>5} {'outside':>7} {'load':>4}  "
+        "identical"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -129,14 +148,24 @@ def format_table(results: Sequence[BenchResult]) -> str:
                 else "NO"
             )
         )
+        spread = max(r.plain_spread, r.spec_spread)
+        load = f"{r.load_average:>4.1f}" if r.load_average is not None else "   ?"
         lines.append(
-            f"{r.prompt_id[:18]:<18} {r.plain_tps:>11.1f} {r.spec_tps:>10.1f} {r.speedup:>6.2f}× "
-            f"{r.acceptance:>6.0%} {r.mean_accepted_length:>8.2f} {r.mean_k:>6.2f} {r.k_off_share:>5.0%} "
-            f"{r.spec_time_outside_decode:>7.1%}  {ident}"
+            f"{r.prompt_id[:18]:<18} {r.plain_tps:>11.1f} {r.spec_tps:>10.1f} {spread:>6.0%} "
+            f"{r.speedup:>6.2f}{'×' if not r.disturbed else '?'} {r.ceiling:>6.2f}× "
+            f"{r.speedup / r.ceiling if r.ceiling else 0:>5.0%} {r.acceptance:>6.0%} "
+            f"{r.mean_accepted_length:>8.2f} {r.mean_k:>6.2f} {r.k_off_share:>5.0%} "
+            f"{r.spec_time_outside_decode:>7.1%} {load}  {ident}"
         )
     if results:
         geo = 1.0
         for r in results:
             geo *= max(r.speedup, 1e-9)
         lines.append(f"geometric mean speedup: {geo ** (1 / len(results)):.2f}×")
+        disturbed = [r.prompt_id for r in results if r.disturbed]
+        if disturbed:
+            lines.append(
+                f"timings disturbed (a side's runs spread more than {DISTURBED_SPREAD:.0%}; marked ?): "
+                f"{', '.join(disturbed)} — other programs were using the CPU"
+            )
     return "\n".join(lines)

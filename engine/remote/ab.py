@@ -68,8 +68,9 @@ def iter_remote_ab(
         max_tokens=params.max_tokens,
         k_max=params.spec.k_max or 0,
         n_prompt=plain.stats.n_prompt,
-        plain_tps=plain.stats.decode_tps,
-        spec_tps=spec.stats.decode_tps,
+        plain_runs_tps=(plain.stats.decode_tps,),  # one request per side: a server's timings are its own
+        spec_runs_tps=(spec.stats.decode_tps,),
+        load_average=None,
         plain_ttft_s=plain.stats.ttft_s,
         spec_ttft_s=spec.stats.ttft_s,
         n_plain=plain.stats.n_generated,

@@ -23,6 +23,7 @@ from engine.errors import DecodeError, ModelFileError
 from engine.events import DoneEvent, NoticeEvent, StopReason, TokenEvent
 from engine.inference.api import EngineInfo
 from engine.inference.controller import DraftLengthController
+from engine.inference.cost import CostCurve
 from engine.stats import GenerationStats, SpecRecorder
 
 SCRIPT = """Here is a **quick answer** with a few things to render.
@@ -67,6 +68,10 @@ class FakeOptions:
     echo_user: bool = True  # start the reply by quoting the last user message
     notice: str | None = None  # emitted before the first token
     gate: threading.Event | None = None  # every generation waits until it is set before its first token
+    # Decode tok/s each generation reports, in order (then the measured speed): an A/B with steady or
+    # disturbed timings without depending on the machine's load.
+    scripted_tps: list[float] = field(default_factory=list)
+    calibrations: list[str] = field(default_factory=list)  # the model of every calibrate() call
     calls: list[list[ChatMessage]] = field(default_factory=list)  # the messages of every chat() call
 
 
@@ -75,7 +80,8 @@ class FakeChatEngine:
         self.config = config
         self.options = options
         self.closed = False
-        self.controller = DraftLengthController(3)
+        self.costs = CostCurve()
+        self.controller = DraftLengthController(3, costs=self.costs)
         self.model = _FakeModel()
         self._messages: list[ChatMessage] = []
         drafter = None if config.drafter == "none" else "MTP (fake assistant)"
@@ -121,7 +127,16 @@ class FakeChatEngine:
         pass
 
     def new_controller(self, params: GenerationParams) -> None:
-        self.controller = DraftLengthController(params.spec.k_max or 3, adaptive=params.spec.adaptive)
+        self.controller = DraftLengthController(
+            params.spec.k_max or 3, adaptive=params.spec.adaptive, costs=self.costs
+        )
+
+    def calibrate(self) -> dict[int, list[float]]:
+        """Synthetic timings of the CPU-like curve the fake loop reports."""
+        self.options.calibrations.append(self.config.model_path.name)
+        timings = {n: [FAKE_DECODE_S * (1 + 0.2 * (n - 1))] * 3 for n in range(1, 5)}
+        self.costs.seed(timings)
+        return timings
 
     def make_loop(
         self, params: GenerationParams, cancel: CancelToken | None = None, *, record_margins: bool = False
@@ -221,13 +236,16 @@ class FakeLoop:
                 stop = StopReason.MAX_TOKENS
                 break
         total = time.perf_counter() - start
+        decode_s = total - (first_at or total)
+        if opts.scripted_tps and len(emitted) > 1:
+            decode_s = (len(emitted) - 1) / opts.scripted_tps.pop(0)
         stats = GenerationStats(
             n_prompt=n_prompt,
             n_prompt_cached=0,
             prompt_s=min(first_at or total, 0.001),
             ttft_s=first_at or total,
             n_generated=len(emitted),
-            decode_s=total - (first_at or total),
+            decode_s=decode_s,
             total_s=total,
             spec=recorder.snapshot() if spec else None,
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer
 
+import engine.measure.ab as ab_module
 from app.context import AppContext
 from app.main_window import MainWindow
 from app.records import ChatSettings, MessageItem
@@ -55,7 +56,12 @@ def tiny_context(qtbot, store, tmp_path, tiny_llama_path):
     context.shutdown()
 
 
-def test_ab_on_the_tiny_model_shows_both_series_and_identical(qtbot, tiny_context, store, tmp_path):
+def test_ab_on_the_tiny_model_shows_both_series_and_identical(
+    qtbot, tiny_context, store, tmp_path, monkeypatch
+):
+    # The tiny model decodes thousands of tokens a second: its runs spread too far to call the timings clean.
+    # This test is about the flow; disturbed timings have tests of their own.
+    monkeypatch.setattr(ab_module, "DISTURBED_SPREAD", float("inf"))
     window = open_main(qtbot, tiny_context)
     speed, panel = window.speed, window.panel
     assert not speed.isVisible() and not panel.ab_button.isEnabled()  # nothing to re-run yet
@@ -82,14 +88,15 @@ def test_ab_on_the_tiny_model_shows_both_series_and_identical(qtbot, tiny_contex
     json.dumps(doc)  # the report is plain JSON
     panel.session.reload()
     qtbot.waitUntil(lambda: speed.ab_view.report == report, timeout=2000)
-    # The pair's profile learned from the reply and both A/B sides (acceptance may be thin on random weights),
-    # and kept the A/B's measured speedup: read back from the file, as the next start would.
+    # The pair's profile was calibrated on load, learned from the reply and once from the clean A/B
+    # (acceptance may be thin on random weights), and kept the A/B's measured speedup: read back from the
+    # file, as the next start would.
     info = tiny_context.client.info
-    key = pair_key(LoadConfig(model_path=info.model_path), info)
+    key = pair_key(LoadConfig(model_path=info.model_path, n_threads=1), info)
     profile = ProfileStore(tmp_path / "profiles.json").get(key)
-    assert profile is not None and profile.generations == 3
+    assert profile is not None and profile.generations == 2 and profile.calibrated
     assert profile.last_ab == pytest.approx(report.spec_tps / report.plain_tps)
-    assert dict(profile.decode_s).get(1, 0.0) > 0.0  # the plain decode time was measured
+    assert len(dict(profile.decode_s)) > 10  # the calibration timed many batch sizes
 
 
 def test_ab_never_blocks_the_gui_thread(qtbot, context, fake_options):
@@ -113,9 +120,10 @@ def test_ab_never_blocks_the_gui_thread(qtbot, context, fake_options):
     started = time.perf_counter()
     assert speed.run_ab()
     timer.start()
-    qtbot.waitUntil(lambda: "1 of 2: plain" in speed.ab_view.headline.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "run 1 of 6: plain" in speed.ab_view.headline.text(), timeout=5000)
     assert speed.ab_cancel.isVisible() and not speed.ab_button.isEnabled()
-    qtbot.waitUntil(lambda: "2 of 2: speculative" in speed.ab_view.headline.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "run 2 of 6: speculative" in speed.ab_view.headline.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "run 3 of 6: speculative" in speed.ab_view.headline.text(), timeout=5000)
     assert 0 < speed.ab_view.progress.value() <= 60
     qtbot.waitUntil(lambda: session.ab.state == "idle", timeout=10_000)
     timer.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QThread
 
 from app.worker import RequestState, WorkerClient
@@ -161,6 +162,7 @@ def test_load_reports_progress_and_can_be_cancelled(qtbot):
 
 
 def test_ab_request_runs_both_sides_in_the_worker(qtbot, client, fake_options):
+    fake_options.scripted_tps = [40.0, 60.0, 61.0, 41.0, 40.5, 59.0]
     request = client.submit_ab(HELLO, GenerationParams(max_tokens=30))
     rec = Recorder(request)
     with qtbot.waitSignal(request.finished, timeout=5000):
@@ -170,9 +172,11 @@ def test_ab_request_runs_both_sides_in_the_worker(qtbot, client, fake_options):
     events = rec.events()
     assert isinstance(events[-1], ABResult) and events[-1] is request.result
     dones = [e.side for e in events if isinstance(e, ABStep) and isinstance(e.event, DoneEvent)]
-    assert dones == ["plain", "speculative"]
+    assert dones == ["plain", "speculative", "speculative", "plain", "plain", "speculative"]
     result = request.result
     assert result.identical and result.plain.stats.spec is None and result.spec.stats.spec is not None
+    assert result.plain_tps == pytest.approx(40.5) and result.spec_tps == pytest.approx(60.0)
+    assert not result.disturbed
     assert len(result.plain.tokens) == len(result.spec.tokens) == 30
     assert rec.threads == {QThread.currentThread()}
     assert fake_options.calls == []  # an A/B is not a chat turn
@@ -189,15 +193,17 @@ def test_ab_cancelled_mid_run_has_no_result(qtbot, client, fake_options):
 
 
 def test_prediction_learned_per_pair_and_kept_across_loads(qtbot, tmp_path):
-    from engine.measure.pair_profile import ProfileStore
+    from engine.measure.pair_profile import ProfileStore, pair_key
 
     path = tmp_path / "profiles.json"
     config = LoadConfig(model_path=Path("/models/fake-target.gguf"))
-    client = WorkerClient(fake_factory(FakeOptions()), profiles=ProfileStore(path))
+    first_options = FakeOptions()
+    client = WorkerClient(fake_factory(first_options), profiles=ProfileStore(path))
     try:
         with qtbot.waitSignal(client.modelLoaded, timeout=5000):
             client.load(config)
         assert client.prediction is None  # nothing learned yet
+        assert first_options.calibrations == ["fake-target.gguf"]  # the pair's first load here calibrates
         client.submit(HELLO, GenerationParams())
         qtbot.waitUntil(lambda: client.prediction is not None, timeout=5000)
         first = client.prediction
@@ -208,16 +214,30 @@ def test_prediction_learned_per_pair_and_kept_across_loads(qtbot, tmp_path):
     finally:
         client.shutdown()
     # A fresh app on the same machine knows the pair as soon as it is loaded.
-    again = WorkerClient(fake_factory(FakeOptions()), profiles=ProfileStore(path))
+    options = FakeOptions()
+    again = WorkerClient(fake_factory(options), profiles=ProfileStore(path))
     try:
         with qtbot.waitSignal(again.modelLoaded, timeout=5000):
             again.load(config)
         assert again.prediction is not None  # announced before the model
         assert again.prediction.evidence == first.evidence
+        key = pair_key(config, again.info)
+        generations = ProfileStore(path).get(key).generations
+        assert options.calibrations == [] and again.prediction is not None  # seeded from the profile
+        # A disturbed A/B (one plain run slowed by another program) teaches the profile nothing...
+        options.scripted_tps = [40.0, 60.0, 60.0, 5.0, 41.0, 61.0]
+        request = again.submit_ab(HELLO, GenerationParams(max_tokens=20))
+        qtbot.waitUntil(lambda: request.state is RequestState.DONE, timeout=5000)
+        assert request.result.disturbed and again.prediction.last_ab is None
+        assert ProfileStore(path).get(key).generations == generations
+        # ...a clean one is learned once, and its measured speedup is what the app shows.
+        options.scripted_tps = [40.0, 60.0, 60.0, 41.0, 40.5, 61.0]
         request = again.submit_ab(HELLO, GenerationParams(max_tokens=20))
         qtbot.waitUntil(lambda: request.state is RequestState.DONE, timeout=5000)
         qtbot.waitUntil(lambda: again.prediction.last_ab is not None, timeout=2000)
-        assert again.prediction.last_ab == request.result.speedup
+        assert again.prediction.last_ab == pytest.approx(60.0 / 40.5) == request.result.speedup
+        assert again.prediction.short() == "measured 1.48× (A/B)"
+        assert ProfileStore(path).get(key).generations == generations + 1
     finally:
         again.shutdown()
 

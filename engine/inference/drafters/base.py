@@ -15,6 +15,9 @@ from engine.config import SpecParams
 class Draft:
     tokens: tuple[int, ...]
     reason: str | None = None  # why the draft is empty or shorter than asked ("no n-gram match", ...)
+    # Lookup drafters: how many tokens before the proposal match its source (0: not a lookup). A long match
+    # is text being copied; the controller keeps acceptance per match length.
+    match_len: int = 0
 
 
 @runtime_checkable

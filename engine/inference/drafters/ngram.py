@@ -1,5 +1,12 @@
 """Prompt-lookup drafting: if the last n tokens occurred earlier (in the prompt or the reply so far), propose
-what followed them then. Free to run, so it only costs when the target rejects its proposals."""
+what followed them then. Free to run, so it only costs when the target rejects its proposals.
+
+Among the earlier occurrences of the longest matching n-gram, the one whose match runs furthest back wins
+(ties: the most recent): in code that repeats short phrases, `return self.` occurs many times, but only one
+occurrence is the line being copied. The match length goes with the proposal (`Draft.match_len`): the
+controller trusts a 16-token match far more than a 2-token one, which is why llama.cpp's ngram-simple looks up
+12-token keys and then drafts 48 tokens (common/ngram-map.cpp).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,9 @@ from collections.abc import Sequence
 
 from engine.config import NGRAM_K_MAX, SpecParams
 from engine.inference.drafters.base import Draft
+
+MAX_CANDIDATES = 16  # earlier occurrences of one n-gram compared per draft (the most recent ones)
+MATCH_CAP = 32  # how far back a match is followed: beyond the longest match class it changes nothing
 
 
 class NGramDrafter:
@@ -17,8 +27,9 @@ class NGramDrafter:
     def __init__(self, n_min: int = 2, n_max: int = 4) -> None:
         self.n_min = self.n_max = 0
         self._tokens: list[int] = []
-        # For each n: n-gram -> end index (exclusive) of its most recent occurrence that has a continuation.
-        self._index: dict[int, dict[tuple[int, ...], int]] = {}
+        # For each n: n-gram -> end indices (exclusive) of its occurrences that have a continuation, oldest
+        # first.
+        self._index: dict[int, dict[tuple[int, ...], list[int]]] = {}
         self._set_sizes(n_min, n_max)
 
     def configure(self, spec: SpecParams) -> None:
@@ -36,10 +47,26 @@ class NGramDrafter:
         for n in range(self.n_max, self.n_min - 1, -1):
             if len(context) <= n:
                 continue
-            end = self._index[n].get(tuple(context[-n:]))
-            if end is not None:
-                return Draft(self._continue(context, end, k))
+            ends = self._index[n].get(tuple(context[-n:]))
+            if ends:
+                end, length = self._best_match(context, ends, n)
+                return Draft(self._continue(context, end, k), match_len=length)
         return Draft((), "drafter has no match")
+
+    @staticmethod
+    def _best_match(context: Sequence[int], ends: Sequence[int], n: int) -> tuple[int, int]:
+        """The occurrence whose match with the context's end runs furthest back, and that length."""
+        last = len(context) - 1
+        best_end, best_len = ends[-1], -1
+        for end in reversed(ends[-MAX_CANDIDATES:]):
+            length = n
+            while length < MATCH_CAP and end - 1 - length >= 0 and context[end - 1 - length] == context[
+                last - length
+            ]:
+                length += 1
+            if length > best_len:
+                best_end, best_len = end, length
+        return best_end, best_len
 
     @staticmethod
     def _continue(context: Sequence[int], end: int, k: int) -> tuple[int, ...]:
@@ -53,8 +80,12 @@ class NGramDrafter:
         return tuple(out)
 
     def observe(self, batch: Sequence[int], pos0: int, n_kept: int) -> None:
-        if pos0 < len(self._tokens):
-            self.reset()  # the target went back (a new prompt, an edit): rebuilt from the next context
+        # The index holds the context up to its last token, which each step's batch decodes first (at
+        # pos0 = len - 1): only a batch starting before it means the target went back (a new prompt, an
+        # edit), and the index is rebuilt from the next context. Rebuilding every step would cost a pass
+        # over the whole context per token.
+        if pos0 < len(self._tokens) - 1:
+            self.reset()
 
     def reset(self) -> None:
         self._tokens = []
@@ -75,4 +106,7 @@ class NGramDrafter:
         # An n-gram ending at index `end` is usable once a token follows it, i.e. end < len(toks).
         for end in range(max(known, 1), len(toks)):
             for n in range(self.n_min, min(self.n_max, end) + 1):
-                self._index[n][tuple(toks[end - n : end])] = end
+                ends = self._index[n].setdefault(tuple(toks[end - n : end]), [])
+                ends.append(end)
+                if len(ends) > 2 * MAX_CANDIDATES:
+                    del ends[:MAX_CANDIDATES]

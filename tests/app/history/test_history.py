@@ -535,8 +535,9 @@ def _ab_report(**changes: Any) -> dict[str, Any]:
     from engine.measure.ab import ABReport
 
     figures: dict[str, Any] = dict(
-        seed=5, temperature=0.0, max_tokens=64, k_max=3, n_prompt=12, plain_tps=40.0, spec_tps=62.0,
-        plain_ttft_s=0.31, spec_ttft_s=0.3, n_plain=64, n_spec=64, plain_stop="max_tokens",
+        seed=5, temperature=0.0, max_tokens=64, k_max=3, n_prompt=12, plain_runs_tps=(40.0,),
+        spec_runs_tps=(62.0,), load_average=None, plain_ttft_s=0.31, spec_ttft_s=0.3, n_plain=64, n_spec=64,
+        plain_stop="max_tokens",
         spec_stop="max_tokens", drafter="n-gram", acceptance=0.6, mean_accepted_length=2.1, mean_k=2.8,
         k_off_share=0.0, off_reason=None, identical=True, divergence_position=None, divergence_margin=None,
         context_before="", plain_piece="", spec_piece="", created_at=1.0,

@@ -58,3 +58,32 @@ def test_a_recent_match_continues_the_repetition_past_the_end_of_the_context() -
     context = [9, 1, 2, 3, 1, 2, 3, 1, 2]  # period 3: the latest (1, 2) ends 3 tokens back
     assert d.draft(context, 7).tokens == (3, 1, 2, 3, 1, 2, 3)
     assert d.draft([5, 5, 5], 4).tokens == (5, 5, 5, 5)  # period 1
+
+
+def test_the_occurrence_matching_furthest_back_wins_and_says_how_far() -> None:
+    d = NGramDrafter(2, 2)
+    # (5, 6) occurs three times; only the first occurrence is preceded by 3, as the context's end is.
+    context = [3, 5, 6, 1, 9, 5, 6, 2, 8, 5, 6, 4, 3, 5, 6]
+    draft = d.draft(context, 2)
+    assert draft.tokens == (1, 9) and draft.match_len == 3
+    # With no longer match anywhere, the most recent occurrence wins.
+    assert d.draft([*context, 7, 5, 6], 1).tokens == (7,)
+
+
+def test_a_long_copy_reports_a_long_match() -> None:
+    source = list(range(100, 140))
+    d = NGramDrafter()
+    draft = d.draft([*source, 1, 2, *source[:30]], 8)
+    assert draft.tokens == tuple(source[30:38])
+    assert draft.match_len == 30  # followed back across the whole copied span
+
+
+def test_a_verify_step_keeps_the_index_and_a_rewind_resets_it() -> None:
+    d = NGramDrafter()
+    context = [1, 2, 3, 4, 1, 2]
+    d.draft(context, 2)
+    indexed = d._index
+    d.observe([2, 3, 4], len(context) - 1, 2)  # the step's batch starts with the context's last token
+    assert d._index is indexed
+    d.observe([9], 2, 1)  # the target went back: a new prompt or an edit
+    assert d._index is not indexed and d._tokens == []

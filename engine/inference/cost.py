@@ -1,0 +1,253 @@
+"""What a target decode of n tokens costs on this machine, t(n), learned per batch size.
+
+The verify cost is not a line. llama.cpp's CPU matmuls work on tiles of rows, so on a 2-core CPU a batch of 9
+costs far more per row than a batch of 8, and a batch of 17 more than 16 (`llama-batched-bench` shows the
+same steps). The draft-length controller therefore needs t(n) per size as measured, not a fitted slope.
+
+Each size keeps its recent timings. A size's estimate is their mean after dropping timings far from their
+median (another process took the CPU for one step). The estimates are then made non-decreasing in n
+(isotonic regression with each block valued at the weighted median of its sizes, so it is robust too):
+one slow step cannot make a small batch look dearer than a big one, nor a big one cheaper. Monotone where
+the data say so: a bigger batch that is cheaper in every one of at least three timings each is a real
+kernel effect (SmolLM2 decodes 64 rows faster than 48 on a 2-core CPU) and is kept. Sizes never measured
+are interpolated between measured neighbours, and beyond the largest by the mean slope.
+
+A short calibration (`calibrate`, on a model's first load on this machine, kept in the pair profile)
+seeds every size the controller is likely to pick, so it decides from the real curve from the first step.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from engine.errors import KVRollbackError
+
+WINDOW = 9  # timings kept per batch size: recent ones follow the machine's load and the context's growth
+REJECT_MADS = 3.0  # a timing further than this many scaled MADs from its size's median is an outlier
+PRIOR_SLOPE = 0.5  # t(n) ~ t(1) * (1 + slope * (n - 1)) when only t(1) is known (a CPU-like guess)
+REAL_DROP_SAMPLES = 3  # timings each of two sizes needs before "the bigger batch is cheaper" is believed
+REFIT_CHANGE = 0.01  # a size's estimate must move by more than this share before the curve is fitted again
+
+# Sizes a calibration times, most useful first: powers of two and the sizes just past them (where CPU tiles
+# make a batch dear), every other size up to 17 (the draft lengths model drafters and short matches use),
+# then the tile edges long n-gram drafts land on. A round costs about 120 single-token decodes on a 2-core
+# CPU (2.5 s for Gemma 3 270M); the first round goes in this order so that a calibration cut short by its
+# budget (a slow model, a busy machine) still has the sizes that matter most.
+CALIBRATION_SIZES = (1, 2, 4, 8, 16, 9, 17, 3, 6, 12, 5, 7, 10, 11, 13, 14, 15, 24, 32, 25, 33, 48, 64, 49,
+                     65)
+CALIBRATION_ROUNDS = 3
+CALIBRATION_POSITION = 256  # decode at this context length: a typical prompt's worth of KV before it
+CALIBRATION_BUDGET_S = 6.0  # stop timing after this long; the controller keeps learning every size it uses
+
+
+class CostCurve:
+    """t(n) in seconds from timed decodes; shared by every controller of one engine (it is a property of
+    the target on this machine, not of a request)."""
+
+    def __init__(self, samples: Mapping[int, Iterable[float]] | None = None) -> None:
+        self._samples: dict[int, deque[float]] = {}
+        self._estimate: dict[int, float] = {}  # per size: robust_mean of its samples
+        self._fitted: dict[int, float] | None = None  # measured size -> monotone estimate
+        self._sizes: list[int] = []  # the fitted sizes, ascending
+        self._memo: dict[int, float] = {}  # time(n) since the last fit (the controller asks every step)
+        if samples:
+            self.seed(samples)
+
+    # --- learning -------------------------------------------------------------------------------------
+    def record(self, n: int, seconds: float) -> None:
+        """One timed decode of n tokens. Non-positive or non-finite timings (a clock that did not tick) are
+        dropped: a zero would make that size look free."""
+        if n < 1 or not (seconds > 0.0 and math.isfinite(seconds)):
+            return
+        window = self._samples.setdefault(n, deque(maxlen=WINDOW))
+        window.append(seconds)
+        old, new = self._estimate.get(n), robust_mean(window)
+        self._estimate[n] = new
+        # The fit runs when the controller next asks. A timing that moves its size's estimate by under 1%
+        # changes no decision: most steps then cost no fit at all.
+        if old is None or abs(new - old) > REFIT_CHANGE * old:
+            self._fitted = None
+
+    def seed(self, samples: Mapping[int, Iterable[float]]) -> None:
+        for n, values in samples.items():
+            for seconds in values:
+                self.record(int(n), float(seconds))
+
+    def samples(self) -> dict[int, tuple[float, ...]]:
+        """Every size's recent timings (what the pair profile keeps)."""
+        return {n: tuple(xs) for n, xs in sorted(self._samples.items())}
+
+    def count(self, n: int) -> int:
+        return len(self._samples.get(n, ()))
+
+    def copy(self) -> CostCurve:
+        return CostCurve(self.samples())
+
+    # --- estimates ------------------------------------------------------------------------------------
+    def measured(self) -> dict[int, float]:
+        """The monotone estimate at every measured size."""
+        if self._fitted is None:
+            self._fitted = _monotone(self._estimate, self._samples)
+            self._sizes = sorted(self._fitted)
+            self._memo = {}
+        return self._fitted
+
+    def time(self, n: int) -> float | None:
+        """Estimated seconds for a decode of n tokens (None: nothing measured yet)."""
+        fitted = self.measured()
+        if not fitted:
+            return None
+        t = self._memo.get(n)
+        if t is None:
+            t = self._memo[n] = _interpolate(fitted, self._sizes, n)
+        return t
+
+    def ratio(self, n: int) -> float | None:
+        """t(n) / t(1): what verifying n tokens at once costs in single-token decodes."""
+        t1, tn = self.time(1), self.time(n)
+        return tn / t1 if t1 and tn is not None else None
+
+
+def robust_mean(values: Iterable[float]) -> float:
+    """Mean of the values within REJECT_MADS scaled median absolute deviations of their median: one
+    contended timing among a few does not move it, and a tight cluster keeps its precision."""
+    ordered = sorted(values)
+    if len(ordered) < 3:
+        return ordered[0]  # one timing, or two: the slower one may be the outlier
+    med = _median_sorted(ordered)
+    mad = _median_sorted(sorted(abs(v - med) for v in ordered)) * 1.4826
+    if mad == 0.0:
+        return med
+    kept = [v for v in ordered if abs(v - med) <= REJECT_MADS * mad]
+    return sum(kept) / len(kept)
+
+
+def _median_sorted(ordered: Sequence[float]) -> float:
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _monotone(estimates: Mapping[int, float], samples: Mapping[int, Sequence[float]]) -> dict[int, float]:
+    """Non-decreasing in n: pool adjacent violators, each pool valued at the weighted median of its sizes'
+    estimates (L1 isotonic regression: a single wild size cannot drag its neighbours with it), except where
+    the timings of two sizes say the bigger one really is cheaper (`_real_drop`)."""
+    blocks: list[list[tuple[float, int, int]]] = []  # per block: (estimate, weight, n)
+    for n in sorted(estimates):
+        blocks.append([(estimates[n], len(samples[n]), n)])
+        while (
+            len(blocks) > 1
+            and _block_value(blocks[-2]) > _block_value(blocks[-1])
+            and not _real_drop(blocks[-2], blocks[-1], samples)
+        ):
+            last = blocks.pop()
+            blocks[-1].extend(last)
+    return {n: _block_value(block) for block in blocks for _, _, n in block}
+
+
+def _real_drop(
+    left: Sequence[tuple[float, int, int]],
+    right: Sequence[tuple[float, int, int]],
+    samples: Mapping[int, Sequence[float]],
+) -> bool:
+    """Two single sizes, each timed at least REAL_DROP_SAMPLES times, the bigger one faster every time."""
+    if len(left) != 1 or len(right) != 1:
+        return False
+    small, big = samples[left[0][2]], samples[right[0][2]]
+    return min(len(small), len(big)) >= REAL_DROP_SAMPLES and max(big) < min(small)
+
+
+def _block_value(block: Sequence[tuple[float, int, int]]) -> float:
+    ordered = sorted(block)
+    half = sum(w for _, w, _ in ordered) / 2
+    seen = 0
+    for value, weight, _ in ordered:
+        seen += weight
+        if seen >= half:
+            return value
+    return ordered[-1][0]
+
+
+def _interpolate(fitted: Mapping[int, float], sizes: Sequence[int], n: int) -> float:
+    """t(n) from the fitted sizes (`sizes`: their keys, ascending)."""
+    if n in fitted:
+        return fitted[n]
+    i = bisect.bisect_left(sizes, n)
+    lo = sizes[i - 1] if i > 0 else None
+    hi = sizes[i] if i < len(sizes) else None
+    if lo is not None and hi is not None:
+        return fitted[lo] + (fitted[hi] - fitted[lo]) * (n - lo) / (hi - lo)
+    if lo is None:
+        assert hi is not None  # n is below every measured size: scale the smallest down by the prior
+        return fitted[hi] * (1 + PRIOR_SLOPE * (n - 1)) / (1 + PRIOR_SLOPE * (hi - 1))
+    first = sizes[0]
+    if lo == first:  # one size measured: the prior's slope from it
+        return fitted[lo] * (1 + PRIOR_SLOPE * (n - 1)) / (1 + PRIOR_SLOPE * (lo - 1))
+    slope = (fitted[lo] - fitted[first]) / (lo - first)  # beyond the largest: the mean slope so far
+    return fitted[lo] + slope * (n - lo)
+
+
+class Decoder(Protocol):
+    """What a calibration needs of a context (engine.inference.llama.Context)."""
+
+    n_ctx: int
+    n_batch: int
+
+    def decode(self, tokens: Sequence[int], pos0: int, logits: str = "last") -> None: ...
+
+    def synchronize(self) -> None: ...
+
+    def truncate(self, n_keep: int) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+def calibrate(
+    ctx: Decoder,
+    filler: Sequence[int],
+    sizes: Sequence[int] = CALIBRATION_SIZES,
+    *,
+    rounds: int = CALIBRATION_ROUNDS,
+    position: int = CALIBRATION_POSITION,
+    budget_s: float = CALIBRATION_BUDGET_S,
+    seed: int = 0,
+) -> dict[int, list[float]]:
+    """Time verify decodes (logits for every row) of each size in `sizes`, `rounds` times: the first round
+    in the given order, later ones shuffled so a burst of load elsewhere spreads over sizes instead of
+    hitting one. Stops once `budget_s` is spent. The context must be empty; it is left empty. `filler`: valid
+    tokens to decode (their values do not change the cost). A context that cannot drop positions (recurrent
+    state) ends the calibration early with what was timed."""
+    sizes = [n for n in sizes if 1 <= n <= ctx.n_batch and n < ctx.n_ctx]
+    if not filler or not sizes:
+        return {}
+    longest = max(sizes)
+    position = max(0, min(position, ctx.n_ctx - longest - 1))
+    tokens = [filler[i % len(filler)] for i in range(position + longest)]
+    timings: dict[int, list[float]] = {n: [] for n in sizes}
+    rng = random.Random(seed)
+    start = time.perf_counter()
+    try:
+        if position:
+            ctx.decode(tokens[:position], 0, "last")  # the context a verify batch sees in a short chat
+        for done in range(rounds):
+            order = list(sizes)
+            if done:
+                rng.shuffle(order)
+            for n in order:
+                if time.perf_counter() - start > budget_s and any(timings.values()):
+                    return {n: ts for n, ts in timings.items() if ts}
+                t0 = time.perf_counter()
+                ctx.decode(tokens[position : position + n], position, "all")
+                ctx.synchronize()
+                timings[n].append(time.perf_counter() - t0)
+                ctx.truncate(position)
+    except KVRollbackError:
+        pass
+    finally:
+        ctx.clear()
+    return {n: ts for n, ts in timings.items() if ts}

@@ -1,0 +1,137 @@
+"""The verify cost curve t(n): robust per-size estimates, a monotone fit, interpolation, and the calibration
+(synthetic timings; the calibration's decodes go to a fake context)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from engine.errors import KVRollbackError
+from engine.inference.cost import WINDOW, CostCurve, calibrate, robust_mean
+
+T1 = 0.010
+
+
+def test_robust_mean_ignores_one_contended_timing() -> None:
+    assert robust_mean([0.010, 0.011, 0.0105, 0.5]) == pytest.approx(0.0105)
+    assert robust_mean([0.010, 0.010, 0.010]) == 0.010
+    assert robust_mean([0.010, 0.5]) == 0.010  # two timings: the slower may be the outlier
+    assert robust_mean([0.02]) == 0.02
+
+
+def test_one_contended_step_cannot_poison_a_calibrated_size() -> None:
+    """Issue 16's poisoned tables: SmolLM2's batch of 3 recorded at 2.27 s, Gemma's batch of 16 at 1.0 s
+    next to 15 at 0.095 s, and the tiny pair's exact 0.0."""
+    curve = CostCurve({1: [T1] * 3, 3: [0.015] * 3, 15: [0.095] * 3, 16: [0.097] * 3, 17: [0.11] * 3})
+    curve.record(3, 2.27)
+    curve.record(16, 1.0)
+    curve.record(2, 0.0)  # a clock that did not tick
+    assert curve.time(3) == pytest.approx(0.015)
+    assert curve.time(16) == pytest.approx(0.097)
+    assert curve.count(2) == 0 and curve.time(2) == pytest.approx((T1 + 0.015) / 2)
+
+
+def test_a_size_with_one_wild_timing_is_pooled_with_its_neighbours() -> None:
+    # 16 measured once, far too slow: the monotone fit values it with the bigger, better-known 17 and 24.
+    curve = CostCurve({1: [T1] * 3, 8: [0.026] * 3, 17: [0.052] * 3, 24: [0.06] * 3})
+    curve.record(16, 1.0)
+    assert curve.time(16) == pytest.approx(0.052)
+    assert curve.time(8) == pytest.approx(0.026)  # below the pool: untouched
+
+
+def test_fit_is_monotone_and_keeps_real_steps() -> None:
+    curve = CostCurve({1: [T1] * 3, 8: [0.026] * 3, 9: [0.035] * 3, 16: [0.044] * 3, 17: [0.052] * 3})
+    measured = curve.measured()
+    assert list(measured.values()) == sorted(measured.values())
+    assert curve.ratio(9) == pytest.approx(3.5)  # the step after a full tile is kept, not smoothed away
+    assert curve.ratio(8) == pytest.approx(2.6)
+    # Noise that makes a bigger batch look cheaper than a smaller one is evened out.
+    curve.seed({12: [0.05, 0.04]})
+    assert curve.time(12) <= curve.time(16) and curve.time(9) <= curve.time(12)  # type: ignore[operator]
+
+
+def test_unmeasured_sizes_are_interpolated_and_extrapolated() -> None:
+    curve = CostCurve()
+    assert curve.time(1) is None and curve.ratio(4) is None
+    curve.record(1, 0.010)
+    assert curve.time(3) == pytest.approx(0.010 * 2)  # only t(1): the prior's slope of half a token per row
+    curve.record(5, 0.030)
+    assert curve.time(3) == pytest.approx(0.020)
+    assert curve.time(9) == pytest.approx(0.050)  # beyond the largest size: the mean slope so far
+    assert curve.time(64) == pytest.approx(0.010 + 0.005 * 63)
+
+
+def test_window_follows_the_machine() -> None:
+    curve = CostCurve({1: [T1] * WINDOW})
+    for _ in range(WINDOW):
+        curve.record(1, 2 * T1)  # the machine got slower for good: the recent timings win
+    assert curve.time(1) == pytest.approx(2 * T1)
+    assert CostCurve(curve.samples()).samples() == curve.samples()
+
+
+class FakeContext:
+    """Records what a calibration decodes; can refuse to drop positions like a recurrent state."""
+
+    def __init__(self, n_ctx: int = 512, n_batch: int = 64, refuse_after: int | None = None) -> None:
+        self.n_ctx, self.n_batch = n_ctx, n_batch
+        self.kv = 0
+        self.decodes: list[tuple[int, int, str]] = []
+        self.refuse_after = refuse_after
+        self.cleared = False
+
+    def decode(self, tokens: Sequence[int], pos0: int, logits: str = "last") -> None:
+        assert pos0 == self.kv, "a calibration decodes right after what the context holds"
+        self.decodes.append((len(tokens), pos0, logits))
+        self.kv += len(tokens)
+
+    def synchronize(self) -> None:
+        pass
+
+    def truncate(self, n_keep: int) -> None:
+        if self.refuse_after is not None and len(self.decodes) > self.refuse_after:
+            raise KVRollbackError("recurrent state")
+        self.kv = min(self.kv, n_keep)
+
+    def clear(self) -> None:
+        self.kv = 0
+        self.cleared = True
+
+
+def test_calibration_times_every_size_each_round_at_a_fixed_position() -> None:
+    ctx = FakeContext()
+    timings = calibrate(ctx, [5, 6, 7], sizes=(1, 2, 8, 65, 100), rounds=3, position=100)
+    assert sorted(timings) == [1, 2, 8]  # 65 and 100 do not fit a decode batch of 64
+    assert all(len(ts) == 3 and all(t > 0 for t in ts) for ts in timings.values())
+    prefix, *verifies = ctx.decodes
+    assert prefix == (100, 0, "last")
+    assert all(pos0 == 100 and logits == "all" for _, pos0, logits in verifies)
+    assert sorted(n for n, _, _ in verifies) == [1, 1, 1, 2, 2, 2, 8, 8, 8]
+    assert ctx.cleared and ctx.kv == 0
+
+
+def test_calibration_fits_a_small_context_and_stops_where_it_cannot_rewind() -> None:
+    small = FakeContext(n_ctx=40, n_batch=64)
+    calibrate(small, [1], sizes=(1, 16), rounds=1, position=256)
+    assert small.decodes[0] == (40 - 16 - 1, 0, "last")
+    recurrent = FakeContext(refuse_after=2)
+    timings = calibrate(recurrent, [1], sizes=(1, 2, 3), rounds=2)
+    assert sum(len(ts) for ts in timings.values()) == 2 and recurrent.cleared
+
+
+def test_calibration_stops_at_its_budget_with_the_first_sizes_timed() -> None:
+    ctx = FakeContext()
+    timings = calibrate(ctx, [1], sizes=(1, 4, 8), rounds=50, budget_s=0.0)
+    assert list(timings) == [1] and len(timings[1]) == 1  # the most useful size first, then the budget
+    assert CostCurve(timings).time(4) is not None and ctx.cleared
+    shuffled = calibrate(FakeContext(), [1], sizes=(1, 4, 8), rounds=4)
+    assert all(len(ts) == 4 for ts in shuffled.values())
+
+
+def test_a_bigger_batch_that_is_cheaper_every_time_stays_cheaper() -> None:
+    """Monotone where the data say so: SmolLM2 decodes 64 rows faster than 48 on a 2-core CPU."""
+    curve = CostCurve({1: [T1] * 3, 48: [0.24, 0.25, 0.245], 64: [0.16, 0.17, 0.165]})
+    assert curve.time(64) == pytest.approx(0.165) and curve.time(48) == pytest.approx(0.245)
+    # Two timings of 64 are not enough to believe it: pooled as noise.
+    noisy = CostCurve({1: [T1] * 3, 48: [0.24, 0.25, 0.245], 64: [0.16, 0.17]})
+    assert noisy.time(48) == noisy.time(64)
