@@ -188,7 +188,11 @@ def test_copy_prompt_reports_draft_figures_gemma3_ngram(serve, gemma3_path: Path
     assert t["drafter"] == "n-gram" and t["speculative"] is True
     assert t["draft_n"] > 0 and 0 < t["draft_n_accepted"] <= t["draft_n"] and t["draft_steps"] > 0
     assert t["draft_mean_accepted_length"] > 1.5  # copying: several tokens per verification step
-    assert len(t["draft_acceptance_by_position"]) >= 2
+    # Per depth: how long drafts ran is the controller's choice (it follows this machine's timings, so a
+    # loaded machine may keep them short); the figures must add up to the totals whatever it chose.
+    assert len(t["draft_acceptance_by_position"]) == len(t["draft_n_by_position"]) >= 1
+    assert sum(t["draft_n_by_position"]) == t["draft_n"]
+    assert sum(t["draft_n_accepted_by_position"]) == t["draft_n_accepted"]
     assert "fox jumps over the lazy dog" in (reply.choices[0].message.content or "")
     plain = server.client().chat.completions.create(
         model="x", messages=messages, max_tokens=16, temperature=0, extra_body={"speculative": False}
