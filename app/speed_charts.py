@@ -242,6 +242,27 @@ class StepChart(_ChartView):
         set_ticks(self.y_rate, 100, max_ticks=4)
 
 
+MAX_BINS = 12  # one bar per count up to this many; past it (drafts run to 64) the labels would not fit
+
+
+def histogram_bins(hist: Sequence[int]) -> tuple[list[str], list[int]]:
+    """Category labels and bar heights for `hist` (index i: steps that accepted i drafts). Long drafts would
+    need a bar per count up to 64, too narrow to label at 1024 px: past MAX_BINS counts are pooled in ranges
+    that double (0, 1, 2–3, 4–7, ..., 32–63, 64), each labelled by its lowest count (the axis title says
+    so): "8–15" would not fit under a bar either."""
+    values = list(hist) or [0, 0, 0, 0]
+    if len(values) <= MAX_BINS:
+        return [str(i) for i in range(len(values))], values
+    labels, pooled = ["0"], [values[0]]
+    lo = 1
+    while lo < len(values):
+        hi = min(2 * lo, len(values))  # this bin: counts lo .. hi - 1
+        labels.append(str(lo))
+        pooled.append(sum(values[lo:hi]))
+        lo = hi
+    return labels, pooled
+
+
 class HistogramChart(_ChartView):
     """How many draft tokens each verify step accepted (0 = only the target's own token)."""
 
@@ -270,8 +291,10 @@ class HistogramChart(_ChartView):
         self.bars.setLabelColor(QColor(self.colors.text))
 
     def show_hist(self, hist: Sequence[int]) -> None:
-        values = list(hist) or [0, 0, 0, 0]
+        labels, values = histogram_bins(hist)
         self.bars.remove(0, self.bars.count())
         self.bars.append([float(v) for v in values])
-        self.x_axis.setCategories([str(i) for i in range(len(values))])
+        self.x_axis.setCategories(labels)
+        pooled = len(labels) < len(hist)
+        self.x_axis.setTitleText("drafts accepted (8 = 8–15, …)" if pooled else "drafts accepted")
         set_ticks(self.y_axis, max(max(values) * 1.15, 4.0), max_ticks=4)

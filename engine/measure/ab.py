@@ -28,6 +28,7 @@ from engine.config import CancelToken, ChatMessage, GenerationParams
 from engine.events import DoneEvent, Event, NoticeEvent, StopReason
 from engine.inference.api import ChatEngineAPI
 from engine.stats import Divergence, GenerationStats, SpecStats
+from engine.text import shown
 
 Side = Literal["plain", "speculative"]
 NEAR_TIE = 0.5  # logits: below this gap, batched vs single-token rounding can flip the greedy choice
@@ -271,12 +272,15 @@ class ABReport:
                 f"Speculative decoding changes how fast the reply comes, not what it says.{sampled}"
             )
         where = self.divergence_position or 0
+        # Model text on one line, newlines shown as \n: the pieces are quoted inside a sentence.
+        context = shown(self.context_before, 2 * CONTEXT_CHARS)
+        plain, spec = shown(self.plain_piece, CONTEXT_CHARS), shown(self.spec_piece, CONTEXT_CHARS)
         if self.remote is not None and self.plain_piece and self.spec_piece:  # both wrote on, differently
             return (
                 f"The replies agree for the first {where} streamed pieces, then differ: after "
-                f"“…{self.context_before}” plain wrote “{self.plain_piece}” and speculative wrote "
-                f"“{self.spec_piece}”. {self.remote} reports no logit margins, so Tandem cannot tell whether "
-                "that was a near-tie rounded differently by a batched verify or a fault in the server."
+                f"“…{context}” plain wrote “{plain}” and speculative wrote “{spec}”. {self.remote} reports "
+                "no logit margins, so Tandem cannot tell whether that was a near-tie rounded differently by "
+                "a batched verify or a fault in the server."
             )
         if self.divergence_margin is None:
             plain_stop = _STOPS.get(self.plain_stop, self.plain_stop)
@@ -286,8 +290,8 @@ class ABReport:
                 f"the speculative run {self.n_spec} (plain stopped: {plain_stop}; speculative: {spec_stop})."
             )
         lead = (
-            f"The runs agree for the first {where} tokens, then differ: after “…{self.context_before}” "
-            f"plain wrote “{self.plain_piece}” and speculative wrote “{self.spec_piece}”; "
+            f"The runs agree for the first {where} tokens, then differ: after “…{context}” "
+            f"plain wrote “{plain}” and speculative wrote “{spec}”; "
             "everything after follows from that one token. "
         )
         if self.divergence_margin < NEAR_TIE:

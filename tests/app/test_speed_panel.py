@@ -274,3 +274,15 @@ def test_view_menu_toggle_is_remembered_and_chat_menu_runs_ab(qtbot, context):
     ab.trigger()
     qtbot.waitUntil(lambda: second.panel.session.ab.state == "idle", timeout=10_000)
     assert second.panel.session.ab.last_report() is not None
+
+
+def test_long_draft_histograms_pool_counts_so_every_label_fits() -> None:
+    from app.speed_charts import MAX_BINS, histogram_bins
+
+    assert histogram_bins([3, 1, 2]) == (["0", "1", "2"], [3, 1, 2])
+    hist = [5, 1, 0, 2, 0, 0, 0, 4] + [0] * 55 + [3]  # counts 0..63
+    labels, values = histogram_bins(hist)
+    assert labels == ["0", "1", "2", "4", "8", "16", "32"]  # each bin runs from its label to the next
+    assert values == [5, 1, 2, 4, 0, 0, 3] and sum(values) == sum(hist)
+    assert len(histogram_bins([1] * 65)[0]) <= MAX_BINS  # up to 64 accepted: "64" is a bin of its own
+    assert histogram_bins([1] * 65)[0][-1] == "64"

@@ -163,6 +163,12 @@ def test_explanations_tell_near_tie_from_a_real_difference() -> None:
     assert _report().speedup == pytest.approx(1.5)
 
 
+def test_explanations_quote_model_text_on_one_line() -> None:
+    # A divergence inside a code block: the quoted context keeps its newlines visible but stays one sentence.
+    text = _report(context_before="return x\n```\n\nUsage:\n```python\n", plain_piece="sq\n").explanation()
+    assert "\n" not in text and "“…return x\\n```\\n\\nUsage:" in text and "“sq\\n”" in text
+
+
 def test_first_divergence() -> None:
     assert first_divergence([1, 2, 3], [1, 2, 3], [0.1, 0.2, 0.3]) is None
     d = first_divergence([1, 2, 3], [1, 5, 3], [0.1, 0.2, 0.3])
