@@ -3,15 +3,14 @@ event-loop stall while a fast reply streams."""
 
 from __future__ import annotations
 
-import time
-
-from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QGuiApplication
 
 from app.chat_window import open_chat_window
 from app.message_widget import MessageBrowser
 from app.records import ChatSettings
 from tests.app.fake_engine import SCRIPT, split_tokens
+from tests.app.lateness import Lateness
 
 
 def open_window(qtbot, context, settings=None):
@@ -233,29 +232,13 @@ def test_event_loop_stall_while_streaming(qtbot, context, fake_options):
     fake_options.token_delay = 0.001
     window = open_window(qtbot, context, ChatSettings(max_tokens=5000))
     window.resize(900, 800)
-    late: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        late.append((now - last[0]) * 1000 - 5)
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
     send(qtbot, window, "go", wait=False)
-    last[0] = time.perf_counter()
-    timer.start()
-    qtbot.waitUntil(lambda: window.panel.session.state == "idle", timeout=30_000)
-    timer.stop()
+    with Lateness() as lateness:
+        qtbot.waitUntil(lambda: window.panel.session.state == "idle", timeout=30_000)
     n_tokens = window.panel.session.messages[-1].stats.n_generated
     assert n_tokens >= len(split_tokens(SCRIPT * 12))
-    late.sort()
-    worst, p99 = late[-1], late[int(len(late) * 0.99)]
-    print(
-        f"\nstall while streaming {n_tokens} tokens: max {worst:.1f} ms, p99 {p99:.1f} ms, ticks {len(late)}"
-    )
+    worst, p99, ticks = lateness.worst, lateness.percentile(0.99), len(lateness.late)
+    print(f"\nstall while streaming {n_tokens} tokens: max {worst:.1f} ms, p99 {p99:.1f} ms, ticks {ticks}")
     assert worst < 250 and p99 < 60
 
 

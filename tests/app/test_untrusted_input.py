@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
 
 from app.chat_window import open_chat_window
 from app.context import AppContext
@@ -29,6 +28,7 @@ from engine.gguf import metadata, reader
 from engine.inference import probe
 from engine.inference.chat_template import ChatTemplate
 from tests.app.hostile_markdown import HOSTILE_REPLIES
+from tests.app.lateness import Lateness
 from tests.engine.inference import raw_probe_child
 from tests.fixtures.corrupt_gguf import CRASH_MUTATIONS, write_corpus
 
@@ -118,23 +118,10 @@ def test_stop_and_quit_work_while_a_template_hangs(qtbot, store, tiny_llama_path
 # --- hostile Markdown in replies ----------------------------------------------------------------------------
 def _stall_while(qtbot, until) -> float:
     """The worst lateness (ms) of a 5 ms timer while the event loop runs until `until()`."""
-    late: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick() -> None:
-        now = time.perf_counter()
-        late.append((now - last[0]) * 1000 - 5)
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
-    last[0] = time.perf_counter()
-    timer.start()
-    qtbot.waitUntil(until, timeout=60_000)
-    qtbot.wait(50)
-    timer.stop()
-    return max(late, default=0.0)
+    with Lateness() as lateness:
+        qtbot.waitUntil(until, timeout=60_000)
+        qtbot.wait(50)
+    return lateness.worst
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_REPLIES))
