@@ -38,8 +38,10 @@ CLASS_EDGES = (0, 4, 8, 16)
 CLASS_PRIOR = (0.5, 0.6, 0.85, 0.95)
 # Chance that a draft token past the first is accepted given the ones before it were, before evidence. Once
 # a match of 8+ tokens has its first token right, a copy rarely breaks mid-draft: with a timid prior here the
-# controller crept up through 7-, 15-, 31-token drafts on a copy that native llama.cpp drafts 48 at a time
-# (replaying benchmarks/native_prompts.jsonl on the calibrated curves: Gemma 3 copies 1.5-2.6x -> 1.8-3.0x).
+# controller crept up through 7-, 15-, 31-token drafts on a copy that native llama.cpp drafts 48 at a time.
+# Priced by benchmarks/replay_controller.py (docs/performance.md): +2.3 % (Gemma), +1.0 % (SmolLM2) over
+# its prompts, from quoting (Gemma quote-article 1.75x -> 2.29x), at a cost on edit-dense copies (Gemma
+# js-refactor 1.76x -> 1.57x).
 CLASS_PRIOR_DEEP = (0.7, 0.85, 0.97, 0.99)
 PRIOR_ACCEPT = CLASS_PRIOR[0]
 PRIOR_WEIGHT = 1.0  # pseudo-observations behind each depth's prior
