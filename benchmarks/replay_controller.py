@@ -5,7 +5,8 @@ the speedup. This decodes each prompt plainly once (the reply every lossless pol
 the cost curve once, and then prices policies on that reply and curve alone, with no model in the loop:
 Tandem's controller and n-gram drafter step by step as the generation loop drives them (proposal, choice,
 the accepted prefix of the draft, the shadow check of a declined proposal), and llama.cpp's ngram-simple
-(the most recent match of the last N tokens, drafting up to M). Speedup = (tokens - 1) * t(1) / the summed
+(the most recent match of the last N tokens, drafting up to M) and ngram-map-k 4/16 (which remembers, per key,
+how much of its last draft was accepted). Speedup = (tokens - 1) * t(1) / the summed
 t(k + 1) of the steps. A policy change compared so is compared on exactly the same text and costs: the
 result is deterministic for a given calibration.
 
@@ -23,6 +24,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,14 +33,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from vs_llama_cpp import find_model  # noqa: E402
 
 import engine.inference.controller as controller  # noqa: E402
-from engine.config import NGRAM_K_MAX, GenerationParams, LoadConfig, SamplingParams, SpecParams  # noqa: E402
+from engine.config import GenerationParams, LoadConfig, SamplingParams, SpecParams  # noqa: E402
 from engine.events import DoneEvent  # noqa: E402
-from engine.inference.controller import DraftLengthController, ShadowDraft  # noqa: E402
 from engine.inference.cost import CostCurve  # noqa: E402
 from engine.inference.drafters.ngram import NGramDrafter  # noqa: E402
 from engine.inference.session import ChatEngine  # noqa: E402
-from engine.measure.ceiling import oracle_ceiling  # noqa: E402
-from engine.stats import StepResult  # noqa: E402
+from engine.measure.ceiling import oracle_ceiling, priced_policy  # noqa: E402
 
 NATIVE_SIMPLE = ((12, 48), (4, 16), (8, 64))  # (key length, draft max) of llama.cpp's ngram-simple settings
 
@@ -68,47 +68,53 @@ def native_simple(
     return (len(reply) - 1) * t(1) / spent
 
 
-def tandem(
-    prompt: Sequence[int],
-    reply: Sequence[int],
-    t: Callable[[int], float],
-    curve: dict[int, tuple[float, ...]],
-) -> tuple[float, list[int], list[int]]:
-    """Tandem's controller and n-gram drafter priced on `reply`, as engine/inference/generate.py drives them
-    (a free drafter proposes, the controller trims, a declined proposal is checked in the shadow). Returns
-    the speedup and each step's draft length and accepted count."""
-    costs = CostCurve(curve)
-    costs.record = lambda n, s: None  # type: ignore[method-assign]  # frozen: every decision sees one curve
-    ctl = DraftLengthController(NGRAM_K_MAX, costs=costs)
-    drafter, shadow = NGramDrafter(), ShadowDraft()
+def native_map_k(
+    prompt: Sequence[int], reply: Sequence[int], key: int, most: int, t: Callable[[int], float]
+) -> float:
+    """ngram-map-k (key-only) priced on the curve: a match of the last `key` tokens, `most` tokens after it
+    (in the prompt the latest such match, in the reply the earliest), drafting at most as many tokens as the
+    last draft from the same key had accepted (common/ngram-map.cpp, common_ngram_map_draft / _accept)."""
     ctx, p, spent = [*prompt, reply[0]], 1, 0.0
-    ks: list[int] = []
-    accepted: list[int] = []
+    last_accepted: dict[tuple[int, ...], int] = {}
     while p < len(reply):
-        room = len(reply) - p - 1
-        draft: Sequence[int] = ()
-        if room > 0:
-            proposal = drafter.draft(ctx, min(ctl.k_max, room))
-            if proposal.tokens:
-                choice = ctl.choose(available=len(proposal.tokens), match_len=proposal.match_len)
-                draft = proposal.tokens[: choice.k]
-                if not draft:
-                    shadow.watch(len(ctx), proposal.tokens, ctl.last_class)
+        end, draft = len(ctx), []
+        pattern = tuple(ctx[end - key :])
+        if end >= 2 * key + most:
+            starts = [*range(len(prompt) - key - most - 1, 0, -1), *range(len(prompt), end - key - most)]
+            start = next((j for j in starts if tuple(ctx[j : j + key]) == pattern), 0)
+            if start:
+                draft = ctx[start + key : start + key + min(most, last_accepted.get(pattern, most))]
+        draft = draft[: max(0, len(reply) - p - 1)]
         a = 0
         while a < len(draft) and draft[a] == reply[p + a]:
             a += 1
-        emitted = tuple(reply[p : p + a + 1])
+        if draft:
+            last_accepted[pattern] = a
         spent += t(len(draft) + 1)
-        ctl.record_step(StepResult(len(draft), a, emitted, 0.0, t(len(draft) + 1), a < len(draft)))
-        drafter.observe([ctx[-1], *draft], len(ctx) - 1, a + 1)
-        ctx += emitted
-        p += len(emitted)
-        settled = shadow.check(ctx)
-        if settled is not None:
-            ctl.record_result(*settled)
-        ks.append(len(draft))
-        accepted.append(a)
-    return (len(reply) - 1) * t(1) / spent, ks, accepted
+        ctx += reply[p : p + a + 1]
+        p += a + 1
+    return (len(reply) - 1) * t(1) / spent
+
+
+def decode_replies(model: str, threads: int, prompts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Calibrate the cost curve once and decode each prompt plainly: what every lossless policy writes."""
+    config = LoadConfig(model_path=find_model(model), drafter="ngram", n_ctx=2048, n_threads=threads)
+    replies = []
+    with ChatEngine.load(config) as engine:
+        engine.calibrate()
+        curve = engine.costs.samples()
+        for prompt in prompts:
+            tokens = engine.model.tokenize(prompt["text"], add_special=True, parse_special=True)
+            params = GenerationParams(
+                sampling=SamplingParams(temperature=0.0, seed=1),
+                max_tokens=prompt["max_tokens"],
+                spec=SpecParams(enabled=False),
+            )
+            engine.reset()
+            loop = engine.make_loop(params)
+            next(e for e in loop.run(tokens) if isinstance(e, DoneEvent))
+            replies.append({"id": prompt["id"], "prompt": list(tokens), "reply": list(loop.generated)})
+    return {"curve": curve, "replies": replies}
 
 
 def main() -> int:
@@ -120,57 +126,55 @@ def main() -> int:
     ap.add_argument(
         "--compare-deep-prior", help="four comma-separated priors to replay against the current ones"
     )
+    ap.add_argument("--save", type=Path, help="keep the replies and the curve in this JSON file")
+    ap.add_argument("--load", type=Path, help="replay a file --save wrote (no model needed)")
     args = ap.parse_args()
     prompts = [
         json.loads(line) for line in (ROOT / "benchmarks" / "native_prompts.jsonl").read_text().splitlines()
     ]
     if args.prompts:
         prompts = [p for p in prompts if p["id"] in args.prompts.split(",")]
-    config = LoadConfig(
-        model_path=find_model(args.model), drafter="ngram", n_ctx=2048, n_threads=args.threads
-    )
-    with ChatEngine.load(config) as engine:
-        engine.calibrate()
-        frozen = engine.costs.samples()
-        curve = CostCurve(frozen)
-        ratios = ", ".join(f"{n}:{curve.ratio(n) or 0:.2f}" for n in (2, 4, 8, 9, 16, 17, 32, 33, 48, 64))
-        print(f"curve t(n)/t(1): {ratios}")
+    if args.load:
+        data = json.loads(args.load.read_text())
+        data["curve"] = {int(n): tuple(v) for n, v in data["curve"].items()}
+        if args.prompts:
+            data["replies"] = [r for r in data["replies"] if r["id"] in args.prompts.split(",")]
+    else:
+        data = decode_replies(args.model, args.threads, prompts)
+        if args.save:
+            args.save.write_text(json.dumps(data))
+    frozen: dict[int, tuple[float, ...]] = data["curve"]
+    curve = CostCurve(frozen)
+    ratios = ", ".join(f"{n}:{curve.ratio(n) or 0:.2f}" for n in (2, 4, 8, 9, 16, 17, 32, 33, 48, 64))
+    print(f"curve t(n)/t(1): {ratios}")
 
-        def t(n: int) -> float:
-            return curve.time(n) or 0.0
+    def t(n: int) -> float:
+        return curve.time(n) or 0.0
 
-        for prompt in prompts:
-            tokens = engine.model.tokenize(prompt["text"], add_special=True, parse_special=True)
-            params = GenerationParams(
-                sampling=SamplingParams(temperature=0.0, seed=1),
-                max_tokens=prompt["max_tokens"],
-                spec=SpecParams(enabled=False),
-            )
-            engine.reset()
-            loop = engine.make_loop(params)
-            next(e for e in loop.run(tokens) if isinstance(e, DoneEvent))
-            reply = list(loop.generated)
-            if len(reply) < 2:
-                print(f"{prompt['id']:14} {len(reply)} tokens: too short to price")
-                continue
-            oracle = oracle_ceiling(NGramDrafter().draft, tokens, reply, t, 64)
-            native = " ".join(f"simple {key}/{most} {native_simple(tokens, reply, key, most, t):.2f}x"
-                              for key, most in NATIVE_SIMPLE)  # fmt: skip
-            print(f"{prompt['id']:14} {len(reply):3} tokens  oracle {oracle:.2f}x | {native}")
-            policies = {"Tandem": controller.CLASS_PRIOR_DEEP}
-            if args.compare_deep_prior:
-                policies["compared"] = tuple(float(x) for x in args.compare_deep_prior.split(","))
-            current = controller.CLASS_PRIOR_DEEP
-            for name, deep in policies.items():
-                controller.CLASS_PRIOR_DEEP = deep
-                speedup, ks, accepted = tandem(tokens, reply, t, frozen)
-                controller.CLASS_PRIOR_DEEP = current
-                drafted = sum(ks)
-                rate = sum(accepted) / drafted if drafted else 0.0
-                print(f"    {name:9} {speedup:.2f}x  acceptance {rate:.2f}, {sum(1 for k in ks if k)} drafts")
-                if args.verbose:
-                    print("      drafted ", ks)
-                    print("      accepted", accepted)
+    for item in data["replies"]:
+        tokens, reply = item["prompt"], item["reply"]
+        if len(reply) < 2:
+            print(f"{item['id']:14} {len(reply)} tokens: too short to price")
+            continue
+        oracle = oracle_ceiling(NGramDrafter().draft, tokens, reply, t, 64)
+        native = " ".join(f"simple {key}/{most} {native_simple(tokens, reply, key, most, t):.2f}x"
+                          for key, most in NATIVE_SIMPLE)  # fmt: skip
+        native += f" map-k 4/16 {native_map_k(tokens, reply, 4, 16, t):.2f}x"
+        print(f"{item['id']:14} {len(reply):3} tokens  oracle {oracle:.2f}x | {native}")
+        policies: dict[str, tuple[float, ...]] = {"Tandem": controller.CLASS_PRIOR_DEEP}
+        if args.compare_deep_prior:
+            policies["compared"] = tuple(float(x) for x in args.compare_deep_prior.split(","))
+        current = controller.CLASS_PRIOR_DEEP
+        for name, deep in policies.items():
+            controller.CLASS_PRIOR_DEEP = deep
+            speedup, ks, accepted = priced_policy(tokens, reply, frozen)
+            controller.CLASS_PRIOR_DEEP = current
+            drafted = sum(ks)
+            rate = sum(accepted) / drafted if drafted else 0.0
+            print(f"    {name:9} {speedup:.2f}x  acceptance {rate:.2f}, {sum(1 for k in ks if k)} drafts")
+            if args.verbose:
+                print("      drafted ", ks)
+                print("      accepted", accepted)
     return 0
 
 

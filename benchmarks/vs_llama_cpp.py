@@ -18,6 +18,14 @@ Tandem n-gram is also held against two ceilings from the calibrated cost curve (
 "ceiling" for the acceptance the run achieved (every step verifying exactly what it accepted, nothing spent
 outside the decode) and "oracle" for the drafter (the best draft schedule over its proposals).
 
+A speculative run can leave the plain reply at a near-tie (a batched verify row rounds differently from a
+single-token decode) and then writes a different text; two such runs compare two texts, not two drafters.
+"same reply" says whether Tandem's and native's n-gram runs wrote the same text; the last column prices
+Tandem's controller and drafter on the reply native's run wrote (engine.measure.ceiling.priced_policy, on the
+calibrated curve) and divides by native's measured speedup: the two policies on one text. The summary lines
+give each model's plain parity over all rounds and how close that pricing came to Tandem's measured speedup
+on its own replies.
+
     python benchmarks/vs_llama_cpp.py                       # both models, every prompt, 3 rounds
     python benchmarks/vs_llama_cpp.py --models gemma --prompts code-rename,qa-sky --rounds 5
 
@@ -47,7 +55,7 @@ from engine.events import DoneEvent  # noqa: E402
 from engine.inference.drafters.ngram import NGramDrafter  # noqa: E402
 from engine.inference.session import ChatEngine  # noqa: E402
 from engine.measure.ab import first_divergence, load_average, plain_margin  # noqa: E402
-from engine.measure.ceiling import achieved_ceiling, oracle_ceiling  # noqa: E402
+from engine.measure.ceiling import achieved_ceiling, oracle_ceiling, priced_policy  # noqa: E402
 
 PROMPTS = Path(__file__).with_name("native_prompts.jsonl")
 MIN_TOKENS = 16  # a reply shorter than this times nothing but start-up: its speed is left out (shown as 0)
@@ -111,6 +119,9 @@ class Row:
     oracle: float = 0.0  # best draft schedule over the n-gram drafter's proposals
     identical: str = ""
     native_same_text: bool = True  # native plain wrote what Tandem plain wrote
+    spec_same_text: bool = True  # native n-gram wrote what Tandem n-gram wrote (else speeds of two texts)
+    priced_own: float = 0.0  # Tandem's policy priced on its own reply: checks the pricing against the run
+    priced_on_native: float = 0.0  # Tandem's policy priced on native n-gram's reply, over native's speedup
     sweep: dict[str, float] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)
 
@@ -273,6 +284,7 @@ def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_
             row = Row(name, prompt.id, prompt.kind, len(tokens), best, sweep=sweep)
             plain_ref: TandemRun | None = None
             spec_runs: list[TandemRun] = []
+            native_text = ""
             for _ in range(args.rounds):
                 np_run, _ = native.plain(file, n)
                 ns_run = native.spec(file, n, best, prompt.text)
@@ -284,6 +296,7 @@ def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_
                 row.tandem_plain.append(tp.tps)
                 row.tandem_spec.append(ts.tps)
                 row.native_accept = ns_run.accepted / ns_run.drafted if ns_run.drafted else 0.0
+                native_text = ns_run.text
                 plain_ref = plain_ref or tp
                 spec_runs.append(ts)
                 row.native_same_text = row.native_same_text and _same_prefix(np_run.text, tp.text)
@@ -297,9 +310,32 @@ def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_
             row.ceiling = achieved_ceiling(ts.provenance, cost)
             row.oracle = oracle_ceiling(NGramDrafter().draft, tokens, plain_ref.tokens, cost, 64)
             row.identical = _identity(engine, tokens, n, plain_ref, spec_runs)
+            _price_on_one_text(engine, row, prompt.text, tokens, ts, native_text)
             rows.append(row)
             print_row(row, flush=True)
     return rows
+
+
+def _price_on_one_text(
+    engine: ChatEngine, row: Row, prompt_text: str, tokens: list[int], ts: TandemRun, native_text: str
+) -> None:
+    """Speculative runs that diverge from plain at a near-tie (a batched row rounds differently) go on to
+    write different replies, and a reply that repeats itself less drafts less: their speeds then compare
+    two texts, not two policies. So Tandem's policy is also priced (engine.measure.ceiling.priced_policy, on
+    the calibrated curve) on the reply native's n-gram run wrote, and held against native's measured
+    speedup on it; pricing its own reply checks the pricing against its measured speedup."""
+    row.spec_same_text = _same_prefix(native_text, ts.text)
+    curve = engine.costs.samples()
+    if len(ts.tokens) >= MIN_TOKENS:
+        row.priced_own = priced_policy(tokens, ts.tokens, curve)[0]
+    full = engine.model.tokenize(prompt_text + native_text, add_special=True, parse_special=True)
+    if full[: len(tokens)] == tokens:
+        reply = full[len(tokens) :]
+    else:  # the prompt's last token merged with the reply's first: tokenize the reply alone
+        reply = engine.model.tokenize(native_text, add_special=False, parse_special=False)
+    native_speedup = median(row.native_spec) / median(row.native_plain) if median(row.native_plain) else 0.0
+    if len(reply) >= MIN_TOKENS and native_speedup:
+        row.priced_on_native = priced_policy(tokens, reply, curve)[0] / native_speedup
 
 
 def _same_prefix(a: str, b: str) -> bool:
@@ -324,7 +360,7 @@ def _identity(engine: ChatEngine, tokens: list[int], n: int, plain: TandemRun, r
 HEAD = (
     "| model | prompt | kind | native plain | native n-gram (best setting) | Tandem plain | Tandem n-gram | "
     "accept T / N | ceiling · oracle | identical | load | T plain / N plain | T n-gram / N best | "
-    "T n-gram / T plain | of ceiling |"
+    "T n-gram / T plain | of ceiling | same reply T / N | T / N on N's reply (priced) |"
 )
 
 
@@ -342,9 +378,32 @@ def print_row(row: Row, flush: bool = False) -> None:
         f"{row.tandem_accept:.0%} / {row.native_accept:.0%} | {row.ceiling:.2f}× · {row.oracle:.2f}× | "
         f"{row.identical} | {row.load[0]:.1f}→{row.load[-1]:.1f} | "
         f"**{tp / np_ if np_ else 0:.3f}** | **{ts / ns if ns else 0:.3f}** | **{speedup:.3f}** | "
-        f"**{speedup / row.ceiling if row.ceiling else 0:.0%}** |",
+        f"**{speedup / row.ceiling if row.ceiling else 0:.0%}** | {'yes' if row.spec_same_text else 'NO'} | "
+        f"**{row.priced_on_native:.3f}** |",
         flush=flush,
     )
+
+
+def print_pooled(rows: Sequence[Row]) -> None:
+    """One model's plain parity over every round of every prompt: a single row's median moves by a few
+    percent between runs, the pool of all rounds much less."""
+    if not rows:
+        return
+    ratios = sorted(t / n for r in rows for t, n in zip(r.tandem_plain, r.native_plain, strict=True) if n)
+    if not ratios:
+        return
+    q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+    print(f"{rows[0].model}: Tandem plain / native plain over {len(ratios)} rounds: median "
+          f"{median(ratios):.3f} (quartiles {q1:.3f}-{q3:.3f})")  # fmt: skip
+    # How far the pricing behind the last column is from what Tandem measured on its own reply.
+    checks = [
+        median(r.tandem_spec) / median(r.tandem_plain) / r.priced_own
+        for r in rows
+        if r.priced_own and median(r.tandem_plain)
+    ]
+    if checks:
+        print(f"{rows[0].model}: Tandem n-gram measured / priced on its own reply: "
+              f"median {median(checks):.3f} ({min(checks):.3f}-{max(checks):.3f})")  # fmt: skip
 
 
 def main() -> None:
@@ -376,6 +435,9 @@ def main() -> None:
     print("|" + "---|" * (HEAD.count("|") - 1))
     for row in rows:
         print_row(row)
+    print()
+    for name in args.models.split(","):
+        print_pooled([r for r in rows if r.model == name])
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
 

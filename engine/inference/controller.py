@@ -42,9 +42,15 @@ CLASS_PRIOR = (0.5, 0.6, 0.85, 0.95)
 # Priced by benchmarks/replay_controller.py (docs/performance.md): +2.3 % (Gemma), +1.0 % (SmolLM2) over
 # its prompts, from quoting (Gemma quote-article 1.75x -> 2.29x), at a cost on edit-dense copies (Gemma
 # js-refactor 1.76x -> 1.57x).
-CLASS_PRIOR_DEEP = (0.7, 0.85, 0.97, 0.99)
+CLASS_PRIOR_DEEP: tuple[float, ...] = (0.7, 0.85, 0.97, 0.99)
 PRIOR_ACCEPT = CLASS_PRIOR[0]
-PRIOR_WEIGHT = 1.0  # pseudo-observations behind each depth's prior
+# Pseudo-observations behind each depth's prior. With 1, a single shadow-checked proposal of a 2-token match
+# (3 of 4 right) lifted that class from 50 % to 75 % and the next short draft failed; on a 40-token reply one
+# failed 3-token draft costs SmolLM2 4 % (docs/performance.md, "Changing the controller").
+PRIOR_WEIGHT = 3.0
+# Predicted speedup a draft must beat: the estimates behind a 1 % edge are noisier than 1 %, and a failed
+# draft costs up to t(k + 1) - t(1), so a marginal draft loses more often than it wins.
+MIN_GAIN = 1.02
 DEEP_PRIOR_WEIGHT = 4.0  # pseudo-observations behind a class's pooled acceptance past the first token
 DECAY = 0.97  # per result of a class: old evidence fades
 EMA = 0.2  # drafter cost smoothing
@@ -184,7 +190,7 @@ class DraftLengthController:
         t1 = self.decode_time(1)
         if t1 is None:
             return 0, 1.0
-        best_k, best, tokens, chain = 0, 1.0, 1.0, 1.0
+        best_k, best, tokens, chain = 0, MIN_GAIN, 1.0, 1.0
         d = self._d or 0.0
         time = self.costs.time
         for k, p in enumerate(self.accept_probs(cls)[:top], 1):

@@ -9,15 +9,23 @@ draft-length controller to.
   on the text so far) gives, at every position, how many of its tokens would be accepted; the fastest
   schedule of drafts over those, on the measured curve, is the best any draft-length policy could do with
   this drafter on this machine.
+- `priced_policy`: what Tandem's own controller and n-gram drafter reach on a given text and curve, with no
+  model in the loop (benchmarks/replay_controller.py; benchmarks/vs_llama_cpp.py prices it on the reply
+  native llama.cpp wrote, to compare the two policies on one text).
 
-Both are speedups over plain decoding, which costs t(1) per token.
+All three are speedups over plain decoding, which costs t(1) per token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from engine.config import NGRAM_K_MAX
+from engine.inference.controller import DraftLengthController, ShadowDraft
+from engine.inference.cost import CostCurve
 from engine.inference.drafters.base import Draft
+from engine.inference.drafters.ngram import NGramDrafter
+from engine.stats import StepResult
 
 Cost = Callable[[int], float]  # t(n): seconds of a verify decode of n tokens
 
@@ -99,3 +107,64 @@ def oracle_ceiling(
             best = min(best, cheapest[a] + time_to_end[p + a + 1])
         time_to_end[p] = best
     return (n - 1) * t1 / time_to_end[1] if time_to_end[1] > 0 else 1.0
+
+
+class _FrozenCurve(CostCurve):
+    """A curve that ignores timings after its seed: every decision of a priced run sees the same costs."""
+
+    def __init__(self, samples: dict[int, tuple[float, ...]]) -> None:
+        self._frozen = False
+        super().__init__(samples)
+        self._frozen = True
+
+    def record(self, n: int, seconds: float) -> None:
+        if not self._frozen:
+            super().record(n, seconds)
+
+
+def priced_policy(
+    prompt: Sequence[int],
+    generated: Sequence[int],
+    curve: dict[int, tuple[float, ...]],
+    k_max: int = NGRAM_K_MAX,
+) -> tuple[float, list[int], list[int]]:
+    """Speedup over plain decoding that Tandem's controller and n-gram drafter reach on `generated`, priced on
+    the cost curve measured as `curve` (CostCurve samples) with no model in the loop: step by step as the
+    generation loop drives them (a proposal, the controller's trim, the accepted prefix, the shadow check of a
+    declined proposal). Deterministic for a given curve, so two texts or two policies compare on equal
+    costs. Returns the speedup and each step's draft length and accepted count."""
+    costs = _FrozenCurve(curve)
+
+    def t(n: int) -> float:
+        return costs.time(n) or 0.0
+
+    ctl = DraftLengthController(k_max, costs=costs)
+    drafter, shadow = NGramDrafter(), ShadowDraft()
+    ctx, p, spent = [*prompt, generated[0]], 1, 0.0
+    ks: list[int] = []
+    accepted: list[int] = []
+    while p < len(generated):
+        room = len(generated) - p - 1
+        draft: Sequence[int] = ()
+        if room > 0:
+            proposal = drafter.draft(ctx, min(ctl.k_max, room))
+            if proposal.tokens:
+                choice = ctl.choose(available=len(proposal.tokens), match_len=proposal.match_len)
+                draft = proposal.tokens[: choice.k]
+                if not draft:
+                    shadow.watch(len(ctx), proposal.tokens, ctl.last_class)
+        a = 0
+        while a < len(draft) and draft[a] == generated[p + a]:
+            a += 1
+        emitted = tuple(generated[p : p + a + 1])
+        spent += t(len(draft) + 1)
+        ctl.record_step(StepResult(len(draft), a, emitted, 0.0, t(len(draft) + 1), a < len(draft)))
+        drafter.observe([ctx[-1], *draft], len(ctx) - 1, a + 1)
+        ctx += emitted
+        p += len(emitted)
+        settled = shadow.check(ctx)
+        if settled is not None:
+            ctl.record_result(*settled)
+        ks.append(len(draft))
+        accepted.append(a)
+    return ((len(generated) - 1) * t(1) / spent if spent else 1.0), ks, accepted

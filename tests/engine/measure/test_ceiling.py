@@ -9,7 +9,7 @@ import pytest
 
 from engine.inference.drafters.base import Draft
 from engine.inference.drafters.ngram import NGramDrafter
-from engine.measure.ceiling import accepted_per_step, achieved_ceiling, oracle_ceiling
+from engine.measure.ceiling import accepted_per_step, achieved_ceiling, oracle_ceiling, priced_policy
 
 STEPPED = {1: 1.0, 2: 1.35, 3: 1.55, 4: 1.72, 5: 2.0, 6: 2.2, 7: 2.45, 8: 2.63, 9: 3.52}
 
@@ -65,3 +65,19 @@ def test_oracle_with_the_real_drafter_on_a_copy() -> None:
     # The second token has no match yet (one plain step); from then on the lookup finds the copy and the
     # remaining 38 tokens come in one step of 37 drafts.
     assert speedup == pytest.approx(39 / (cost(1) + cost(38)))
+
+
+def test_priced_policy_drafts_a_copy_and_stays_plain_on_new_text() -> None:
+    """Tandem's own controller and drafter priced on a text: a copy of the prompt drafts long at once and
+    comes within reach of the oracle; text with nothing to copy costs exactly plain decoding."""
+    curve = {n: (STEPPED.get(n, cost(n)),) * 3 for n in (*STEPPED, 16, 17, 32, 33, 48, 64)}
+    source = list(range(200, 300))
+    prompt = [*source, 1]
+    copy = source[:80]
+    speedup, ks, accepted = priced_policy(prompt, copy, curve)
+    oracle = oracle_ceiling(NGramDrafter().draft, prompt, copy, cost, 64)
+    assert 0.8 * oracle < speedup <= oracle + 1e-9
+    assert max(ks) >= 16 and sum(accepted) == sum(ks)  # a clean copy: every drafted token was right
+    fresh = list(range(1000, 1080))
+    speedup, ks, _ = priced_policy(prompt, fresh, curve)
+    assert speedup == pytest.approx(1.0) and not any(ks)
