@@ -185,7 +185,8 @@ class DraftLengthController:
 
     def best(self, k_max: int | None = None, cls: int = 0) -> tuple[int, float]:
         """The draft length with the highest predicted speedup (0: plain decoding wins), and that speedup:
-        argmax of speedup(k) over 0..k_max, in one pass (choose() runs it every step)."""
+        argmax of speedup(k) over 0..k_max, in one pass (choose() runs it every step). A draft must be
+        predicted to beat plain decoding by MIN_GAIN."""
         top = self.k_max if k_max is None else min(self.k_max, k_max)
         t1 = self.decode_time(1)
         if t1 is None:
@@ -199,7 +200,7 @@ class DraftLengthController:
             tk = time(k + 1)
             if tk is not None and tokens * t1 / (tk + k * d) > best:
                 best_k, best = k, tokens * t1 / (tk + k * d)
-        return best_k, best
+        return (best_k, best) if best_k else (0, 1.0)
 
     @property
     def draft_cost(self) -> float | None:
