@@ -11,16 +11,20 @@ t(k + 1) of the steps. A policy change compared so is compared on exactly the sa
 result is deterministic for a given calibration.
 
     python benchmarks/replay_controller.py --model smollm2 [--prompts code-rename,config-edit] [-v] \
-        [--compare-deep-prior 0.7,0.8,0.9,0.97]
+        [--compare "PRIOR_WEIGHT=1 MIN_GAIN=1.0"] [--save replies.json | --load replies.json]
 
---compare-deep-prior prices a second set of per-class priors for acceptance past the first draft token
-(engine/inference/controller.py CLASS_PRIOR_DEEP) beside the current ones.
+--compare prices the controller again with some of its constants (engine/inference/controller.py) set to
+other values, beside the current ones, and prints each policy's geometric mean over the prompts. --save keeps
+the replies and the calibrated curve, --load replays them without the model (and without timing anything, so
+it may run while the machine is busy).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -120,18 +124,24 @@ def decode_replies(model: str, threads: int, prompts: Sequence[dict[str, Any]]) 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="gemma", help="gemma, smollm2 or a .gguf path")
-    ap.add_argument("--prompts", help="comma-separated ids of benchmarks/native_prompts.jsonl (default: all)")
+    ap.add_argument(
+        "--prompt-file",
+        type=Path,
+        default=ROOT / "benchmarks" / "native_prompts.jsonl",
+        help="JSON lines of prompts (default: benchmarks/native_prompts.jsonl; "
+        "benchmarks/heldout_prompts.jsonl holds prompts no controller constant was tuned on)",
+    )
+    ap.add_argument("--prompts", help="comma-separated ids of the prompt file's prompts (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-v", "--verbose", action="store_true", help="print each run's draft lengths")
     ap.add_argument(
-        "--compare-deep-prior", help="four comma-separated priors to replay against the current ones"
+        "--compare",
+        help='controller constants to price beside the current ones, e.g. "MIN_GAIN=1.0 PRIOR_WEIGHT=1"',
     )
     ap.add_argument("--save", type=Path, help="keep the replies and the curve in this JSON file")
     ap.add_argument("--load", type=Path, help="replay a file --save wrote (no model needed)")
     args = ap.parse_args()
-    prompts = [
-        json.loads(line) for line in (ROOT / "benchmarks" / "native_prompts.jsonl").read_text().splitlines()
-    ]
+    prompts = [json.loads(line) for line in args.prompt_file.read_text().splitlines() if line.strip()]
     if args.prompts:
         prompts = [p for p in prompts if p["id"] in args.prompts.split(",")]
     if args.load:
@@ -151,6 +161,10 @@ def main() -> int:
     def t(n: int) -> float:
         return curve.time(n) or 0.0
 
+    policies: dict[str, dict[str, Any]] = {"Tandem": {}}
+    if args.compare:
+        policies["compared"] = parse_constants(args.compare)
+    logs: dict[str, list[float]] = {name: [] for name in policies}
     for item in data["replies"]:
         tokens, reply = item["prompt"], item["reply"]
         if len(reply) < 2:
@@ -161,21 +175,36 @@ def main() -> int:
                           for key, most in NATIVE_SIMPLE)  # fmt: skip
         native += f" map-k 4/16 {native_map_k(tokens, reply, 4, 16, t):.2f}x"
         print(f"{item['id']:14} {len(reply):3} tokens  oracle {oracle:.2f}x | {native}")
-        policies: dict[str, tuple[float, ...]] = {"Tandem": controller.CLASS_PRIOR_DEEP}
-        if args.compare_deep_prior:
-            policies["compared"] = tuple(float(x) for x in args.compare_deep_prior.split(","))
-        current = controller.CLASS_PRIOR_DEEP
-        for name, deep in policies.items():
-            controller.CLASS_PRIOR_DEEP = deep
-            speedup, ks, accepted = priced_policy(tokens, reply, frozen)
-            controller.CLASS_PRIOR_DEEP = current
+        for name, constants in policies.items():
+            current = {key: getattr(controller, key) for key in constants}
+            vars(controller).update(constants)
+            try:
+                speedup, ks, accepted = priced_policy(tokens, reply, frozen)
+            finally:
+                vars(controller).update(current)
+            logs[name].append(math.log(speedup))
             drafted = sum(ks)
             rate = sum(accepted) / drafted if drafted else 0.0
             print(f"    {name:9} {speedup:.2f}x  acceptance {rate:.2f}, {sum(1 for k in ks if k)} drafts")
             if args.verbose:
                 print("      drafted ", ks)
                 print("      accepted", accepted)
+    for name, values in logs.items():
+        if values:
+            mean = math.exp(sum(values) / len(values))
+            print(f"{name}: geometric mean {mean:.4f}x over {len(values)} replies")
     return 0
+
+
+def parse_constants(text: str) -> dict[str, Any]:
+    """ "NAME=VALUE ..." -> {NAME: VALUE}: VALUE a Python literal, NAME a constant of the controller."""
+    out: dict[str, Any] = {}
+    for item in text.split():
+        name, _, value = item.partition("=")
+        if not hasattr(controller, name) or not name.isupper():
+            raise SystemExit(f"--compare: {name!r} is not a constant of engine/inference/controller.py")
+        out[name] = ast.literal_eval(value)
+    return out
 
 
 if __name__ == "__main__":

@@ -210,8 +210,9 @@ class Native:
             secs = 0.0
         (drafted,) = _grab(r"n_drafted\s*=\s*(\d+)", out.stderr)
         (accepted,) = _grab(r"n_accept\s*=\s*(\d+)", out.stderr)
-        text = out.stdout.lstrip("\n")  # it echoes the prompt first
-        text = text[len(prompt_text) :] if text.startswith(prompt_text) else text
+        # It echoes the prompt first, after the text of its special tokens (Gemma's "<bos>").
+        echo = out.stdout.find(prompt_text)
+        text = out.stdout[echo + len(prompt_text) :] if echo >= 0 else out.stdout
         return Run(n_dec / secs if secs else 0.0, text, int(drafted), int(accepted))
 
 

@@ -214,7 +214,7 @@ class SpecRecorder:
 
     def record_reason(self, reason: str, detail: str | None = None) -> None:
         """Count a step without speculation under a stable key; `detail` (with figures) replaces the key
-        in the snapshot, so "controller chose k=0: verify cost 2.5×, acceptance 9%" aggregates."""
+        in the snapshot, so steps off for "drafts would not pay: 9% of drafted tokens were right..." aggregate."""
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         if detail:
             self.reason_detail[reason] = detail

@@ -60,6 +60,7 @@ PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after ea
 REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
 FIRST_K = 8  # a model drafter's first draft, before any acceptance is known: measures a real verify batch
 SHADOW_K = 4  # proposal tokens a declined free draft is checked on
+SHOWN_K = 4  # the draft length off_detail() prices for the user
 PROBE_K = 2  # a probe re-tests acceptance; a long failed probe would cost several plain steps
 
 
@@ -261,12 +262,16 @@ class DraftLengthController:
         return self._class
 
     def off_detail(self) -> str:
+        """Why drafting is off, in a user's words: how often drafts were right lately, and what checking a
+        short draft costs in plain tokens (the speed panel shows this)."""
+        k = max(1, min(self.k_max, SHOWN_K))
         t1 = self.decode_time(1) or 0.0
-        t_full = self.decode_time(self.k_max + 1) or 0.0
-        ratio = t_full / t1 if t1 else float("nan")
+        tk = self.decode_time(k + 1) or 0.0
+        ratio = tk / t1 if t1 else float("nan")
+        right = self.accept_prob(1, self._class)
         return (
-            f"controller chose k=0: verify cost {ratio:.1f}× for {self.k_max + 1} tokens, "
-            f"acceptance {self.accept_prob(1, self._class) * 100:.0f}%"
+            f"drafts would not pay: {right:.0%} of drafted tokens were right lately, and checking "
+            f"{k} drafted token{'s' if k > 1 else ''} costs as much as {ratio:.1f} plain ones"
         )
 
 
