@@ -55,6 +55,7 @@ DEEP_PRIOR_WEIGHT = 4.0  # pseudo-observations behind a class's pooled acceptanc
 DECAY = 0.97  # per result of a class: old evidence fades
 EMA = 0.2  # drafter cost smoothing
 OFF_REASON = "controller chose k=0"  # stable key so steps aggregate; off_detail() carries the numbers
+OFF_DETAIL = "drafts would not pay"  # how off_detail() begins: what the speed panel shows for OFF_REASON
 MEASURING = "measuring plain decode speed"
 PROBE_MIN, PROBE_MAX = 8, 64  # steps between probes while off (doubles after each failed probe)
 REMEASURE_SINGLE = 64  # force a plain step if t(1) has not been measured for this many steps
@@ -270,7 +271,7 @@ class DraftLengthController:
         ratio = tk / t1 if t1 else float("nan")
         right = self.accept_prob(1, self._class)
         return (
-            f"drafts would not pay: {right:.0%} of drafted tokens were right lately, and checking "
+            f"{OFF_DETAIL}: {right:.0%} of drafted tokens were right lately, and checking "
             f"{k} drafted token{'s' if k > 1 else ''} costs as much as {ratio:.1f} plain ones"
         )
 

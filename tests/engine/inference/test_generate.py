@@ -16,7 +16,7 @@ import pytest
 
 from engine.config import CancelToken, GenerationParams, SamplingParams, SpecParams
 from engine.events import DoneEvent, Event, StopReason, TokenEvent
-from engine.inference.controller import MEASURING, OFF_REASON, PRIOR_ACCEPT, SHADOW_K
+from engine.inference.controller import MEASURING, OFF_DETAIL, PRIOR_ACCEPT, SHADOW_K
 from engine.inference.drafters.base import Drafter
 from engine.inference.drafters.ngram import NGramDrafter
 from engine.inference.generate import GenerationLoop
@@ -480,7 +480,7 @@ def test_adaptive_loop_measures_then_learns_a_free_drafter_in_the_shadow(model: 
     assert spec is not None
     reasons = dict(spec.reasons)
     # The measuring step already watches a proposal; it settles after min(K, SHADOW_K) plain tokens.
-    declined = sum(n for reason, n in reasons.items() if reason.startswith(OFF_REASON))
+    declined = sum(n for reason, n in reasons.items() if reason.startswith(OFF_DETAIL))
     assert reasons[MEASURING] >= 1 and reasons[MEASURING] + declined >= min(K, SHADOW_K), reasons
     assert spec.k_history[0] == 0 and spec.k_history[1] == 0  # nothing verified before evidence
     assert r.loop.controller.accept_prob(1) > PRIOR_ACCEPT  # the shadow's perfect proposals were counted
