@@ -36,7 +36,7 @@ test: models
 	bin="$$(PYTHON=$(BIN)/python bash scripts/build_native_llama.sh llama-server)" && \
 		TANDEM_LLAMA_SERVER="$$bin/llama-server" QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench-native: Tandem against native llama.cpp from the same commit (docs/performance.md), ~20 min
+## bench-native: Tandem against native llama.cpp from the same commit (docs/performance.md), ~25 min
 bench-native: models
 	$(BIN)/python benchmarks/vs_llama_cpp.py $(BENCH_ARGS)
 
