@@ -44,10 +44,13 @@ CLASS_PRIOR = (0.5, 0.6, 0.85, 0.95)
 # js-refactor 1.76x -> 1.57x).
 CLASS_PRIOR_DEEP: tuple[float, ...] = (0.7, 0.85, 0.97, 0.99)
 PRIOR_ACCEPT = CLASS_PRIOR[0]
-# Pseudo-observations behind each depth's prior. With 1, a single shadow-checked proposal of a 2-token match
-# (3 of 4 right) lifted that class from 50 % to 75 % and the next short draft failed; on a 40-token reply one
-# failed 3-token draft costs SmolLM2 4 % (docs/performance.md, "Changing the controller").
+# Pseudo-observations behind each depth's prior, for a lookup drafter. With 1, a single shadow-checked
+# proposal of a 2-token match (3 of 4 right) lifted that class from 50 % to 75 % and the next short draft
+# failed; on a 40-token reply one failed 3-token draft costs SmolLM2 4 % (docs/performance.md, "Changing the
+# controller"). A model drafter has no shadow checks and its estimates decay towards the prior: it keeps 1,
+# so a drafter right 90 % of the time is not held near 87 %.
 PRIOR_WEIGHT = 3.0
+MODEL_PRIOR_WEIGHT = 1.0
 # Predicted speedup a draft must beat: the estimates behind a 1 % edge are noisier than 1 %, and a failed
 # draft costs up to t(k + 1) - t(1), so a marginal draft loses more often than it wins.
 MIN_GAIN = 1.02
@@ -79,9 +82,10 @@ class Choice:
 class _Acceptance:
     """Decayed accepted / drafted counts per draft depth for one match class."""
 
-    def __init__(self, k_max: int, prior: float, prior_deep: float) -> None:
+    def __init__(self, k_max: int, prior: float, prior_deep: float, weight: float) -> None:
         self.prior = prior
         self.prior_deep = prior_deep
+        self.weight = weight  # pseudo-observations behind each depth's prior
         self.acc = [0.0] * k_max
         self.tot = [0.0] * k_max
         self._probs: list[float] | None = None
@@ -111,10 +115,9 @@ class _Acceptance:
                 self._probs = []
                 return self._probs
             deep = (sum(acc[1:]) + DEEP_PRIOR_WEIGHT * self.prior_deep) / (sum(tot[1:]) + DEEP_PRIOR_WEIGHT)
-            first = (acc[0] + PRIOR_WEIGHT * self.prior) / (tot[0] + PRIOR_WEIGHT)
-            self._probs = [first] + [
-                (a + PRIOR_WEIGHT * deep) / (t + PRIOR_WEIGHT) for a, t in zip(acc[1:], tot[1:], strict=True)
-            ]
+            w = self.weight
+            first = (acc[0] + w * self.prior) / (tot[0] + w)
+            self._probs = [first] + [(a + w * deep) / (t + w) for a, t in zip(acc[1:], tot[1:], strict=True)]
         return self._probs
 
     @property
@@ -123,12 +126,17 @@ class _Acceptance:
 
 
 class DraftLengthController:
-    def __init__(self, k_max: int, *, adaptive: bool = True, costs: CostCurve | None = None) -> None:
+    def __init__(
+        self, k_max: int, *, adaptive: bool = True, costs: CostCurve | None = None, lookup: bool = False
+    ) -> None:
+        """`lookup`: the drafter is a free lookup drafter (n-gram), whose priors weigh PRIOR_WEIGHT
+        observations; a model drafter's weigh MODEL_PRIOR_WEIGHT."""
         self.k_max = max(0, k_max)
         self.adaptive = adaptive
         self.costs = costs if costs is not None else CostCurve()  # shared with the engine: the machine's
+        weight = PRIOR_WEIGHT if lookup else MODEL_PRIOR_WEIGHT
         priors = zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True)
-        self._classes = [_Acceptance(self.k_max, prior, deep) for prior, deep in priors]
+        self._classes = [_Acceptance(self.k_max, prior, deep, weight) for prior, deep in priors]
         self._class = 0  # the class of the last choice: the verified draft it leads to counts there
         self._d: float | None = None  # EMA drafter seconds per drafted token
         self._steps_since_single = 0

@@ -44,7 +44,9 @@ class GenerationLoop:
         if self.drafter is not None:
             self.drafter.configure(params.spec)
         self.controller = controller or DraftLengthController(
-            draft_k_max(self.drafter, params.spec), adaptive=params.spec.adaptive
+            draft_k_max(self.drafter, params.spec),
+            adaptive=params.spec.adaptive,
+            lookup=bool(self.drafter and self.drafter.cheap),
         )
         self.cancel = cancel or CancelToken()
         self.record_margins = record_margins

@@ -138,7 +138,7 @@ def priced_policy(
     def t(n: int) -> float:
         return costs.time(n) or 0.0
 
-    ctl = DraftLengthController(k_max, costs=costs)
+    ctl = DraftLengthController(k_max, costs=costs, lookup=True)
     drafter, shadow = NGramDrafter(), ShadowDraft()
     ctx, p, spent = [*prompt, generated[0]], 1, 0.0
     ks: list[int] = []

@@ -270,7 +270,7 @@ SMOLLM2 = {1: 1.0, 2: 1.73, 3: 2.10, 4: 2.51, 5: 3.12, 8: 4.19, 9: 4.75, 16: 7.4
 def test_a_marginal_predicted_gain_does_not_draft() -> None:
     """A 4-token match on SmolLM2's curve predicts a 1-2 % gain from its prior alone: less than the estimate's
     own error, while a failed 3-token draft costs 1.5 tokens. Plain decoding keeps it."""
-    c = DraftLengthController(NGRAM_K_MAX, costs=curve(SMOLLM2))
+    c = DraftLengthController(NGRAM_K_MAX, costs=curve(SMOLLM2), lookup=True)
     gain = max(c.speedup(k, match_class(4)) for k in range(NGRAM_K_MAX + 1))
     assert 1.0 < gain < MIN_GAIN
     assert c.choose(available=NGRAM_K_MAX, match_len=4) == Choice(0, OFF_REASON)
@@ -279,12 +279,16 @@ def test_a_marginal_predicted_gain_does_not_draft() -> None:
 
 def test_one_good_shadow_check_does_not_make_short_matches_draft() -> None:
     """One declined 2-token-match proposal that turned out 3 of 4 right (a shadow check) is one observation
-    against several behind the prior: the class does not start drafting on it (with one pseudo-observation it
-    did, and its next draft on a 40-token reply failed)."""
-    c = DraftLengthController(NGRAM_K_MAX, costs=curve(SMOLLM2))
+    against several behind a lookup drafter's prior: the class does not start drafting on it (with one
+    pseudo-observation it did, and its next draft on a 40-token reply failed). A model drafter's prior weighs
+    one observation: its estimates, which decay towards the prior, are not held far below what it achieves."""
+    c = DraftLengthController(NGRAM_K_MAX, costs=curve(SMOLLM2), lookup=True)
     cls = match_class(2)
     assert c.choose(available=NGRAM_K_MAX, match_len=2).k == 0
     c.record_result(SHADOW_K, 3, cls)
     assert c.choose(available=NGRAM_K_MAX, match_len=2).k == 0
     teach(c, SHADOW_K, SHADOW_K, 6, cls)  # a run of right proposals does earn it
     assert c.choose(available=NGRAM_K_MAX, match_len=2).k > 0
+    model = DraftLengthController(4, costs=curve(SMOLLM2))
+    teach(model, 1, 1, 60)
+    assert model.accept_prob(1) > 0.98
