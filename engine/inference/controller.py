@@ -27,7 +27,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.config import SpecParams
 from engine.inference.cost import CostCurve
+from engine.inference.drafters.base import Drafter, draft_k_max
 from engine.stats import StepResult
 
 # Match classes by the length of the match behind a lookup proposal: [0, 4), [4, 8), [8, 16), [16, ...).
@@ -142,6 +144,15 @@ class DraftLengthController:
         self._steps_since_single = 0
         self._off_steps = 0
         self._probe_interval = PROBE_MIN
+
+    @classmethod
+    def for_drafter(
+        cls, drafter: Drafter | None, spec: SpecParams, costs: CostCurve | None = None
+    ) -> DraftLengthController:
+        """The controller for `drafter` under `spec`: its longest draft, whether it adapts, and the prior
+        weight of the drafter's kind (a cheap drafter is a lookup drafter)."""
+        lookup = drafter is not None and drafter.cheap
+        return cls(draft_k_max(drafter, spec), adaptive=spec.adaptive, costs=costs, lookup=lookup)
 
     # --- measurements -------------------------------------------------------------------------------
     def record_step(self, step: StepResult) -> None:

@@ -11,7 +11,7 @@ from engine.config import CancelToken, GenerationParams
 from engine.errors import KVRollbackError
 from engine.events import DoneEvent, Event, StopReason, TokenEvent
 from engine.inference.controller import OFF_REASON, DraftLengthController, ShadowDraft
-from engine.inference.drafters.base import Drafter, draft_k_max
+from engine.inference.drafters.base import Drafter
 from engine.inference.llama import KVSequence, Model, common_prefix
 from engine.inference.sampling import Sampler, top2_margin
 from engine.inference.textstream import TextStream
@@ -43,11 +43,7 @@ class GenerationLoop:
         self.drafter = drafter if params.spec.enabled else None
         if self.drafter is not None:
             self.drafter.configure(params.spec)
-        self.controller = controller or DraftLengthController(
-            draft_k_max(self.drafter, params.spec),
-            adaptive=params.spec.adaptive,
-            lookup=bool(self.drafter and self.drafter.cheap),
-        )
+        self.controller = controller or DraftLengthController.for_drafter(self.drafter, params.spec)
         self.cancel = cancel or CancelToken()
         self.record_margins = record_margins
         self.tokens: list[int] = []  # prompt + emitted tokens

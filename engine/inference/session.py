@@ -69,9 +69,7 @@ class ChatEngine:
         self.seq = KVSequence(ctx)  # the target's cache and its tokens: the prompt cache across turns
         # What a decode of n tokens costs on this machine: shared by every controller, kept across requests.
         self.costs = CostCurve()
-        self.controller = DraftLengthController(
-            draft_k_max(drafter, SpecParams()), costs=self.costs, lookup=bool(drafter and drafter.cheap)
-        )
+        self.controller = DraftLengthController.for_drafter(drafter, SpecParams(), self.costs)
         self.info = EngineInfo(
             model_name=model.name,
             model_path=model.path,
@@ -258,13 +256,7 @@ class ChatEngine:
     def new_controller(self, params: GenerationParams) -> None:
         """Forget the acceptance the draft-length controller learned: a fresh measurement. The cost curve is
         the machine's, not the request's: it is kept."""
-        k_max = draft_k_max(self.drafter, params.spec)
-        self.controller = DraftLengthController(
-            k_max,
-            adaptive=params.spec.adaptive,
-            costs=self.costs,
-            lookup=bool(self.drafter and self.drafter.cheap),
-        )
+        self.controller = DraftLengthController.for_drafter(self.drafter, params.spec, self.costs)
 
     def calibrate(self) -> dict[int, list[float]]:
         """Time verify decodes of the batch sizes the controller chooses between and seed the cost curve

@@ -262,6 +262,23 @@ def test_draft_length_defaults_per_drafter() -> None:
     assert draft_k_max(None, spec) == 0
 
 
+def test_the_controller_for_a_drafter_takes_its_length_and_the_prior_weight_of_its_kind() -> None:
+    class ModelDrafter:  # what for_drafter reads of a model drafter (MTP head, draft model)
+        cheap = False
+        default_k_max = MODEL_DRAFT_K_MAX
+
+    spec = SpecParams()
+    lookup = DraftLengthController.for_drafter(NGramDrafter(), spec)
+    model = DraftLengthController.for_drafter(ModelDrafter(), spec)  # type: ignore[arg-type]
+    assert (lookup.k_max, model.k_max) == (NGRAM_K_MAX, MODEL_DRAFT_K_MAX)
+    assert DraftLengthController.for_drafter(NGramDrafter(), SpecParams(enabled=False)).k_max == 0
+    assert not DraftLengthController.for_drafter(NGramDrafter(), SpecParams(adaptive=False)).adaptive
+    for c in (lookup, model):
+        teach(c, 1, 1, 60)
+    # Always right: the decayed evidence (about 33 observations) against 3 or 1 behind the 50 % prior.
+    assert lookup.accept_prob(1) < 0.97 < model.accept_prob(1)
+
+
 # t(n) / t(1) of SmolLM2 135M on a 2-core CPU (one calibration, benchmarks/replay_controller.py): the first
 # extra row costs most of a token.
 SMOLLM2 = {1: 1.0, 2: 1.73, 3: 2.10, 4: 2.51, 5: 3.12, 8: 4.19, 9: 4.75, 16: 7.43, 17: 8.36, 64: 25.07}
