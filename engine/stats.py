@@ -214,7 +214,7 @@ class SpecRecorder:
 
     def record_reason(self, reason: str, detail: str | None = None) -> None:
         """Count a step without speculation under a stable key; `detail` (with figures) replaces the key
-        in the snapshot, so the steps of "drafts would not pay: 9% of drafted tokens were right..." add up."""
+        in the snapshot, so the steps of "drafts would not pay: the drafter's guesses are right..." add up."""
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         if detail:
             self.reason_detail[reason] = detail

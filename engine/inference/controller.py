@@ -282,16 +282,17 @@ class DraftLengthController:
         return self._class
 
     def off_detail(self) -> str:
-        """Why drafting is off, in a user's words: how often drafts were right lately, and what checking a
-        short draft costs in plain tokens (the speed panel shows this)."""
+        """Why drafting is off, in a user's words: how often the drafter's guesses are right (the estimate,
+        which counts guesses checked without drafting them too), and what checking a short draft costs in
+        plain tokens (the speed panel shows this)."""
         k = max(1, min(self.k_max, SHOWN_K))
         t1 = self.decode_time(1) or 0.0
         tk = self.decode_time(k + 1) or 0.0
         ratio = tk / t1 if t1 else float("nan")
         right = self.accept_prob(1, self._class)
         return (
-            f"{OFF_DETAIL}: {right:.0%} of drafted tokens were right lately, and checking "
-            f"{k} drafted token{'s' if k > 1 else ''} costs as much as {ratio:.1f} plain ones"
+            f"{OFF_DETAIL}: the drafter's guesses are right about {right:.0%} of the time, and checking "
+            f"{k} of them costs as much as {ratio:.1f} plain tokens"
         )
 
 

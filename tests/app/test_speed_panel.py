@@ -188,10 +188,10 @@ def test_why_not_speculating() -> None:
     assert why_not_speculating(GREEDY, _info(), None) is None
     rec = SpecRecorder("n-gram")
     rec.k_history += [3, 0]
-    detail = "drafts would not pay: 9% of drafted tokens were right lately, and checking 3 costs as much as 5"
+    detail = "drafts would not pay: the drafter's guesses are right about 9% of the time, and checking 3 ..."
     rec.record_reason("controller chose k=0", detail)
     why = why_not_speculating(GREEDY, _info(), rec.snapshot())
-    assert why is not None and why.startswith("Drafting paused") and "9% of drafted tokens were right" in why
+    assert why is not None and why.startswith("Drafting paused") and "right about 9% of the time" in why
     rec.k_history.append(2)
     assert why_not_speculating(GREEDY, _info(), rec.snapshot()) is None  # drafting again
 
