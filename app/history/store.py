@@ -27,20 +27,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.history.errors import ChatImportError, ChatNotFoundError, HistoryError, HistorySchemaError
-from app.history.formats import (
-    DEFAULT_TITLE,
-    EXPORT_FORMAT,
-    EXPORT_VERSION,
-    parse_chat_document,
-    render_markdown,
-    stats_summary,
-    suggest_title,
-)
+from app.history.exchange import export_document, parse_chat_document
+from app.history.formats import DEFAULT_TITLE, render_markdown, suggest_title
+from app.history.rows import ChatSummary, StoredMessage
 from app.history.schema import ROLES, STATUSES, migrate
 from app.history.versions import MessageTree
 from engine.paths import history_path
@@ -64,34 +57,6 @@ FINISHED_STATUSES = tuple(s for s in STATUSES if s != "streaming")
 def default_history_path() -> Path:
     """`<data dir>/history.sqlite3`; the data dir is $TANDEM_DATA_DIR if set, else the user data dir."""
     return history_path()
-
-
-@dataclass(frozen=True)
-class ChatSummary:
-    id: int
-    title: str
-    created_at: float
-    updated_at: float
-    n_messages: int
-    preview: str  # last user/assistant message, or with a search: the text around the first match
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    chat_id: int
-    role: str  # "system" | "user" | "assistant"
-    content: str
-    status: str  # "complete" | "streaming" | "stopped" | "interrupted" | "error"
-    created_at: float
-    settings: dict[str, Any] | None  # generation settings the message was produced with
-    stats: dict[str, Any] | None  # dataclasses.asdict(GenerationStats); tuples come back as lists
-    ab: dict[str, Any] | None  # A/B comparison result attached to this message
-    parent_id: int | None = None  # the message this one follows (None: the first of the chat)
-    model: str | None = None  # the model that wrote a reply (None: unknown, or a message of the user's)
-    drafter: str | None = None  # the drafter that helped it, if speculation was on
-    version: int = 1  # which version of this turn (Regenerate and Edit add versions), of n_versions
-    n_versions: int = 1
 
 
 class HistoryStore:
@@ -520,42 +485,9 @@ class HistoryStore:
     # ------------------------------------------------------------ export / import
 
     def export_json(self, chat_id: int) -> dict[str, Any]:
-        """The chat as a JSON-ready document: format version, chat settings, and every message (every version
-        of every turn) with the model and drafter that wrote it, its settings, raw stats, a `summary` of speed
-        and acceptance figures, any A/B result, and `parent`: the index of the message it follows. The
-        conversation shown is the path to `chat.current`. Ids are not exported."""
-        summary = self.chat(chat_id)
-        messages = self.all_messages(chat_id)
-        index = {m.id: i for i, m in enumerate(messages)}
-        current = self.current_message(chat_id)
-        return {
-            "format": EXPORT_FORMAT,
-            "version": EXPORT_VERSION,
-            "exported_at": time.time(),
-            "chat": {
-                "title": summary.title,
-                "created_at": summary.created_at,
-                "updated_at": summary.updated_at,
-                "settings": self.chat_settings(chat_id),
-                "current": index.get(current) if current is not None else None,
-            },
-            "messages": [
-                {
-                    "role": m.role,
-                    "content": m.content,
-                    "status": m.status,
-                    "created_at": m.created_at,
-                    "model": m.model,
-                    "drafter": m.drafter,
-                    "parent": index.get(m.parent_id) if m.parent_id is not None else None,
-                    "settings": m.settings,
-                    "stats": m.stats,
-                    "summary": stats_summary(m.stats),
-                    "ab": m.ab,
-                }
-                for m in messages
-            ],
-        }
+        """The chat as the exchange document (`exchange.export_document` says what it holds)."""
+        summary, messages = self.chat(chat_id), self.all_messages(chat_id)
+        return export_document(summary, messages, self.current_message(chat_id), self.chat_settings(chat_id))
 
     def export_markdown(self, chat_id: int) -> str:
         return render_markdown(self.export_json(chat_id))
