@@ -94,9 +94,9 @@ def mark_model_switches(messages: list[MessageItem]) -> None:
 
 
 def stats_to_dict(item: MessageItem) -> dict[str, Any]:
-    """The stored shape: `asdict(GenerationStats)` (what the history store summarises on export) plus, under
+    """The stored shape: `GenerationStats.to_dict()` (what the history store summarises on export) plus, under
     "app", what the footer and the provenance view need to show the reply again."""
-    data: dict[str, Any] = dataclasses.asdict(item.stats) if item.stats is not None else {}
+    data: dict[str, Any] = item.stats.to_dict() if item.stats is not None else {}
     data[APP_KEY] = {
         "version": STATS_VERSION,
         "stop_reason": item.stop_reason,

@@ -45,7 +45,10 @@ COPY_SCHEME = "tandem-copy"  # href="tandem-copy:N" copies code block N of the m
 MAX_NESTING = 8  # list/quote levels rendered as structure; deeper markers are shown as text
 MAX_INDENT = 4 * MAX_NESTING  # leading spaces kept on a line (deeper indentation nests without end too)
 MAX_BLOCK_CHARS = 20_000  # a longer Markdown block is shown as plain text
-BLOCK_BUDGET_S = 0.04  # Markdown conversion time per block before it is stopped and shown as plain text
+# Markdown conversion or highlighting time per block before it is stopped and shown as plain text. With Qt's
+# setHtml and layout of the text (10-20 ms for a 12 KB block) an event-loop turn stays under 50 ms; real
+# blocks convert far faster (7.8 KB of tables in docs/: 10 ms).
+BLOCK_BUDGET_S = 0.025
 # Where a watchdog may stop a conversion (never inside a callback that would swallow the stop).
 _MARKDOWN_DIR = os.path.dirname(markdown.__file__)
 _PYGMENTS_DIR = os.path.dirname(pygments.__file__)
@@ -226,7 +229,7 @@ class Renderer:
     def markdown_within(self, source: str, seconds: float) -> str | None:
         """markdown(), or None when the conversion needed more than `seconds` (a block that needs more than
         BLOCK_BUDGET_S is remembered as slow and shown as plain text from then on)."""
-        if len(source) > MAX_BLOCK_CHARS or any(source.startswith(s) for s in self._slow):
+        if len(source) > MAX_BLOCK_CHARS or self._is_slow(source):
             return self.plain(source)
         watchdog = Watchdog(min(seconds, BLOCK_BUDGET_S), c_calls=True, stop_in=(_MARKDOWN_DIR,))
         try:
@@ -237,7 +240,7 @@ class Renderer:
             self._md = _make_markdown()  # interrupted half-way: its state is not to be trusted
             if seconds < BLOCK_BUDGET_S:
                 return None  # the caller's time ran out, not the block's: try it again later
-            self._slow = [*self._slow[-7:], source]
+            self._remember_slow(source)
             return self.plain(source)
         except Exception:  # noqa: BLE001 - RecursionError and any parser bug: the text is still shown
             self._md = _make_markdown()
@@ -251,11 +254,18 @@ class Renderer:
         self.fallbacks += 1
         return plain_html(source)
 
-    def code(self, block: Block, index: int) -> str:
-        """A code block with its Copy link; highlighted unless it is huge or highlighting runs out of time
-        (then escaped text)."""
+    def _is_slow(self, source: str) -> bool:
+        return any(source.startswith(s) for s in self._slow)
+
+    def _remember_slow(self, source: str) -> None:
+        self._slow = [*self._slow[-7:], source]
+
+    def code(self, block: Block, index: int, *, highlighted: bool = True) -> str:
+        """A code block with its Copy link; highlighted unless it is huge, `highlighted` is False or
+        highlighting runs out of time (then escaped text, and so is any block that grows from it: a block
+        still being written is highlighted again at every repaint)."""
         body: str | None = None
-        if len(block.text) <= MAX_BLOCK_CHARS:
+        if highlighted and len(block.text) <= MAX_BLOCK_CHARS and not self._is_slow(block.text):
             try:
                 lexer = get_lexer_by_name(block.lang) if block.lang else TextLexer()
             except ClassNotFound:
@@ -264,7 +274,7 @@ class Renderer:
                 with Watchdog(BLOCK_BUDGET_S, c_calls=True, stop_in=(_PYGMENTS_DIR,)):
                     body = highlight(block.text, lexer, self._formatter).rstrip("\n")
             except Stop:
-                body = None
+                self._remember_slow(block.text)
             except Exception:  # noqa: BLE001 - a lexer bug must not cost the code
                 body = None
         if body is None:
@@ -307,20 +317,19 @@ class StreamRenderer:
         converted = 0
         r = self.renderer
         for block in split_blocks(text):
-            if len(block.text) > MAX_BLOCK_CHARS:  # shown as text anyway: in pieces, never one huge part
-                r.fallbacks += 1
-                parts.extend(self._huge(block, len(codes)))
-                if block.kind == "code":
-                    codes.append(block.text)
-                continue
             # A code block's HTML embeds its copy index, so the index is part of the cache key.
             key = (block, len(codes) if block.kind == "code" else -1)
             out = self._cache.get(key)
-            if out is None:
+            if out is None and len(block.text) > MAX_BLOCK_CHARS:  # shown as text: in pieces, never one part
+                r.fallbacks += 1
+                out = self._huge(block, len(codes))
+            elif out is None:
                 left = None if budget_s is None else budget_s - (time.perf_counter() - started)
                 fallbacks = r.fallbacks
                 html_: str | None
-                if block.kind == "code":
+                if left is not None and converted and left <= 0:
+                    html_ = None  # out of time: this block in the next call
+                elif block.kind == "code":
                     html_ = r.code(block, len(codes))
                 elif left is None or not converted:
                     html_ = r.markdown(block.text)  # the first block of a call gets its full time: progress
@@ -351,7 +360,9 @@ class StreamRenderer:
         if block.kind != "code":
             return [plain_html(p) for p in pieces]
         # The frame and its Copy link (which copies the whole block) on the first piece.
-        head = self.renderer.code(Block("code", pieces[0], block.lang, block.closed), code_index)
+        head = self.renderer.code(
+            Block("code", pieces[0], block.lang, block.closed), code_index, highlighted=False
+        )
         rest = [f'<pre style="margin:0; white-space:pre-wrap">{html.escape(p)}</pre>' for p in pieces[1:]]
         return [head, *rest]
 
@@ -360,7 +371,7 @@ def provenance_legend(colors: Colors) -> str:
     last = len(colors.prov_depth) - 1
     swatches = " ".join(
         f'<span style="background-color:{shade}; color:{colors.text}">'
-        f'&nbsp;draft {i + 1}{"+" if i == last else ""}&nbsp;</span>'
+        f"&nbsp;draft {i + 1}{'+' if i == last else ''}&nbsp;</span>"
         for i, shade in enumerate(colors.prov_depth)
     )
     return f"unshaded: the target's own token &nbsp; shaded: accepted from the drafter {swatches}"

@@ -158,6 +158,11 @@ class GenerationStats:
         n = self.n_generated - 1
         return n / self.decode_s if n > 0 and self.decode_s > 0 else 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """`dataclasses.asdict(self)`, without its copies: every field is immutable (tuples), and asdict
+        deep-copies each element of them, 50 ms on the GUI thread for a 20 000-token reply's provenance."""
+        return _fields(self)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationStats:
         """From `asdict()` after a JSON round trip; unknown keys are ignored, a missing field raises
@@ -246,3 +251,12 @@ def _as_tuple(value: Any) -> Any:
 def _grow(values: list[int], n: int) -> None:
     if len(values) < n:
         values.extend([0] * (n - len(values)))
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A frozen dataclass as a dict of its fields, nested dataclasses as dicts (the shape asdict gives)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out[f.name] = _fields(value) if dataclasses.is_dataclass(value) else value
+    return out
