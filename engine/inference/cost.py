@@ -4,8 +4,10 @@ The verify cost is not a line. llama.cpp's CPU matmuls work on tiles of rows, so
 costs far more per row than a batch of 8, and a batch of 17 more than 16 (`llama-batched-bench` shows the
 same steps). The draft-length controller therefore needs t(n) per size as measured, not a fitted slope.
 
-Each size keeps its recent timings. A size's estimate is their mean after dropping timings far from their
-median (another process took the CPU for one step). The estimates are then made non-decreasing in n
+Each size keeps its recent timings, a bigger batch as its cost relative to t(1) when it was timed: t(n) is
+that ratio times t(1) as now measured, so a size timed rarely is not priced at the machine's speed of
+minutes ago (see CostCurve). A size's estimate is the mean after dropping timings far from their median
+(another process took the CPU for one step). The estimates are then made non-decreasing in n
 (isotonic regression with each block valued at the weighted median of its sizes, so it is robust too):
 one slow step cannot make a small batch look dearer than a big one, nor a big one cheaper. Monotone where
 the data say so: a bigger batch that is cheaper in every one of at least three timings each is a real
@@ -23,7 +25,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from engine.errors import KVRollbackError
@@ -48,14 +50,23 @@ CALIBRATION_BUDGET_S = 6.0  # stop timing after this long; the controller keeps 
 
 class CostCurve:
     """t(n) in seconds from timed decodes; shared by every controller of one engine (it is a property of
-    the target on this machine, not of a request)."""
+    the target on this machine, not of a request).
+
+    A bigger batch is kept as its cost relative to t(1) when it was timed, and t(n) is that ratio times
+    t(1) now. The machine's speed drifts: a fresh process on this VM decodes 10-20 % slower for its first
+    seconds (when a calibration runs), a longer context slows every size, another program takes a core.
+    t(1) is timed at nearly every plain step and follows; a batch of 64 may be timed once per reply. Kept in
+    seconds, the big sizes would be priced at the speed of whenever they were last timed (SmolLM2: t(64)
+    read as 30 t(1) instead of 24.5, and the controller drafted 15 tokens where 63 paid)."""
 
     def __init__(self, samples: Mapping[int, Iterable[float]] | None = None) -> None:
-        self._samples: dict[int, deque[float]] = {}
-        self._estimate: dict[int, float] = {}  # per size: robust_mean of its samples
-        self._fitted: dict[int, float] | None = None  # measured size -> monotone estimate
+        self._samples: dict[int, deque[float]] = {}  # per size: recent timings in seconds
+        self._t1_then: dict[int, deque[float | None]] = {}  # per size > 1: t(1)'s estimate at each timing
+        self._t1: float | None = None  # robust_mean of t(1)'s timings
+        self._ratios: dict[int, float] = {}  # per size > 1: robust_mean of its timings over t(1) then
+        self._fitted: dict[int, float] | None = None  # measured size -> monotone ratio to t(1)
         self._sizes: list[int] = []  # the fitted sizes, ascending
-        self._memo: dict[int, float] = {}  # time(n) since the last fit (the controller asks every step)
+        self._memo: dict[int, float] = {}  # ratio(n) since the last fit (the controller asks every step)
         if samples:
             self.seed(samples)
 
@@ -63,24 +74,53 @@ class CostCurve:
     def record(self, n: int, seconds: float) -> None:
         """One timed decode of n tokens. Non-positive or non-finite timings (a clock that did not tick) are
         dropped: a zero would make that size look free."""
-        if n < 1 or not (seconds > 0.0 and math.isfinite(seconds)):
+        self._record(n, seconds, self._t1)
+
+    def _record(self, n: int, seconds: float, t1_then: float | None) -> None:
+        if n < 1 or not _valid(seconds):
             return
         window = self._samples.setdefault(n, deque(maxlen=WINDOW))
         window.append(seconds)
-        old, new = self._estimate.get(n), robust_mean(window)
-        self._estimate[n] = new
+        if n == 1:
+            old = self._t1
+            self._t1 = robust_mean(window)
+            if old is None:
+                self._refresh_ratios()  # sizes timed before any t(1) are relative to this one
+            return
+        self._t1_then.setdefault(n, deque(maxlen=WINDOW)).append(t1_then)
+        self._update_ratio(n)
+
+    def _update_ratio(self, n: int) -> None:
+        t1 = self._t1
+        if t1 is None:
+            return  # no t(1) yet: this size is priced once one is timed
+        ratios = [s / (then or t1) for s, then in zip(self._samples[n], self._t1_then[n], strict=True)]
+        old, new = self._ratios.get(n), robust_mean(ratios)
+        self._ratios[n] = new
         # The fit runs when the controller next asks. A timing that moves its size's estimate by under 1%
         # changes no decision: most steps then cost no fit at all.
         if old is None or abs(new - old) > REFIT_CHANGE * old:
             self._fitted = None
 
+    def _refresh_ratios(self) -> None:
+        for n in self._t1_then:
+            self._update_ratio(n)
+        self._fitted = None
+
     def seed(self, samples: Mapping[int, Iterable[float]]) -> None:
-        for n, values in samples.items():
+        """Timings taken together (a calibration, a profile): every other size is relative to the t(1) timed
+        with them, not to single decodes timed before (a warm-up at a short context is faster)."""
+        timings = {int(n): [float(s) for s in values] for n, values in samples.items()}
+        singles = [s for s in timings.pop(1, []) if _valid(s)]
+        for seconds in singles:
+            self._record(1, seconds, None)
+        t1_then = robust_mean(singles) if singles else self._t1
+        for n, values in timings.items():
             for seconds in values:
-                self.record(int(n), float(seconds))
+                self._record(n, seconds, t1_then)
 
     def samples(self) -> dict[int, tuple[float, ...]]:
-        """Every size's recent timings (what the pair profile keeps)."""
+        """Every size's recent timings in seconds (what the pair profile keeps)."""
         return {n: tuple(xs) for n, xs in sorted(self._samples.items())}
 
     def count(self, n: int) -> int:
@@ -91,27 +131,47 @@ class CostCurve:
 
     # --- estimates ------------------------------------------------------------------------------------
     def measured(self) -> dict[int, float]:
-        """The monotone estimate at every measured size."""
+        """The monotone estimate in seconds at every measured size."""
+        t1 = self._t1
+        return {} if t1 is None else {n: r * t1 for n, r in self._fit().items()}
+
+    def _fit(self) -> dict[int, float]:
         if self._fitted is None:
-            self._fitted = _monotone(self._estimate, self._samples)
+            t1 = self._t1
+            if t1 is None:
+                self._fitted = {}
+            else:
+                ratios = {1: 1.0, **self._ratios}
+                weights = {n: len(self._samples[n]) for n in ratios}
+                self._fitted = _monotone(ratios, weights, self._ratio_samples)
             self._sizes = sorted(self._fitted)
             self._memo = {}
         return self._fitted
 
+    def _ratio_samples(self, n: int) -> list[float]:
+        t1 = self._t1 or 1.0
+        if n == 1:
+            return [s / t1 for s in self._samples[1]]
+        return [s / (then or t1) for s, then in zip(self._samples[n], self._t1_then[n], strict=True)]
+
     def time(self, n: int) -> float | None:
-        """Estimated seconds for a decode of n tokens (None: nothing measured yet)."""
-        fitted = self.measured()
-        if not fitted:
-            return None
-        t = self._memo.get(n)
-        if t is None:
-            t = self._memo[n] = _interpolate(fitted, self._sizes, n)
-        return t
+        """Estimated seconds for a decode of n tokens (None: t(1) not measured yet)."""
+        r = self.ratio(n)
+        return None if r is None or self._t1 is None else r * self._t1
 
     def ratio(self, n: int) -> float | None:
         """t(n) / t(1): what verifying n tokens at once costs in single-token decodes."""
-        t1, tn = self.time(1), self.time(n)
-        return tn / t1 if t1 and tn is not None else None
+        fitted = self._fit()
+        if not fitted:
+            return None
+        r = self._memo.get(n)
+        if r is None:
+            r = self._memo[n] = _interpolate(fitted, self._sizes, n)
+        return r
+
+
+def _valid(seconds: float) -> bool:
+    return seconds > 0.0 and math.isfinite(seconds)
 
 
 def robust_mean(values: Iterable[float]) -> float:
@@ -133,13 +193,15 @@ def _median_sorted(ordered: Sequence[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def _monotone(estimates: Mapping[int, float], samples: Mapping[int, Sequence[float]]) -> dict[int, float]:
+def _monotone(
+    estimates: Mapping[int, float], weights: Mapping[int, int], samples: Callable[[int], Sequence[float]]
+) -> dict[int, float]:
     """Non-decreasing in n: pool adjacent violators, each pool valued at the weighted median of its sizes'
     estimates (L1 isotonic regression: a single wild size cannot drag its neighbours with it), except where
     the timings of two sizes say the bigger one really is cheaper (`_real_drop`)."""
     blocks: list[list[tuple[float, int, int]]] = []  # per block: (estimate, weight, n)
     for n in sorted(estimates):
-        blocks.append([(estimates[n], len(samples[n]), n)])
+        blocks.append([(estimates[n], weights[n], n)])
         while (
             len(blocks) > 1
             and _block_value(blocks[-2]) > _block_value(blocks[-1])
@@ -153,12 +215,12 @@ def _monotone(estimates: Mapping[int, float], samples: Mapping[int, Sequence[flo
 def _real_drop(
     left: Sequence[tuple[float, int, int]],
     right: Sequence[tuple[float, int, int]],
-    samples: Mapping[int, Sequence[float]],
+    samples: Callable[[int], Sequence[float]],
 ) -> bool:
     """Two single sizes, each timed at least REAL_DROP_SAMPLES times, the bigger one faster every time."""
     if len(left) != 1 or len(right) != 1:
         return False
-    small, big = samples[left[0][2]], samples[right[0][2]]
+    small, big = samples(left[0][2]), samples(right[0][2])
     return min(len(small), len(big)) >= REAL_DROP_SAMPLES and max(big) < min(small)
 
 

@@ -135,3 +135,36 @@ def test_a_bigger_batch_that_is_cheaper_every_time_stays_cheaper() -> None:
     # Two timings of 64 are not enough to believe it: pooled as noise.
     noisy = CostCurve({1: [T1] * 3, 48: [0.24, 0.25, 0.245], 64: [0.16, 0.17]})
     assert noisy.time(48) == noisy.time(64)
+
+
+def test_a_big_batch_follows_the_speed_of_single_decodes() -> None:
+    """A calibration in a fresh process's slow first seconds: t(64) timed at 25 t(1) then; single decodes
+    then run 25 % faster, and nothing times 64 again for a while. Its cost follows t(1), so it still reads
+    as 25 t(1), not 33."""
+    curve = CostCurve({1: [0.012] * 3, 16: [0.087] * 3, 64: [0.30] * 3})
+    assert curve.ratio(64) == pytest.approx(25.0)
+    for _ in range(WINDOW):
+        curve.record(1, 0.009)
+    assert curve.time(1) == pytest.approx(0.009)
+    assert curve.ratio(64) == pytest.approx(25.0) and curve.time(64) == pytest.approx(0.225)
+    curve.record(64, 0.225 * 1.2)  # timed again now: relative to t(1) now
+    assert curve.ratio(64) == pytest.approx(25.0)  # one timing among four: the robust mean keeps its place
+    assert curve.samples()[64] == (0.30, 0.30, 0.30, 0.27)  # the profile keeps seconds
+
+
+def test_a_size_timed_before_any_single_decode_is_priced_once_one_is() -> None:
+    curve = CostCurve()
+    curve.record(8, 0.04)
+    assert curve.time(8) is None and curve.ratio(8) is None
+    curve.record(1, 0.01)
+    assert curve.ratio(8) == pytest.approx(4.0) and curve.time(8) == pytest.approx(0.04)
+
+
+def test_a_calibration_is_relative_to_its_own_single_decodes() -> None:
+    """A warm-up at a short context times t(1) faster than the calibration does at 256 tokens: the
+    calibration's sizes are priced against the calibration's t(1)."""
+    curve = CostCurve()
+    for _ in range(7):
+        curve.record(1, 0.0084)  # warm-up
+    curve.seed({1: [0.011, 0.011], 2: [0.0174] * 2, 64: [0.26] * 2})
+    assert curve.ratio(2) == pytest.approx(0.0174 / 0.011) and curve.ratio(64) == pytest.approx(0.26 / 0.011)
