@@ -2,7 +2,8 @@
 
 For every model and prompt (raw completion, no chat template: benchmarks/native_prompts.jsonl), first a sweep
 picks native llama.cpp's best n-gram speculation setting for that prompt (`llama-speculative-simple` over its
-spec types and draft maxima, one run each), then rounds alternate, in this order:
+spec types and draft maxima, one run each), then rounds alternate, in this order (every other round Tandem's
+two runs come first):
 
     native plain (llama-completion) · native n-gram at that best setting · Tandem plain · Tandem n-gram
 
@@ -286,11 +287,17 @@ def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_
             plain_ref: TandemRun | None = None
             spec_runs: list[TandemRun] = []
             native_text = ""
-            for _ in range(args.rounds):
+            for i in range(args.rounds):
+                # Every other round Tandem goes first: a side that always ran right after the other (a fresh
+                # process ending, the CPU's caches full of the other's weights) would carry that every time.
+                if i % 2:
+                    tp = tandem_run(engine, tokens, n, False)
+                    ts = tandem_run(engine, tokens, n, True)
                 np_run, _ = native.plain(file, n)
                 ns_run = native.spec(file, n, best, prompt.text)
-                tp = tandem_run(engine, tokens, n, False)
-                ts = tandem_run(engine, tokens, n, True)
+                if not i % 2:
+                    tp = tandem_run(engine, tokens, n, False)
+                    ts = tandem_run(engine, tokens, n, True)
                 row.native_plain.append(np_run.tps)
                 row.native_plain_timer.append(np_run.tps_timer)
                 row.native_spec.append(ns_run.tps)
