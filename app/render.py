@@ -45,8 +45,8 @@ COPY_SCHEME = "tandem-copy"  # href="tandem-copy:N" copies code block N of the m
 MAX_NESTING = 8  # list/quote levels rendered as structure; deeper markers are shown as text
 MAX_INDENT = 4 * MAX_NESTING  # leading spaces kept on a line (deeper indentation nests without end too)
 MAX_BLOCK_CHARS = 20_000  # a longer Markdown block is shown as plain text
-# Markdown conversion or highlighting time per block before it is stopped and shown as plain text. With Qt's
-# setHtml and layout of the text (10-20 ms for a 12 KB block) an event-loop turn stays under 50 ms; real
+# Markdown conversion or highlighting time per block before it is stopped and shown as plain text: with Qt's
+# setHtml and layout of the text after it (10-20 ms for a 12 KB block) one render fits in about 50 ms. Real
 # blocks convert far faster (7.8 KB of tables in docs/: 10 ms).
 BLOCK_BUDGET_S = 0.025
 # Where a watchdog may stop a conversion (never inside a callback that would swallow the stop).
