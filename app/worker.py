@@ -2,7 +2,8 @@
 
 `InferenceWorker` is a QObject living on its own QThread. It owns the loaded engine (target + drafter) and
 runs the engine's blocking event iterator there; jobs reach it through queued signals and every engine event
-leaves it, unchanged (frozen dataclasses), through a queued signal. It never touches widgets.
+leaves it, unchanged (frozen dataclasses), through its outbox (app.event_outbox: the GUI takes them in
+batches, so a fast engine cannot flood the event loop). It never touches widgets.
 
 `WorkerClient` lives in the GUI thread and is shared by every chat window. It keeps the job queue itself and
 hands the worker one job at a time, so a queued request can be shown as "waiting" and cancelled before it
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
+from app.event_outbox import MAX_BATCH, EventOutbox
 from engine.config import CancelToken, ChatMessage, GenerationParams, LoadConfig
 from engine.errors import (
     IncompatibleDrafterError,
@@ -144,7 +146,7 @@ class InferenceWorker(QObject):
     loaded = Signal(object)  # EngineInfo
     loadFailed = Signal(str, str)  # message, details (llama.cpp's log; may be empty)
     unloaded = Signal()
-    generationEvent = Signal(int, object)  # request id, TokenEvent | NoticeEvent | DoneEvent
+    eventsReady = Signal()  # `outbox` has events (TokenEvent | NoticeEvent | DoneEvent | A/B items) to take
     generationFailed = Signal(int, str)
     generationFinished = Signal(int)  # always the last signal of a request
     predictionChanged = Signal(object)  # Prediction | None: expected speedup of the loaded pair
@@ -157,6 +159,7 @@ class InferenceWorker(QObject):
         self._config: LoadConfig | None = None  # of the loaded engine (to reload it after a failed swap)
         self._profiles = profiles
         self._pair: PairKey | None = None
+        self.outbox = EventOutbox(self.eventsReady.emit)
 
     @Slot(object)
     def load(self, job: LoadJob) -> None:
@@ -254,7 +257,7 @@ class InferenceWorker(QObject):
         else:
             events = engine.chat(job.messages, job.params, job.cancel)
         for event in events:
-            self.generationEvent.emit(job.request_id, event)
+            self.outbox.put(job.request_id, event)
             if isinstance(event, DoneEvent):
                 self._learn(event.stats)
 
@@ -264,10 +267,10 @@ class InferenceWorker(QObject):
         remote_ab = getattr(engine, "ab", None)  # a remote server runs its own (engine.remote.ab)
         if remote_ab is not None:
             for item in remote_ab(job.messages, job.params, job.cancel):
-                self.generationEvent.emit(job.request_id, item)
+                self.outbox.put(job.request_id, item)
             return
         for item in iter_ab(engine, job.messages, job.params, job.cancel):
-            self.generationEvent.emit(job.request_id, item)
+            self.outbox.put(job.request_id, item)
             # A disturbed A/B (its runs disagree: another program took the CPU) teaches nothing: neither
             # its timings nor its speedup reach the profile. A clean one counts once, and its measured
             # speedup outranks the profile's prediction.
@@ -400,7 +403,7 @@ class WorkerClient(QObject):
         self._worker.loaded.connect(self._on_loaded)
         self._worker.loadFailed.connect(self._on_load_failed)
         self._worker.unloaded.connect(self._on_unloaded)
-        self._worker.generationEvent.connect(self._on_event)
+        self._worker.eventsReady.connect(self._take_events)
         self._worker.generationFailed.connect(self._on_failed)
         self._worker.generationFinished.connect(self._on_finished)
         self._worker.jobDone.connect(self._on_job_done)
@@ -550,7 +553,15 @@ class WorkerClient(QObject):
         self.prediction = prediction
         self.predictionChanged.emit(prediction)
 
-    @Slot(int, object)
+    @Slot()
+    def _take_events(self, limit: int | None = MAX_BATCH) -> None:
+        """Hand the worker's events to their requests, a batch per turn (see app.event_outbox)."""
+        batch, more = self._worker.outbox.take(limit)
+        for request_id, event in batch:
+            self._on_event(request_id, event)
+        if more:
+            QTimer.singleShot(0, self, self._take_events)
+
     def _on_event(self, request_id: int, event: object) -> None:
         request = self._requests.get(request_id)
         if request is not None:
@@ -562,6 +573,7 @@ class WorkerClient(QObject):
 
     @Slot(int, str)
     def _on_failed(self, request_id: int, message: str) -> None:
+        self._take_events(None)  # the request's events first: the worker sent them before this
         request = self._requests.get(request_id)
         if request is not None:
             request.state = RequestState.FAILED
@@ -570,6 +582,7 @@ class WorkerClient(QObject):
 
     @Slot(int)
     def _on_finished(self, request_id: int) -> None:
+        self._take_events(None)
         request = self._requests.pop(request_id, None)
         if request is not None:
             if request.state is RequestState.RUNNING:

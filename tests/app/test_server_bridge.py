@@ -37,9 +37,10 @@ def test_server_requests_wait_in_the_workers_queue(qtbot, context, fake_options)
     assert server.start(ServerSettings(port=0)) and server.running
     out: dict[str, object] = {}
     thread = ask(server.url, out)
-    qtbot.waitUntil(lambda: len(context.client.queue_entries()) == 1, timeout=5000)
-    ((origin, state),) = context.client.queue_entries()
-    assert origin == "server: /v1/chat/completions from 127.0.0.1" and state == "running"
+    # Queued first, then dispatched on the next event-loop turn: wait for it to run.
+    qtbot.waitUntil(lambda: [s for _, s in context.client.queue_entries()] == ["running"], timeout=5000)
+    ((origin, _state),) = context.client.queue_entries()
+    assert origin == "server: /v1/chat/completions from 127.0.0.1"
     session = context.session(context.new_chat())
     assert session.send("and a chat window")
     qtbot.waitUntil(lambda: len(context.client.queue_entries()) == 2, timeout=5000)
