@@ -286,9 +286,7 @@ class DraftLengthController:
         which counts guesses checked without drafting them too), and what checking a short draft costs in
         plain tokens (the speed panel shows this)."""
         k = max(1, min(self.k_max, SHOWN_K))
-        t1 = self.decode_time(1) or 0.0
-        tk = self.decode_time(k + 1) or 0.0
-        ratio = tk / t1 if t1 else float("nan")
+        ratio = self.costs.ratio(k + 1) or float("nan")
         right = self.accept_prob(1, self._class)
         return (
             f"{OFF_DETAIL}: the drafter's guesses are right about {right:.0%} of the time, and checking "

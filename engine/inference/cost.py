@@ -91,11 +91,9 @@ class CostCurve:
         self._update_ratio(n)
 
     def _update_ratio(self, n: int) -> None:
-        t1 = self._t1
-        if t1 is None:
+        if self._t1 is None:
             return  # no t(1) yet: this size is priced once one is timed
-        ratios = [s / (then or t1) for s, then in zip(self._samples[n], self._t1_then[n], strict=True)]
-        old, new = self._ratios.get(n), robust_mean(ratios)
+        old, new = self._ratios.get(n), robust_mean(self._ratio_samples(n))
         self._ratios[n] = new
         # The fit runs when the controller next asks. A timing that moves its size's estimate by under 1%
         # changes no decision: most steps then cost no fit at all.
@@ -149,6 +147,7 @@ class CostCurve:
         return self._fitted
 
     def _ratio_samples(self, n: int) -> list[float]:
+        """n's timings over t(1) when each was taken (t(1) now for those taken before any t(1))."""
         t1 = self._t1 or 1.0
         if n == 1:
             return [s / t1 for s in self._samples[1]]
