@@ -124,7 +124,8 @@ from engine.compat.mtp import plan_mtp
 try:
     plan = plan_mtp(read_gguf(sys.argv[1]), read_gguf(sys.argv[2]), 3)
 except IncompatibleDrafterError as exc:
-    assert "llama_cpp" not in sys.modules, "llama.cpp was loaded before the pair was refused"
+    # engine/__init__.py loads llama.cpp's library (before numpy); no code that opens a model may have run
+    assert "engine.inference.llama" not in sys.modules, "the model loader ran before the pair was refused"
     print("REFUSED", exc.rule)
     sys.exit(0)
 from engine.inference.drafters.mtp import open_mtp_drafter
