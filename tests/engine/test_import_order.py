@@ -22,7 +22,8 @@ def hook(event, args):
         events.append("libllama")
 sys.addaudithook(hook)
 import {module}
-print(events.index("libllama") if "libllama" in events else -1, events.index("numpy") if "numpy" in events else 10**9)
+llama_at = events.index("libllama") if "libllama" in events else -1
+print(llama_at, events.index("numpy") if "numpy" in events else 10**9)
 """
 
 
