@@ -372,3 +372,28 @@ def test_stop_ends_a_reply_whose_template_hangs(engine: ChatEngine) -> None:
     assert time.perf_counter() - started < 1.0
     assert done_of(events).stop_reason is StopReason.CANCELLED and done_of(events).text == ""
     assert engine.template.stopped is None  # stopped by the user, not for time: it may run next time
+
+
+# --- logits rows --------------------------------------------------------------------------------------
+def test_logits_rows_read_the_current_decode_after_the_output_buffer_is_reused_and_grows(
+    engine: ChatEngine,
+) -> None:
+    """Context.logits keeps one view per row address (llama.cpp reuses its output buffer): each call must
+    still show the values llama.cpp's own accessor returns for the last decode, row by row."""
+    ctx, n_vocab = engine.ctx, engine.model.n_vocab
+
+    def binding(i: int) -> list[float]:
+        return list(L.llama_get_logits_ith(ctx.ptr, i)[:n_vocab])
+
+    ctx.truncate(0)
+    ctx.decode([1, 5, 9], 0, "last")
+    first = list(ctx.logits(-1))
+    assert first == binding(-1)
+    ctx.decode([7], 3, "last")  # the same buffer, a new token
+    second = list(ctx.logits(-1))
+    assert second == binding(-1) == list(ctx.logits(0))
+    assert second != first
+    ctx.decode([11, 12, 13, 14, 15, 16], 4, "all")  # more rows than before: the buffer may move
+    rows = [list(ctx.logits(i)) for i in range(6)]
+    assert rows == [binding(i) for i in range(6)]
+    assert len({tuple(r) for r in rows}) == 6
