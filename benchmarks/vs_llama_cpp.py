@@ -3,9 +3,11 @@
 For every model and prompt (raw completion, no chat template: benchmarks/native_prompts.jsonl), first a sweep
 picks native llama.cpp's best n-gram speculation setting for that prompt (`llama-speculative-simple` over its
 spec types and draft maxima, one run each), then rounds alternate, in this order (every other round Tandem's
-two runs come first):
+two runs come first, and every other pair of rounds Tandem n-gram runs before Tandem plain):
 
     native plain (llama-completion) · native n-gram at that best setting · Tandem plain · Tandem n-gram
+
+A reply shorter than 100 tokens gets up to three times the rounds (its runs last a fraction of a second).
 
 with the same prompt tokens (checked equal to llama-completion's), the same threads and context, greedy.
 The table shows medians over the rounds with their spread ((max - min) / median), and prints the ratios
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -60,6 +63,8 @@ from engine.measure.ceiling import achieved_ceiling, oracle_ceiling, priced_poli
 
 PROMPTS = Path(__file__).with_name("native_prompts.jsonl")
 MIN_TOKENS = 16  # a reply shorter than this times nothing but start-up: its speed is left out (shown as 0)
+SHORT_REPLY = 100  # a reply shorter than this gets more rounds (short_reply_factor), up to:
+SHORT_REPLY_MAX_FACTOR = 3
 
 # llama.cpp's n-gram drafters (common/speculative.cpp, common/ngram-map.cpp, common/ngram-mod.cpp): their
 # defaults and shorter keys / drafts. The sweep keeps, per prompt, the fastest.
@@ -256,6 +261,23 @@ def tandem_run(engine: ChatEngine, tokens: list[int], n: int, speculative: bool)
     )
 
 
+def tandem_pair(
+    engine: ChatEngine, tokens: list[int], n: int, spec_first: bool
+) -> tuple[TandemRun, TandemRun]:
+    """Tandem plain and Tandem n-gram, in the order asked."""
+    if spec_first:
+        ts = tandem_run(engine, tokens, n, True)
+        return tandem_run(engine, tokens, n, False), ts
+    tp = tandem_run(engine, tokens, n, False)
+    return tp, tandem_run(engine, tokens, n, True)
+
+
+def short_reply_factor(n_tokens: int) -> int:
+    """How many times the rounds a reply of n_tokens gets: a short reply's runs last a fraction of a second,
+    and one scheduler hiccup moves them by 10 % (SmolLM2's 39-token qa-sky spread ±11 % over 5 rounds)."""
+    return max(1, min(SHORT_REPLY_MAX_FACTOR, math.ceil(SHORT_REPLY / max(1, n_tokens))))
+
+
 # --- the run ------------------------------------------------------------------------------------------------
 def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_dir: Path) -> list[Row]:
     model = find_model(name)
@@ -287,17 +309,20 @@ def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_
             plain_ref: TandemRun | None = None
             spec_runs: list[TandemRun] = []
             native_text = ""
-            for i in range(args.rounds):
+            rounds, i = args.rounds, 0
+            while i < rounds:
                 # Every other round Tandem goes first: a side that always ran right after the other (a fresh
                 # process ending, the CPU's caches full of the other's weights) would carry that every time.
+                # Tandem's own two runs swap every other pair of rounds for the same reason.
                 if i % 2:
-                    tp = tandem_run(engine, tokens, n, False)
-                    ts = tandem_run(engine, tokens, n, True)
+                    tp, ts = tandem_pair(engine, tokens, n, spec_first=bool(i // 2 % 2))
                 np_run, _ = native.plain(file, n)
                 ns_run = native.spec(file, n, best, prompt.text)
                 if not i % 2:
-                    tp = tandem_run(engine, tokens, n, False)
-                    ts = tandem_run(engine, tokens, n, True)
+                    tp, ts = tandem_pair(engine, tokens, n, spec_first=bool(i // 2 % 2))
+                if i == 0:
+                    rounds = args.rounds * short_reply_factor(len(tp.tokens))
+                i += 1
                 row.native_plain.append(np_run.tps)
                 row.native_plain_timer.append(np_run.tps_timer)
                 row.native_spec.append(ns_run.tps)
