@@ -106,15 +106,39 @@ def test_calibration_times_every_size_each_round_at_a_fixed_position() -> None:
     prefix, *verifies = ctx.decodes
     assert prefix == (100, 0, "last")
     assert all(pos0 == 100 and logits == "all" for _, pos0, logits in verifies)
-    assert sorted(n for n, _, _ in verifies) == [1, 1, 1, 2, 2, 2, 8, 8, 8]
+    # each timed single decode comes after an untimed one
+    assert sorted(n for n, _, _ in verifies) == [1] * 6 + [2, 2, 2, 8, 8, 8]
     assert ctx.cleared and ctx.kv == 0
+
+
+class GraphReuseContext(FakeContext):
+    """llama.cpp's CUDA backend: a single decode right after a decode of another size rebuilds its graph
+    (3 ms here), one right after another single decode reuses it (1 ms); a batch of n costs 2 + n/10 ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.last = 0
+
+    def decode(self, tokens: Sequence[int], pos0: int, logits: str = "last") -> None:
+        super().decode(tokens, pos0, logits)
+        n = len(tokens)
+        self.now += (0.001 if self.last == 1 else 0.003) if n == 1 else 0.002 + n / 10_000
+        self.last = n
+
+
+def test_a_single_decode_is_timed_as_the_loop_runs_it_after_another_single_decode() -> None:
+    ctx = GraphReuseContext()
+    timings = calibrate(ctx, [1], sizes=(1, 4, 16, 64), rounds=3, position=10, clock=lambda: ctx.now)
+    assert timings[1] == pytest.approx([0.001] * 3)  # not 0.003: every round times it after a batch
+    assert CostCurve(timings).ratio(64) == pytest.approx(0.0084 / 0.001)
 
 
 def test_calibration_fits_a_small_context_and_stops_where_it_cannot_rewind() -> None:
     small = FakeContext(n_ctx=40, n_batch=64)
     calibrate(small, [1], sizes=(1, 16), rounds=1, position=256)
     assert small.decodes[0] == (40 - 16 - 1, 0, "last")
-    recurrent = FakeContext(refuse_after=2)
+    recurrent = FakeContext(refuse_after=3)  # the prefix, then an untimed and a timed single decode
     timings = calibrate(recurrent, [1], sizes=(1, 2, 3), rounds=2)
     assert sum(len(ts) for ts in timings.values()) == 2 and recurrent.cleared
 
