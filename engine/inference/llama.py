@@ -358,8 +358,8 @@ class Context:
         if not address:
             raise DecodeError(f"no logits for output row {i}")
         # llama.cpp reuses its output buffer, so a row's address recurs decode after decode: a view made
-        # once per address saves numpy.ctypeslib's ~60 us a token (measured right after a decode, with the
-        # interpreter's caches cold) — 0.7 % of a SmolLM2 token on this CPU.
+        # once per address saves numpy.ctypeslib's view per token: 40-50 us right after a decode, with the
+        # interpreter's caches cold (benchmarks/loop_overhead.py), 0.5 % of a SmolLM2 token on this CPU.
         view = self._logit_views.get(address)
         if view is None:
             if len(self._logit_views) >= MAX_LOGIT_VIEWS:
