@@ -11,7 +11,9 @@ Acceptance is kept per *match class*. A prompt-lookup drafter says how long the 
 (`Draft.match_len`), and text that repeats 16 tokens of its context is being copied: its proposals are right
 far more often than those of a 2-token match. So a long match drafts long from its first step (its class's
 prior is high: no probing or shadow phase on a plain copy), while a short match earns its length from
-evidence. Model drafters have a single class. A declined free proposal is still checked against the tokens
+evidence. Model drafters have a single class. A proposed token that an equally good earlier match went on
+differently from (`Draft.disputed_at`, a counter's next value) is priced on its class's record of such
+guesses, apart from the copy around it. A declined free proposal is still checked against the tokens
 the target then writes (ShadowDraft): evidence at no cost. A switched-off model drafter proves itself again
 through a short probe now and then.
 
@@ -45,6 +47,11 @@ CLASS_PRIOR = (0.5, 0.6, 0.85, 0.95)
 # its prompts, from quoting (Gemma quote-article 1.75x -> 2.29x), at a cost on edit-dense copies (Gemma
 # js-refactor 1.76x -> 1.57x).
 CLASS_PRIOR_DEEP: tuple[float, ...] = (0.7, 0.85, 0.97, 0.99)
+# A disputed token (`Draft.disputed_at`: an earlier occurrence matched as well and went on differently, as
+# the values of a counter or a column do) has its own acceptance, learnt apart from its match class: it is
+# a guess between the occurrences, and a failed guess says nothing about the copy around it. Its prior is
+# low: in the copies priced it was wrong more often than right.
+DISPUTED_PRIOR = 0.3
 PRIOR_ACCEPT = CLASS_PRIOR[0]
 # Pseudo-observations behind each depth's prior, for a lookup drafter. With 1, a single shadow-checked
 # proposal of a 2-token match (3 of 4 right) lifted that class from 50 % to 75 % and the next short draft
@@ -139,7 +146,11 @@ class DraftLengthController:
         weight = PRIOR_WEIGHT if lookup else MODEL_PRIOR_WEIGHT
         priors = zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True)
         self._classes = [_Acceptance(self.k_max, prior, deep, weight) for prior, deep in priors]
+        # Per class, one depth (the disputed token itself): a 2-token match's rivals disagree all the time
+        # in prose and are often right; a 20-token match's rivals disagreeing is a counter.
+        self._disputed = [_Acceptance(1, DISPUTED_PRIOR, DISPUTED_PRIOR, weight) for _ in CLASS_EDGES]
         self._class = 0  # the class of the last choice: the verified draft it leads to counts there
+        self._disputed_at: int | None = None  # and the last choice's disputed token, if any
         self._d: float | None = None  # EMA drafter seconds per drafted token
         self._steps_since_single = 0
         self._off_steps = 0
@@ -159,7 +170,7 @@ class DraftLengthController:
         """Learn from one step of the loop: the verify decode's time and, for a draft, its acceptance."""
         self.record_decode(step.drafted + 1, step.verify_s)
         if step.drafted:
-            self.record_result(step.drafted, step.accepted, self._class)
+            self.record_result(step.drafted, step.accepted, self._class, self._disputed_at)
 
     def record_decode(self, n_tokens: int, seconds: float) -> None:
         self.costs.record(n_tokens, seconds)
@@ -172,9 +183,24 @@ class DraftLengthController:
         per = seconds / n_tokens
         self._d = per if self._d is None else (1 - EMA) * self._d + EMA * per
 
-    def record_result(self, n_drafted: int, n_accepted: int, cls: int = 0) -> None:
-        if self.k_max:
+    def record_result(
+        self, n_drafted: int, n_accepted: int, cls: int = 0, disputed_at: int | None = None
+    ) -> None:
+        """Learn from a checked draft of match class `cls`. A draft that reached its disputed token teaches
+        the disputed estimate that token's outcome and its class the rest."""
+        if not self.k_max:
+            return
+        d = disputed_at
+        if d is None or d >= n_drafted or n_accepted < d:
             self._classes[cls].record(n_drafted, n_accepted)
+        elif n_accepted == d:  # the guess failed: the agreed tokens before it were all right
+            self._disputed[cls].record(1, 0)
+            if d:
+                self._classes[cls].record(d, d)
+        else:
+            self._disputed[cls].record(1, 1)
+            if n_drafted > 1:
+                self._classes[cls].record(n_drafted - 1, n_accepted - 1)
 
     # --- estimates ----------------------------------------------------------------------------------
     def accept_probs(self, cls: int = 0) -> list[float]:
@@ -204,10 +230,13 @@ class DraftLengthController:
             return 1.0
         return self.expected_tokens(k, cls) / ((tk + k * (self._d or 0.0)) / t1)
 
-    def best(self, k_max: int | None = None, cls: int = 0) -> tuple[int, float]:
+    def best(
+        self, k_max: int | None = None, cls: int = 0, disputed_at: int | None = None
+    ) -> tuple[int, float]:
         """The draft length with the highest predicted speedup (0: plain decoding wins), and that speedup:
         argmax of speedup(k) over 0..k_max, in one pass (choose() runs it every step). A draft must be
-        predicted to beat plain decoding by MIN_GAIN."""
+        predicted to beat plain decoding by MIN_GAIN. The token at `disputed_at` is priced at the disputed
+        estimate: a draft stops short of a bad guess and lets the verify step's own token write it."""
         top = self.k_max if k_max is None else min(self.k_max, k_max)
         t1 = self.decode_time(1)
         if t1 is None:
@@ -216,7 +245,7 @@ class DraftLengthController:
         d = self._d or 0.0
         time = self.costs.time
         for k, p in enumerate(self.accept_probs(cls)[:top], 1):
-            chain *= p
+            chain *= p if k - 1 != disputed_at else self._disputed[cls].probs()[0]
             tokens += chain
             tk = time(k + 1)
             if tk is not None and tokens * t1 / (tk + k * d) > best:
@@ -247,22 +276,26 @@ class DraftLengthController:
         return ctl
 
     # --- decision -----------------------------------------------------------------------------------
-    def choose(self, available: int | None = None, match_len: int = 0) -> Choice:
+    def choose(
+        self, available: int | None = None, match_len: int = 0, disputed_at: int | None = None
+    ) -> Choice:
         """The draft length for the next step. `available`: for free drafters (n-gram) that draft before
-        the decision, how many tokens they proposed, and `match_len` how long the match behind them is;
-        k is then chosen in 0..available."""
+        the decision, how many tokens they proposed, `match_len` how long the match behind them is and
+        `disputed_at` which of them is a guess between earlier occurrences; k is then chosen in
+        0..available."""
         k_max = self.k_max if available is None else min(self.k_max, available)
         if k_max == 0:
             return Choice(0, "speculation disabled (k_max = 0)" if self.k_max == 0 else None)
         self._steps_since_single += 1
         cls = self._class = match_class(match_len)
+        self._disputed_at = disputed_at
         if not self.adaptive:
             return Choice(k_max)
         if self.decode_time(1) is None or self._steps_since_single > REMEASURE_SINGLE:
             return Choice(0, MEASURING)  # every estimate is relative to the plain decode time
         if available is None and self._classes[cls].evidence == 0.0:
             return Choice(min(k_max, FIRST_K))  # a model drafter, no acceptance seen yet: try it first
-        best_k, _ = self.best(k_max, cls)
+        best_k, _ = self.best(k_max, cls, disputed_at)
         if best_k > 0:
             self._off_steps = 0
             self._probe_interval = PROBE_MIN
@@ -280,6 +313,11 @@ class DraftLengthController:
     def last_class(self) -> int:
         """The match class of the last choice (what a shadow-checked proposal counts toward)."""
         return self._class
+
+    @property
+    def last_disputed_at(self) -> int | None:
+        """The disputed token of the last choice's proposal (what a shadow-checked proposal reports)."""
+        return self._disputed_at
 
     def off_detail(self) -> str:
         """Why drafting is off, in a user's words: how often the drafter's guesses are right (the estimate,
@@ -305,15 +343,20 @@ class ShadowDraft:
         self.position: int | None = None  # where the watched proposal's first token would go
         self.tokens: tuple[int, ...] = ()
         self.cls = 0  # the match class the proposal came from
+        self.disputed_at: int | None = None
 
-    def watch(self, position: int, tokens: Sequence[int], cls: int = 0) -> None:
+    def watch(
+        self, position: int, tokens: Sequence[int], cls: int = 0, disputed_at: int | None = None
+    ) -> None:
         if self.position is None and tokens:
             # Only the first few: a long watch settles only after as many plain steps, and deeper depths
             # inherit the acceptance measured here anyway.
             self.position, self.tokens, self.cls = position, tuple(tokens[:SHADOW_K]), cls
+            self.disputed_at = disputed_at if disputed_at is not None and disputed_at < SHADOW_K else None
 
-    def check(self, output: Sequence[int]) -> tuple[int, int, int] | None:
-        """(drafted, accepted, class) once `output` (every token so far) settles the watched proposal."""
+    def check(self, output: Sequence[int]) -> tuple[int, int, int, int | None] | None:
+        """(drafted, accepted, class, disputed token) once `output` (every token so far) settles the
+        watched proposal: what DraftLengthController.record_result takes."""
         if self.position is None:
             return None
         seen = output[self.position : self.position + len(self.tokens)]
@@ -323,4 +366,4 @@ class ShadowDraft:
         if n == len(seen) and len(seen) < len(self.tokens):
             return None  # all right so far: wait for more tokens
         self.position = None
-        return len(self.tokens), n, self.cls
+        return len(self.tokens), n, self.cls, self.disputed_at

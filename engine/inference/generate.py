@@ -210,12 +210,19 @@ class GenerationLoop:
             if not proposal.tokens:
                 self._note(proposal.reason or "drafter proposed nothing")
                 return ()
-            choice = self.controller.choose(available=len(proposal.tokens), match_len=proposal.match_len)
+            choice = self.controller.choose(
+                available=len(proposal.tokens), match_len=proposal.match_len, disputed_at=proposal.disputed_at
+            )
             if choice.reason:
                 self._note(choice.reason)
             if choice.k == 0:
                 # Declined proposals are still evidence: the target's own next tokens settle them.
-                self._shadow.watch(len(self.tokens), proposal.tokens, self.controller.last_class)
+                self._shadow.watch(
+                    len(self.tokens),
+                    proposal.tokens,
+                    self.controller.last_class,
+                    self.controller.last_disputed_at,
+                )
             return proposal.tokens[: choice.k]
         choice = self.controller.choose()
         k = max(0, min(choice.k, room))

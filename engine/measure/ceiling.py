@@ -149,10 +149,14 @@ def priced_policy(
         if room > 0:
             proposal = drafter.draft(ctx, min(ctl.k_max, room))
             if proposal.tokens:
-                choice = ctl.choose(available=len(proposal.tokens), match_len=proposal.match_len)
+                choice = ctl.choose(
+                    available=len(proposal.tokens),
+                    match_len=proposal.match_len,
+                    disputed_at=proposal.disputed_at,
+                )
                 draft = proposal.tokens[: choice.k]
                 if not draft:
-                    shadow.watch(len(ctx), proposal.tokens, ctl.last_class)
+                    shadow.watch(len(ctx), proposal.tokens, ctl.last_class, ctl.last_disputed_at)
         a = 0
         while a < len(draft) and draft[a] == generated[p + a]:
             a += 1

@@ -18,6 +18,9 @@ class Draft:
     # Lookup drafters: how many tokens before the proposal match its source (0: not a lookup). A long match
     # is text being copied; the controller keeps acceptance per match length.
     match_len: int = 0
+    # Lookup drafters: the index of the first proposed token that another earlier occurrence, matched about
+    # as far back, went on differently from (a counter, a column of values): that token is a guess.
+    disputed_at: int | None = None
 
 
 @runtime_checkable

@@ -6,6 +6,12 @@ Among the earlier occurrences of the longest matching n-gram, the one whose matc
 occurrence is the line being copied. The match length goes with the proposal (`Draft.match_len`): the
 controller trusts a 16-token match far more than a 2-token one, which is why llama.cpp's ngram-simple looks up
 12-token keys and then drafts 48 tokens (common/ngram-map.cpp).
+
+Copies of structured text repeat everything but a value: `age: 20`, `age: 21`, ... Other occurrences that
+matched about as far back as the chosen one (rivals) show where: the first proposed token on which a rival
+went on differently is reported as disputed (`Draft.disputed_at`), and the controller prices that guess on
+its own record instead of the copy's, so a draft stops short of it when such guesses fail (the verify step's
+own token then writes the value).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from engine.config import NGRAM_K_MAX, SpecParams
 from engine.inference.drafters.base import Draft
 
 MAX_CANDIDATES = 16  # earlier occurrences of one n-gram compared per draft (the most recent ones)
+RIVAL_LEN = 8  # an occurrence matched this far back (or as far as the best) is a rival
 MATCH_CAP = 32  # how far back a match is followed: beyond the longest match class it changes nothing
 
 
@@ -49,24 +56,32 @@ class NGramDrafter:
                 continue
             ends = self._index[n].get(tuple(context[-n:]))
             if ends:
-                end, length = self._best_match(context, ends, n)
-                return Draft(self._continue(context, end, k), match_len=length)
+                end, length, rivals = self._best_match(context, ends, n)
+                tokens = self._continue(context, end, k)
+                agreed = _agreed_depth(context, end, rivals, len(tokens))
+                return Draft(tokens, match_len=length, disputed_at=agreed if agreed < len(tokens) else None)
         return Draft((), "drafter has no match")
 
     @staticmethod
-    def _best_match(context: Sequence[int], ends: Sequence[int], n: int) -> tuple[int, int]:
-        """The occurrence whose match with the context's end runs furthest back, and that length."""
+    def _best_match(context: Sequence[int], ends: Sequence[int], n: int) -> tuple[int, int, list[int]]:
+        """The occurrence whose match with the context's end runs furthest back, that length, and the other
+        occurrences matched about as far back (rivals: what they went on with is evidence too)."""
         last = len(context) - 1
         best_end, best_len = ends[-1], -1
+        found: list[tuple[int, int]] = []
         for end in reversed(ends[-MAX_CANDIDATES:]):
             length = n
-            while length < MATCH_CAP and end - 1 - length >= 0 and context[end - 1 - length] == context[
-                last - length
-            ]:
+            while (
+                length < MATCH_CAP
+                and end - 1 - length >= 0
+                and context[end - 1 - length] == context[last - length]
+            ):
                 length += 1
+            found.append((end, length))
             if length > best_len:
                 best_end, best_len = end, length
-        return best_end, best_len
+        near = min(best_len, RIVAL_LEN)
+        return best_end, best_len, [end for end, length in found if length >= near and end != best_end]
 
     @staticmethod
     def _continue(context: Sequence[int], end: int, k: int) -> tuple[int, ...]:
@@ -110,3 +125,20 @@ class NGramDrafter:
                 ends.append(end)
                 if len(ends) > 2 * MAX_CANDIDATES:
                     del ends[:MAX_CANDIDATES]
+
+
+def _agreed_depth(context: Sequence[int], end: int, rivals: Sequence[int], k: int) -> int:
+    """How many of the k tokens after `end` every rival occurrence went on with too, as far as the context
+    shows. A counter or a column of values (`age: 20`, `age: 21`, ...) is copied word for word except
+    where its occurrences differ, and that token is a guess."""
+    agreed = k
+    n = len(context)
+    for rival in rivals:
+        span = min(agreed, n - max(end, rival))
+        if span <= 0 or context[end : end + span] == context[rival : rival + span]:
+            continue
+        i = 0
+        while context[end + i] == context[rival + i]:
+            i += 1
+        agreed = i
+    return agreed

@@ -93,14 +93,15 @@ def test_shadow_draft_settles_on_the_first_mismatch_or_the_last_token() -> None:
     shadow.watch(3, (7, 8, 9), cls=2)
     shadow.watch(4, (1, 1))  # one at a time: overlapping proposals of one match count once
     assert shadow.check([0, 0, 0, 7]) is None  # right so far
-    assert shadow.check([0, 0, 0, 7, 8, 5]) == (3, 2, 2)  # with the match class it counts toward
+    assert shadow.check([0, 0, 0, 7, 8, 5]) == (3, 2, 2, None)  # with the match class it counts toward
     assert shadow.check([0, 0, 0, 7, 8, 5]) is None  # settled
     shadow.watch(2, (4, 5))
-    assert shadow.check([0, 0, 6]) == (2, 0, 0)
+    assert shadow.check([0, 0, 6]) == (2, 0, 0, None)
     shadow.watch(1, (4, 5))
-    assert shadow.check([0, 4, 5, 6]) == (2, 2, 0)
+    assert shadow.check([0, 4, 5, 6]) == (2, 2, 0, None)
     shadow.watch(0, tuple(range(SHADOW_K + 5)))
-    assert shadow.check(list(range(SHADOW_K))) == (SHADOW_K, SHADOW_K, 0)  # settles after SHADOW_K tokens
+    # settles after SHADOW_K tokens
+    assert shadow.check(list(range(SHADOW_K))) == (SHADOW_K, SHADOW_K, 0, None)
 
 
 def test_no_proposal_and_disabled() -> None:
@@ -309,3 +310,48 @@ def test_one_good_shadow_check_does_not_make_short_matches_draft() -> None:
     model = DraftLengthController(4, costs=curve(SMOLLM2))
     teach(model, 1, 1, 60)
     assert model.accept_prob(1) > 0.98
+
+
+def test_a_disputed_token_is_priced_on_its_own_record_and_a_draft_stops_short_of_a_bad_guess() -> None:
+    """A copy of a counter (`age: 20`, `age: 21`, ...): every line is copied except its value, which an
+    earlier line matched as well went on differently from. Failed guesses there teach the class's disputed
+    estimate, not the copy's: the next copy drafts up to the value and lets the verify step write it."""
+    c = DraftLengthController(NGRAM_K_MAX, costs=curve(STEPPED), lookup=True)
+    cls = match_class(LONG)
+    free = c.choose(available=16, match_len=LONG)
+    assert free.k > 6  # an undisputed copy drafts past where the value would be
+    assert c.choose(available=16, match_len=LONG, disputed_at=6).k == 6  # the guess's low prior
+    c.record_result(16, 6, cls, disputed_at=6)  # drafted anyway, and the guess failed
+    c.record_result(16, 6, cls, disputed_at=6)
+    assert c.accept_prob(1, cls) > 0.95  # the copy's own record holds: six of six right each time
+    assert c.choose(available=16, match_len=LONG).k == free.k
+    assert c.choose(available=16, match_len=LONG, disputed_at=6).k == 6
+    assert c.last_disputed_at == 6
+    # Guesses that keep coming out right earn the draft past them.
+    for _ in range(12):
+        c.record_result(16, 16, cls, disputed_at=6)
+    assert c.choose(available=16, match_len=LONG, disputed_at=6).k > 6
+    # A failure before the disputed token is the copy's.
+    before = c.accept_prob(1, cls)
+    c.record_result(16, 0, cls, disputed_at=6)
+    assert c.accept_prob(1, cls) < before
+
+
+def test_a_disputed_record_is_kept_per_match_class() -> None:
+    """A 2-token match's rivals disagree all the time in prose and are often right; that does not make a long
+    copy's disputed value look safe."""
+    c = DraftLengthController(NGRAM_K_MAX, costs=curve(SMOLLM2), lookup=True)
+    long_guess = c.choose(available=16, match_len=LONG, disputed_at=0).k
+    short_guess = c.choose(available=16, match_len=2, disputed_at=0).k
+    for _ in range(20):
+        c.record_result(4, 4, match_class(2), disputed_at=0)
+    assert c.choose(available=16, match_len=2, disputed_at=0).k > short_guess
+    assert c.choose(available=16, match_len=LONG, disputed_at=0).k == long_guess
+
+
+def test_a_shadow_check_reports_the_disputed_token_it_watched() -> None:
+    shadow = ShadowDraft()
+    shadow.watch(0, (1, 2, 3), cls=3, disputed_at=1)
+    assert shadow.check([1, 5]) == (3, 1, 3, 1)
+    shadow.watch(0, tuple(range(SHADOW_K + 2)), disputed_at=SHADOW_K + 1)  # beyond what is watched
+    assert shadow.check([0, 9]) == (SHADOW_K, 1, 0, None)

@@ -87,3 +87,32 @@ def test_a_verify_step_keeps_the_index_and_a_rewind_resets_it() -> None:
     assert d._index is indexed
     d.observe([9], 2, 1)  # the target went back: a new prompt or an edit
     assert d._index is not indexed and d._tokens == []
+
+
+def test_a_counter_copied_line_by_line_is_disputed_at_its_value() -> None:
+    """`age: 20`, `age: 21`: the next line matches both earlier lines as far back as they go, and they went on
+    with different values: the proposal says which token is a guess. A plain copy has no dispute."""
+    line = [50, 51, 52, 53, 54, 55, 56, 57, 58]  # `  { name: 'John', age:`
+    rest = [60, 61, 62, 63]  # `, created: Date.now() },`
+    context = [*rest, *line, 20, *rest, *line, 21, *rest, *line]
+    draft = NGramDrafter().draft(context, 6)
+    assert draft.tokens == (21, *rest, 50)  # the latest line, matched furthest back
+    assert draft.disputed_at == 0
+    # Earlier along the line, the proposal agrees with both earlier lines up to the value.
+    early = NGramDrafter().draft(context[:-6], 8)
+    assert early.tokens == (*line[3:], 21, 60) and early.disputed_at == 6
+    copy = NGramDrafter().draft([*rest, *line, 20, *rest, 9, *rest, *line[:3]], 6)
+    assert copy.disputed_at is None
+
+
+def test_only_an_occurrence_matched_about_as_far_back_is_a_rival() -> None:
+    """A 2-token phrase that went on differently elsewhere says little against a 14-token match; an
+    occurrence matched 10 tokens back says as much as the best one."""
+    long_match = list(range(100, 112))
+    best = [*long_match, 7, 8, 5, 9, 9]
+    end = [*long_match, 7, 8]
+    draft = NGramDrafter(2, 4).draft([*best, 3, 7, 8, 6, 4, 4, *end], 3)
+    assert draft.tokens == (5, 9, 9) and draft.match_len == 14 and draft.disputed_at is None
+    rival = [*long_match[-8:], 7, 8, 6, 4, 4]
+    draft = NGramDrafter(2, 4).draft([*best, 3, *rival, *end], 3)
+    assert draft.tokens == (5, 9, 9) and draft.disputed_at == 0
