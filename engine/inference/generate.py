@@ -232,7 +232,7 @@ class GenerationLoop:
             return ()
         proposal = self.drafter.draft(self.tokens, k)
         draft = proposal.tokens[:k]
-        self.controller.record_draft(len(draft), time.perf_counter() - t0)
+        self.controller.record_draft(len(draft), time.perf_counter() - t0 - proposal.catch_up_s)
         if not draft:
             self._note(proposal.reason or "drafter proposed nothing")
         return draft

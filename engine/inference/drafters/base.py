@@ -21,6 +21,9 @@ class Draft:
     # Lookup drafters: the index of the first proposed token that another earlier occurrence, matched about
     # as far back, went on differently from (a counter, a column of values): that token is a guess.
     disputed_at: int | None = None
+    # Seconds of the draft call spent feeding earlier target tokens to the drafter's own cache (NextN's
+    # held-back catch-up): not drafting, so the loop leaves it out of the drafter's cost per token.
+    catch_up_s: float = 0.0
 
 
 @runtime_checkable

@@ -40,6 +40,10 @@ from engine.inference.drafters.base import Draft
 from engine.inference.llama import Context, Model
 
 ROW_HISTORY = 64  # target hidden rows kept, by position: enough to re-feed a verify batch or a re-decode
+# NextN: kept target tokens held back from the MTP KV until a draft needs them. While the controller keeps
+# speculation off, feeding each token as it comes costs a decode of the NextN layer per token; held back,
+# they go in as one batch when drafting resumes (or when this many are waiting).
+MAX_BACKLOG = 256
 
 
 @dataclass
@@ -244,6 +248,10 @@ class MTPDrafter:
         self._rows: dict[int, npt.NDArray[np.float32]] = {}  # target hidden row by position
         self._mtp_len = 0  # NextN: positions 0.._mtp_len-1 are in the MTP KV
         self._in_step = True  # NextN: False after a gap the MTP KV cannot bridge (until reset / pos 0)
+        self._backlog_pos0 = 0  # NextN: kept target tokens not yet in the MTP KV, from this position
+        self._backlog_tokens: list[int] = []
+        self._backlog_rows: list[npt.NDArray[np.float32]] = []
+        self._backlog_prev: npt.NDArray[np.float32] | None = None  # the target row before the backlog
 
     # --- weights / memory ------------------------------------------------------------------------------
     @property
@@ -264,7 +272,9 @@ class MTPDrafter:
         h = self._rows.get(n_past - 1)
         if h is None:
             return Draft((), "MTP: the target's hidden state for the last token is unknown")
+        catch_up_s = 0.0
         if not self.shared:
+            catch_up_s = self.catch_up()
             if not self._in_step or self._mtp_len < n_past:
                 return Draft((), "MTP: the NextN context is behind the target")
             if self._mtp_len > n_past:
@@ -294,7 +304,7 @@ class MTPDrafter:
         if not self.shared and self._mtp_len > n_past:
             self._truncate(n_past)  # drafted rows leave the MTP KV; catch-up re-adds the verified ones
         self.stats.draft_s += time.perf_counter() - t0
-        return Draft(tuple(out), reason if len(out) < k else None)
+        return Draft(tuple(out), reason if len(out) < k else None, catch_up_s=catch_up_s)
 
     def observe(self, batch: Sequence[int], pos0: int, n_kept: int) -> None:
         if n_kept <= 0:
@@ -309,10 +319,12 @@ class MTPDrafter:
         for pos in [p for p in self._rows if p < pos0 + n_kept - ROW_HISTORY or p >= pos0 + n_kept]:
             del self._rows[pos]
         if not self.shared:
-            self._catch_up(batch[:n_kept], pos0, rows)
+            self._hold_back(batch[:n_kept], pos0, rows)
 
     def reset(self) -> None:
         self._rows.clear()
+        self._backlog_tokens.clear()
+        self._backlog_rows.clear()
         if not self.shared:
             self.ctx.clear()
         self._mtp_len = 0
@@ -330,8 +342,55 @@ class MTPDrafter:
             self.assistant.close()
 
     # --- NextN KV ------------------------------------------------------------------------------------
-    def _catch_up(self, tokens: Sequence[int], pos0: int, rows: npt.NDArray[np.float32]) -> None:
-        """Feed target tokens to the MTP KV: position p holds (token_p, target row of p-1)."""
+    @property
+    def backlog(self) -> int:
+        """NextN: kept target tokens waiting to enter the MTP KV."""
+        return len(self._backlog_tokens)
+
+    def catch_up(self) -> float:
+        """NextN: feed the held-back target tokens to the MTP KV, in one batch; the seconds it took."""
+        if not self._backlog_tokens:
+            return 0.0
+        tokens, pos0 = self._backlog_tokens, self._backlog_pos0
+        rows = self._backlog_rows[0] if len(self._backlog_rows) == 1 else np.vstack(self._backlog_rows)
+        self._backlog_tokens, self._backlog_rows = [], []
+        t0 = time.perf_counter()
+        self._catch_up(tokens, pos0, rows, self._backlog_prev)
+        return time.perf_counter() - t0
+
+    def _hold_back(self, tokens: Sequence[int], pos0: int, rows: npt.NDArray[np.float32]) -> None:
+        """Add kept target tokens to the backlog. A batch that does not continue it (the target went back,
+        or skipped ahead) first drops what it replaces and feeds the rest, so the MTP KV sees what the
+        target's KV holds, in order."""
+        end = self._backlog_pos0 + len(self._backlog_tokens)
+        if self._backlog_tokens and pos0 != end:
+            keep = max(0, pos0 - self._backlog_pos0)
+            if keep < len(self._backlog_tokens):
+                self._trim_backlog(keep)
+            if self._backlog_pos0 + len(self._backlog_tokens) != pos0:
+                self.catch_up()
+        if not self._backlog_tokens:
+            # The row before it now: a long backlog outlives the ROW_HISTORY rows kept by position.
+            self._backlog_pos0, self._backlog_prev = pos0, self._rows.get(pos0 - 1)
+        self._backlog_tokens.extend(int(t) for t in tokens)
+        self._backlog_rows.append(rows)
+        if len(self._backlog_tokens) >= MAX_BACKLOG:
+            self.catch_up()
+
+    def _trim_backlog(self, keep: int) -> None:
+        rows = np.vstack(self._backlog_rows)[:keep] if keep else None
+        del self._backlog_tokens[keep:]
+        self._backlog_rows = [rows] if rows is not None else []
+
+    def _catch_up(
+        self,
+        tokens: Sequence[int],
+        pos0: int,
+        rows: npt.NDArray[np.float32],
+        prev: npt.NDArray[np.float32] | None,
+    ) -> None:
+        """Feed target tokens to the MTP KV: position p holds (token_p, target row of p-1); `prev` is the
+        row of pos0 - 1."""
         if pos0 == 0:
             self._in_step = True
         if self._mtp_len > pos0:
@@ -339,7 +398,6 @@ class MTPDrafter:
         if self._mtp_len < pos0 or not self._in_step:
             self._in_step = False  # a gap: llama.cpp requires consecutive positions
             return
-        prev = self._rows.get(pos0 - 1)
         if prev is None:
             prev = np.zeros(self.n_embd, dtype=np.float32)
             self.stats.missing_rows += pos0 > 0

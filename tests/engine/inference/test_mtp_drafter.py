@@ -17,7 +17,7 @@ from engine.config import GenerationParams, SpecParams
 from engine.events import DoneEvent, TokenEvent
 from engine.gguf.metadata import read_gguf
 from engine.inference.drafters.base import Draft
-from engine.inference.drafters.mtp import MTPDrafter, open_mtp_drafter
+from engine.inference.drafters.mtp import ROW_HISTORY, MTPDrafter, open_mtp_drafter
 from engine.inference.generate import GenerationLoop
 from engine.inference.llama import Context, KVSequence, Model
 from tests.fixtures.oracle import OracleDrafter
@@ -110,8 +110,8 @@ def test_greedy_output_identical_to_plain(setup: Setup) -> None:
     assert spec is not None and spec.drafter == drafter.name and spec.steps > 0
     assert drafter.stats.draft_decodes == spec.drafted  # one MTP decode per proposed token (p_min = 0)
     if setup.plan.kind == "nextn":
-        # every target token entered the NextN KV exactly once per time it was (re)decoded
-        assert drafter.stats.catchup_rows == len(prompt) + len(tokens) - 1
+        # every target token entered the NextN KV exactly once per time it was (re)decoded, or waits to
+        assert drafter.stats.catchup_rows + drafter.backlog == len(prompt) + len(tokens) - 1
         assert drafter.stats.mtp_rollbacks >= spec.steps and drafter.stats.missing_rows == 0
     else:
         assert drafter.stats.catchup_rows == 0 and drafter.stats.mtp_rollbacks == 0  # shared KV
@@ -160,8 +160,8 @@ def test_accept_partial_reject_and_rollback_through_mtp(setup: Setup) -> None:
     assert spec.n_rollback > 0 and any(d > 0 for d in spec.provenance)
     if setup.plan.kind == "nextn":
         # accepted drafts reached the NextN KV through catch-up: one row per target token kept
-        assert drafter.stats.catchup_rows == len(prompt) + len(tokens) - 1
-        assert drafter._mtp_len == len(prompt) + len(tokens) - 1
+        assert drafter.stats.catchup_rows + drafter.backlog == len(prompt) + len(tokens) - 1
+        assert drafter._mtp_len + drafter.backlog == len(prompt) + len(tokens) - 1
 
 
 def test_drafts_depend_only_on_the_context(setup: Setup) -> None:
@@ -300,3 +300,43 @@ def test_weight_bytes_reports_the_assistant(setup: Setup) -> None:
                 assert drafter.weight_bytes == 0  # the NextN layers are part of the target model
         finally:
             drafter.close()
+
+
+def test_tokens_written_while_no_draft_is_asked_for_enter_the_nextn_kv_in_one_batch(setup: Setup) -> None:
+    """While speculation is off, NextN drafting holds the target's tokens back instead of decoding its MTP
+    layer once per token; the next draft feeds them as one batch (its time not counted as drafting), and
+    proposes what a fresh context given the same tokens proposes. The stretch is longer than the rows
+    kept by position, so the row before it must have been kept with it."""
+    if setup.plan.kind != "nextn":
+        pytest.skip("the shared-KV assistant reads the target's KV: nothing to catch up")
+    prompt = prompt_tokens(setup)
+    stretch = [*plain(setup, prompt), *prompt][:80]
+    assert len(stretch) > ROW_HISTORY
+    context = [*prompt, *stretch]
+    with setup.context() as ctx:
+        drafter = setup.drafter(ctx)
+        try:
+            ctx.decode(prompt, 0, "last")
+            drafter.observe(prompt, 0, len(prompt))
+            drafter.catch_up()
+            rows_before = drafter.stats.catchup_rows
+            for i, token in enumerate(stretch[:-1]):  # plain steps: one token each, no draft asked for
+                ctx.decode([token], len(prompt) + i, "last")
+                drafter.observe([token], len(prompt) + i, 1)
+            assert drafter.stats.catchup_rows == rows_before and drafter.backlog == len(stretch) - 1
+            proposal = drafter.draft(context, 3)
+            assert drafter.backlog == 0 and drafter.stats.catchup_rows == len(context) - 1
+            assert proposal.catch_up_s > 0.0 and len(proposal.tokens) == 3
+        finally:
+            drafter.close()
+    assert drafter.stats.missing_rows == 0
+    with setup.context() as fresh:
+        again = setup.drafter(fresh)
+        try:
+            for start in range(0, len(context) - 1, fresh.n_batch):
+                chunk = context[start : min(start + fresh.n_batch, len(context) - 1)]
+                fresh.decode(chunk, start, "last")
+                again.observe(chunk, start, len(chunk))
+            assert again.draft(context, 3).tokens == proposal.tokens
+        finally:
+            again.close()
