@@ -5,8 +5,9 @@ the speedup. This decodes each prompt plainly once (the reply every lossless pol
 the cost curve once, and then prices policies on that reply and curve alone, with no model in the loop:
 Tandem's controller and n-gram drafter step by step as the generation loop drives them (proposal, choice,
 the accepted prefix of the draft, the shadow check of a declined proposal), and llama.cpp's ngram-simple
-(the most recent match of the last N tokens, drafting up to M) and ngram-map-k 4/16 (which remembers, per key,
-how much of its last draft was accepted). Speedup = (tokens - 1) * t(1) / the summed
+(the most recent match of the last N tokens, drafting up to M), ngram-map-k 4/16 (which remembers, per key,
+how much of its last draft was accepted) and ngram-mod 24/48-64 (a table of 24-token n-grams followed token by
+token, drafting only when 48 or more follow). Speedup = (tokens - 1) * t(1) / the summed
 t(k + 1) of the steps. A policy change compared so is compared on exactly the same text and costs: the
 result is deterministic for a given calibration.
 
@@ -100,6 +101,40 @@ def native_map_k(
     return (len(reply) - 1) * t(1) / spent
 
 
+def native_mod(
+    prompt: Sequence[int], reply: Sequence[int], key: int, least: int, most: int, t: Callable[[int], float]
+) -> float:
+    """ngram-mod priced on the curve: a table from each `key`-token n-gram to the token that last followed
+    it, filled from the prompt and then from the reply in chunks of 32 tokens; a draft follows the table
+    token by token, up to `most`, and is dropped if it is shorter than `least` (common/ngram-mod.cpp,
+    common/speculative.cpp). Its reset after five poor drafts is left out."""
+    table: dict[tuple[int, ...], int] = {}
+    for i in range(len(prompt) - key):
+        table[tuple(prompt[i : i + key])] = prompt[i + key]
+    ctx, p, spent = [*prompt, reply[0]], 1, 0.0
+    added = len(prompt) - key
+    while p < len(reply):
+        if added + 32 < len(ctx):
+            for i in range(added, len(ctx) - key):
+                table[tuple(ctx[i : i + key])] = ctx[i + key]
+            added = len(ctx) - key
+        window = list(ctx[len(ctx) - key :])
+        draft: list[int] = []
+        while len(draft) < most and (nxt := table.get(tuple(window[len(window) - key :]))) is not None:
+            draft.append(nxt)
+            window.append(nxt)
+        if len(draft) < least:
+            draft = []
+        draft = draft[: max(0, len(reply) - p - 1)]
+        a = 0
+        while a < len(draft) and draft[a] == reply[p + a]:
+            a += 1
+        spent += t(len(draft) + 1)
+        ctx += reply[p : p + a + 1]
+        p += a + 1
+    return (len(reply) - 1) * t(1) / spent
+
+
 def decode_replies(model: str, threads: int, prompts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Calibrate the cost curve once and decode each prompt plainly: what every lossless policy writes."""
     config = LoadConfig(model_path=find_model(model), drafter="ngram", n_ctx=2048, n_threads=threads)
@@ -174,6 +209,7 @@ def main() -> int:
         native = " ".join(f"simple {key}/{most} {native_simple(tokens, reply, key, most, t):.2f}x"
                           for key, most in NATIVE_SIMPLE)  # fmt: skip
         native += f" map-k 4/16 {native_map_k(tokens, reply, 4, 16, t):.2f}x"
+        native += f" mod 24/48-64 {native_mod(tokens, reply, 24, 48, 64, t):.2f}x"
         print(f"{item['id']:14} {len(reply):3} tokens  oracle {oracle:.2f}x | {native}")
         for name, constants in policies.items():
             current = {key: getattr(controller, key) for key in constants}
