@@ -48,29 +48,49 @@ from engine.measure.ceiling import oracle_ceiling, priced_policy  # noqa: E402
 NATIVE_SIMPLE = ((12, 48), (4, 16), (8, 64))  # (key length, draft max) of llama.cpp's ngram-simple settings
 
 
+Propose = Callable[[list[int]], list[int]]  # the context so far -> a draft
+Learn = Callable[[list[int], int], None]  # a verified draft and how many of its tokens were accepted
+
+
+def _price(
+    prompt: Sequence[int],
+    reply: Sequence[int],
+    t: Callable[[int], float],
+    propose: Propose,
+    learn: Learn | None = None,
+) -> float:
+    """A drafter that proposes from the context alone, priced on `reply` and the curve `t`: each step verifies
+    its draft (trimmed to the tokens left), keeps the accepted prefix and the target's next token."""
+    ctx, p, spent = [*prompt, reply[0]], 1, 0.0
+    while p < len(reply):
+        draft = propose(ctx)[: max(0, len(reply) - p - 1)]
+        a = 0
+        while a < len(draft) and draft[a] == reply[p + a]:
+            a += 1
+        if learn is not None and draft:
+            learn(ctx, a)
+        spent += t(len(draft) + 1)
+        ctx += reply[p : p + a + 1]
+        p += a + 1
+    return (len(reply) - 1) * t(1) / spent
+
+
 def native_simple(
     prompt: Sequence[int], reply: Sequence[int], key: int, most: int, t: Callable[[int], float]
 ) -> float:
     """ngram-simple priced on the curve: the most recent earlier occurrence of the last `key` tokens, and up
     to `most` tokens that followed it, drafted every step it exists (common/ngram-map.cpp)."""
-    ctx, p, spent = [*prompt, reply[0]], 1, 0.0
-    while p < len(reply):
-        draft: list[int] = []
+
+    def propose(ctx: list[int]) -> list[int]:
         end = len(ctx)
         if end > key:
             pattern = ctx[end - key :]
             for j in range(end - key - 1, -1, -1):
                 if ctx[j : j + key] == pattern:
-                    draft = ctx[j + key : min(j + key + most, end)]
-                    break
-        draft = draft[: max(0, len(reply) - p - 1)]
-        a = 0
-        while a < len(draft) and draft[a] == reply[p + a]:
-            a += 1
-        spent += t(len(draft) + 1)
-        ctx += reply[p : p + a + 1]
-        p += a + 1
-    return (len(reply) - 1) * t(1) / spent
+                    return ctx[j + key : min(j + key + most, end)]
+        return []
+
+    return _price(prompt, reply, t, propose)
 
 
 def native_map_k(
@@ -79,26 +99,22 @@ def native_map_k(
     """ngram-map-k (key-only) priced on the curve: a match of the last `key` tokens, `most` tokens after it
     (in the prompt the latest such match, in the reply the earliest), drafting at most as many tokens as the
     last draft from the same key had accepted (common/ngram-map.cpp, common_ngram_map_draft / _accept)."""
-    ctx, p, spent = [*prompt, reply[0]], 1, 0.0
     last_accepted: dict[tuple[int, ...], int] = {}
-    while p < len(reply):
-        end, draft = len(ctx), []
+
+    def propose(ctx: list[int]) -> list[int]:
+        end = len(ctx)
         pattern = tuple(ctx[end - key :])
         if end >= 2 * key + most:
             starts = [*range(len(prompt) - key - most - 1, 0, -1), *range(len(prompt), end - key - most)]
             start = next((j for j in starts if tuple(ctx[j : j + key]) == pattern), 0)
             if start:
-                draft = ctx[start + key : start + key + min(most, last_accepted.get(pattern, most))]
-        draft = draft[: max(0, len(reply) - p - 1)]
-        a = 0
-        while a < len(draft) and draft[a] == reply[p + a]:
-            a += 1
-        if draft:
-            last_accepted[pattern] = a
-        spent += t(len(draft) + 1)
-        ctx += reply[p : p + a + 1]
-        p += a + 1
-    return (len(reply) - 1) * t(1) / spent
+                return ctx[start + key : start + key + min(most, last_accepted.get(pattern, most))]
+        return []
+
+    def learn(ctx: list[int], accepted: int) -> None:
+        last_accepted[tuple(ctx[len(ctx) - key :])] = accepted
+
+    return _price(prompt, reply, t, propose, learn)
 
 
 def native_mod(
@@ -111,28 +127,22 @@ def native_mod(
     table: dict[tuple[int, ...], int] = {}
     for i in range(len(prompt) - key):
         table[tuple(prompt[i : i + key])] = prompt[i + key]
-    ctx, p, spent = [*prompt, reply[0]], 1, 0.0
     added = len(prompt) - key
-    while p < len(reply):
+
+    def propose(ctx: list[int]) -> list[int]:
+        nonlocal added
         if added + 32 < len(ctx):
             for i in range(added, len(ctx) - key):
                 table[tuple(ctx[i : i + key])] = ctx[i + key]
             added = len(ctx) - key
-        window = list(ctx[len(ctx) - key :])
+        window = ctx[len(ctx) - key :]
         draft: list[int] = []
         while len(draft) < most and (nxt := table.get(tuple(window[len(window) - key :]))) is not None:
             draft.append(nxt)
             window.append(nxt)
-        if len(draft) < least:
-            draft = []
-        draft = draft[: max(0, len(reply) - p - 1)]
-        a = 0
-        while a < len(draft) and draft[a] == reply[p + a]:
-            a += 1
-        spent += t(len(draft) + 1)
-        ctx += reply[p : p + a + 1]
-        p += a + 1
-    return (len(reply) - 1) * t(1) / spent
+        return draft if len(draft) >= least else []
+
+    return _price(prompt, reply, t, propose)
 
 
 def decode_replies(model: str, threads: int, prompts: Sequence[dict[str, Any]]) -> dict[str, Any]:
