@@ -1,40 +1,30 @@
-"""Chat history: a SQLite database in the user's data directory.
-
-Durability. The database runs in WAL mode with `synchronous=NORMAL`: a commit has been written to the WAL
-file (in the OS page cache) before `commit` returns, so a crash or `kill -9` of Tandem loses nothing
-committed. Only an OS crash or power cut can drop the last commits that were not yet synced, and even then
-the file stays consistent. Finished messages (`add_message`, `finish_reply`, edits, imports) are committed
-with `synchronous=FULL`, which syncs the WAL, so they survive a power cut as well; the ~1/s streaming
-checkpoints stay on NORMAL to spare the disk an fsync per second. A reply found with status "streaming" when
-the store is opened was cut off by a crash: it is marked "interrupted" and keeps the text of its last
-checkpoint.
-
-Threads. The GUI uses the store from its own thread only. The connection keeps sqlite3's same-thread check
-(`check_same_thread=True`), so a call from another thread fails loudly instead of racing; pass
-`check_same_thread=False` only together with your own serialisation. Every method also holds an internal
-lock, so even then two threads never interleave inside one call.
-
-Several processes may open the same file (SQLite locks it); opening marks every "streaming" reply as
-interrupted, so a second Tandem opened while the first is still generating would cut that reply short.
+"""Chat history: chats and their messages in a SQLite database in the user's data directory; every version
+of every turn is kept (`app.history.versions`). How durable each write is, and which thread may call, is in
+`app.history.database`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from app.history.database import Database
 from app.history.errors import ChatImportError, ChatNotFoundError, HistoryError, HistorySchemaError
 from app.history.exchange import export_document, parse_chat_document
+from app.history.fields import (
+    check_choice,
+    clean_title,
+    fold,
+    from_json,
+    snippet,
+    to_json,
+    to_json_or_null,
+)
 from app.history.formats import DEFAULT_TITLE, render_markdown, suggest_title
 from app.history.rows import ChatSummary, StoredMessage
-from app.history.schema import ROLES, STATUSES, migrate
+from app.history.schema import ROLES, STATUSES
 from app.history.versions import MessageTree
 from engine.paths import history_path
 
@@ -50,7 +40,6 @@ __all__ = [
     "suggest_title",
 ]
 
-PREVIEW_CHARS = 120
 FINISHED_STATUSES = tuple(s for s in STATUSES if s != "streaming")
 
 
@@ -60,73 +49,21 @@ def default_history_path() -> Path:
 
 
 class HistoryStore:
+
     def __init__(self, path: Path | None = None, *, check_same_thread: bool = True) -> None:
         self.path = Path(path) if path is not None else default_history_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._last_time = 0.0
-        # isolation_level=None: autocommit; every write runs in an explicit BEGIN IMMEDIATE ... COMMIT.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=check_same_thread)
-        try:
-            self._conn.execute("PRAGMA busy_timeout = 5000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            # casefold() so search ignores case beyond ASCII (SQLite's LIKE and lower() only fold A-Z).
-            self._conn.create_function("tandem_fold", 1, _fold, deterministic=True)
-            self.migrated_from = migrate(self._conn, self.path)
-            self.interrupted_on_open = self._mark_interrupted()
-        except sqlite3.DatabaseError as e:
-            self._conn.close()
-            raise HistorySchemaError(f"{self.path}: cannot open chat history ({e})") from e
-        except BaseException:
-            self._conn.close()
-            raise
-
-    # ------------------------------------------------------------ plumbing
+        self._db = Database(self.path, check_same_thread=check_same_thread)
+        self.migrated_from = self._db.migrated_from
+        self.interrupted_on_open = self._db.interrupted_on_open
 
     def close(self) -> None:
-        with self._lock:
-            with contextlib.suppress(sqlite3.Error):  # closing must not fail over a statistics refresh
-                self._conn.execute("PRAGMA optimize")
-            self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> HistoryStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction; `durable` syncs the WAL on commit so it survives a power cut, not only a crash."""
-        with self._lock:
-            conn = self._conn
-            if durable:
-                conn.execute("PRAGMA synchronous = FULL")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            finally:
-                if durable:
-                    conn.execute("PRAGMA synchronous = NORMAL")
-
-    def _now(self) -> float:
-        # Strictly increasing, so "newest first" is well defined even when two writes share a clock tick.
-        self._last_time = max(time.time(), self._last_time + 1e-6)
-        return self._last_time
-
-    def _mark_interrupted(self) -> list[int]:
-        with self._write() as conn:
-            rows = conn.execute("SELECT id FROM messages WHERE status = 'streaming' ORDER BY id").fetchall()
-            ids = [r[0] for r in rows]
-            conn.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
-        return ids
 
     def _require_chat(self, conn: sqlite3.Connection, chat_id: int) -> None:
         if conn.execute("SELECT 1 FROM chats WHERE id = ?", (chat_id,)).fetchone() is None:
@@ -139,105 +76,90 @@ class HistoryStore:
         return int(row[0])
 
     def _touch(self, conn: sqlite3.Connection, chat_id: int) -> None:
-        conn.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (self._now(), chat_id))
+        conn.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (self._db.now(), chat_id))
 
     # ------------------------------------------------------------ chats
 
+    # A chat's summary: its id, title, times, message count and the start of the message shown last (the
+    # newest one when the chat has no current message); search adds the first message that matches.
+    _SUMMARY = """
+        SELECT c.id, c.title, c.created_at, c.updated_at,
+               (SELECT count(*) FROM messages m WHERE m.chat_id = c.id),
+               coalesce((SELECT substr(m.content, 1, 1000) FROM messages m
+                          WHERE m.id = c.current_id AND m.role != 'system'),
+                        (SELECT substr(m.content, 1, 1000) FROM messages m
+                          WHERE m.chat_id = c.id AND m.role != 'system' ORDER BY m.id DESC LIMIT 1)),
+               (SELECT m.content FROM messages m
+                 WHERE ?1 IS NOT NULL AND m.chat_id = c.id AND instr(tandem_fold(m.content), ?1) > 0
+                 ORDER BY m.id LIMIT 1)
+        FROM chats c
+    """
+
     def list_chats(self, search: str | None = None) -> list[ChatSummary]:
         """Chats not deleted, most recently active first; `search` matches title or message text, any case."""
-        needle = _fold(search.strip()) if search and search.strip() else None
-        sql = """
-            SELECT c.id, c.title, c.created_at, c.updated_at,
-                   (SELECT count(*) FROM messages m WHERE m.chat_id = c.id),
-                   coalesce((SELECT substr(m.content, 1, 1000) FROM messages m
-                              WHERE m.id = c.current_id AND m.role != 'system'),
-                            (SELECT substr(m.content, 1, 1000) FROM messages m
-                              WHERE m.chat_id = c.id AND m.role != 'system' ORDER BY m.id DESC LIMIT 1)),
-                   (SELECT m.content FROM messages m
-                     WHERE ?1 IS NOT NULL AND m.chat_id = c.id AND instr(tandem_fold(m.content), ?1) > 0
-                     ORDER BY m.id LIMIT 1)
-            FROM chats c
+        needle = fold(search.strip()) if search and search.strip() else None
+        sql = f"""{self._SUMMARY}
             WHERE c.deleted_at IS NULL
               AND (?1 IS NULL OR instr(tandem_fold(c.title), ?1) > 0
                    OR EXISTS (SELECT 1 FROM messages m
                               WHERE m.chat_id = c.id AND instr(tandem_fold(m.content), ?1) > 0))
             ORDER BY c.updated_at DESC, c.id DESC
         """
-        with self._lock:
-            rows = self._conn.execute(sql, (needle,)).fetchall()
-        return [
-            ChatSummary(
-                id=r[0],
-                title=r[1],
-                created_at=r[2],
-                updated_at=r[3],
-                n_messages=r[4],
-                preview=_snippet(r[6], needle) if r[6] is not None else _snippet(r[5] or "", None),
-            )
-            for r in rows
-        ]
+        with self._db.read() as conn:
+            rows = conn.execute(sql, (needle,)).fetchall()
+        return [_summary(r, needle) for r in rows]
 
     def chat(self, chat_id: int) -> ChatSummary:
         """The summary of one chat, deleted or not."""
-        with self._lock:
-            row = self._conn.execute(
-                """SELECT id, title, created_at, updated_at,
-                          (SELECT count(*) FROM messages m WHERE m.chat_id = c.id),
-                          coalesce((SELECT substr(m.content, 1, 1000) FROM messages m
-                                     WHERE m.id = c.current_id AND m.role != 'system'),
-                                   (SELECT substr(m.content, 1, 1000) FROM messages m
-                                     WHERE m.chat_id = c.id AND m.role != 'system'
-                                     ORDER BY m.id DESC LIMIT 1))
-                   FROM chats c WHERE id = ?""",
-                (chat_id,),
-            ).fetchone()
+        with self._db.read() as conn:
+            row = conn.execute(f"{self._SUMMARY} WHERE c.id = ?2", (None, chat_id)).fetchone()
         if row is None:
             raise ChatNotFoundError(f"no chat with id {chat_id}")
-        return ChatSummary(row[0], row[1], row[2], row[3], row[4], _snippet(row[5] or "", None))
+        return _summary(row, None)
 
     def create_chat(self, title: str = DEFAULT_TITLE, settings: dict[str, Any] | None = None) -> int:
-        now = self._now()
-        with self._write() as conn:
+        now = self._db.now()
+        with self._db.write() as conn:
             cur = conn.execute(
                 "INSERT INTO chats (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)",
-                (_title(title), now, now, _to_json(settings or {}, "chat settings")),
+                (clean_title(title), now, now, to_json(settings or {}, "chat settings")),
             )
         return int(cur.lastrowid or 0)
 
     def chat_settings(self, chat_id: int) -> dict[str, Any]:
-        with self._lock:
-            row = self._conn.execute("SELECT settings_json FROM chats WHERE id = ?", (chat_id,)).fetchone()
+        with self._db.read() as conn:
+            row = conn.execute("SELECT settings_json FROM chats WHERE id = ?", (chat_id,)).fetchone()
         if row is None:
             raise ChatNotFoundError(f"no chat with id {chat_id}")
-        return dict(json.loads(row[0]))
+        return from_json(row[0]) or {}
 
     def set_chat_settings(self, chat_id: int, settings: dict[str, Any]) -> None:
         """Replace the chat's settings (system prompt, sampling, speculative on/off...) as a whole."""
-        data = _to_json(settings, "chat settings")
-        with self._write() as conn:
+        data = to_json(settings, "chat settings")
+        with self._db.write() as conn:
             self._require_chat(conn, chat_id)
             conn.execute("UPDATE chats SET settings_json = ? WHERE id = ?", (data, chat_id))
 
     def rename_chat(self, chat_id: int, title: str) -> None:
-        with self._write() as conn:
+        with self._db.write() as conn:
             self._require_chat(conn, chat_id)
-            conn.execute("UPDATE chats SET title = ? WHERE id = ?", (_title(title), chat_id))
+            conn.execute("UPDATE chats SET title = ? WHERE id = ?", (clean_title(title), chat_id))
 
     def delete_chat(self, chat_id: int) -> None:
         """Hide the chat (soft delete); `restore_chat` undoes it, `purge_deleted` removes it for good."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             self._require_chat(conn, chat_id)
-            conn.execute("UPDATE chats SET deleted_at = ? WHERE id = ?", (self._now(), chat_id))
+            conn.execute("UPDATE chats SET deleted_at = ? WHERE id = ?", (self._db.now(), chat_id))
 
     def restore_chat(self, chat_id: int) -> None:
-        with self._write() as conn:
+        with self._db.write() as conn:
             self._require_chat(conn, chat_id)
             conn.execute("UPDATE chats SET deleted_at = NULL WHERE id = ?", (chat_id,))
 
     def deleted_chats(self) -> list[int]:
         """Ids of soft-deleted chats, most recently deleted first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._db.read() as conn:
+            rows = conn.execute(
                 "SELECT id FROM chats WHERE deleted_at IS NOT NULL ORDER BY deleted_at DESC, id DESC"
             ).fetchall()
         return [r[0] for r in rows]
@@ -245,7 +167,7 @@ class HistoryStore:
     def purge_deleted(self, older_than_s: float = 0.0) -> int:
         """Remove chats deleted at least `older_than_s` seconds ago, with their messages; return how many."""
         cutoff = time.time() - older_than_s
-        with self._write() as conn:
+        with self._db.write() as conn:
             cur = conn.execute("DELETE FROM chats WHERE deleted_at <= ?", (cutoff,))
         return cur.rowcount
 
@@ -273,12 +195,12 @@ class HistoryStore:
         return path[-1] if path else None
 
     def _tree(self, chat_id: int) -> tuple[MessageTree, dict[int, tuple[Any, ...]], int | None]:
-        with self._lock:
-            self._require_chat(self._conn, chat_id)
-            rows = self._conn.execute(
+        with self._db.read() as conn:
+            self._require_chat(conn, chat_id)
+            rows = conn.execute(
                 f"SELECT {self._COLUMNS} FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,)
             ).fetchall()
-            current = self._current(self._conn, chat_id)
+            current = self._current(conn, chat_id)
         by_id = {r[0]: r for r in rows}
         return MessageTree((r[0], r[9]) for r in rows), by_id, current
 
@@ -292,9 +214,9 @@ class HistoryStore:
             content=r[3],
             status=r[4],
             created_at=r[5],
-            settings=_from_json(r[6]),
-            stats=_from_json(r[7]),
-            ab=_from_json(r[8]),
+            settings=from_json(r[6]),
+            stats=from_json(r[7]),
+            ab=from_json(r[8]),
             parent_id=r[9],
             model=r[10],
             drafter=r[11],
@@ -304,14 +226,14 @@ class HistoryStore:
 
     def versions(self, message_id: int) -> list[int]:
         """The ids of every version of this message's turn (itself included), oldest first."""
-        with self._lock:
-            chat_id = self._message_chat(self._conn, message_id)
+        with self._db.read() as conn:
+            chat_id = self._message_chat(conn, message_id)
         tree, _, _ = self._tree(chat_id)
         return list(tree.version(message_id).siblings)
 
     def show_version(self, message_id: int) -> None:
         """Show this version of its turn, and below it the newest of the replies that followed it."""
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             chat_id = self._message_chat(conn, message_id)
             leaf = _tree(conn, chat_id).latest_leaf(message_id)
             conn.execute("UPDATE chats SET current_id = ? WHERE id = ?", (leaf, chat_id))
@@ -325,9 +247,9 @@ class HistoryStore:
         stats: dict[str, Any] | None = None,
         status: str = "complete",
     ) -> int:
-        _check_choice(role, ROLES, "role")
-        _check_choice(status, STATUSES, "status")
-        with self._write() as conn:
+        check_choice(role, ROLES, "role")
+        check_choice(status, STATUSES, "status")
+        with self._db.write() as conn:
             self._require_chat(conn, chat_id)
             parent = self._current(conn, chat_id)
             message_id = self._insert_message(
@@ -339,14 +261,14 @@ class HistoryStore:
     def add_version(self, message_id: int, content: str) -> int:
         """A new version of a message (an edit): same turn, same role and settings, shown from now on. The
         old version and the replies that followed it are kept."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             chat_id = self._message_chat(conn, message_id)
             role, status, settings, parent = conn.execute(
                 "SELECT role, status, settings_json, parent_id FROM messages WHERE id = ?", (message_id,)
             ).fetchone()
             new_id = self._insert_message(
                 conn, chat_id, role, content, "complete" if status == "streaming" else status,
-                _from_json(settings), None, parent=parent,
+                from_json(settings), None, parent=parent,
             )  # fmt: skip
             self._advance(conn, chat_id, new_id)
         return new_id
@@ -362,7 +284,8 @@ class HistoryStore:
     def _advance(self, conn: sqlite3.Connection, chat_id: int, message_id: int) -> None:
         """`message_id` is the chat's newest turn: show it, and mark the chat active."""
         conn.execute(
-            "UPDATE chats SET current_id = ?, updated_at = ? WHERE id = ?", (message_id, self._now(), chat_id)
+            "UPDATE chats SET current_id = ?, updated_at = ? WHERE id = ?",
+            (message_id, self._db.now(), chat_id),
         )
 
     def _insert_message(
@@ -392,10 +315,10 @@ class HistoryStore:
                 role,
                 content,
                 status,
-                self._now() if created_at is None else created_at,
-                _to_json_or_null(settings, "message settings"),
-                _to_json_or_null(stats, "message stats"),
-                _to_json_or_null(ab, "A/B result"),
+                self._db.now() if created_at is None else created_at,
+                to_json_or_null(settings, "message settings"),
+                to_json_or_null(stats, "message stats"),
+                to_json_or_null(ab, "A/B result"),
                 parent,
                 model,
                 drafter,
@@ -405,7 +328,7 @@ class HistoryStore:
 
     def update_message_content(self, message_id: int, content: str) -> None:
         """Replace a message's text (editing a user message); its status and stats are kept."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             chat_id = self._message_chat(conn, message_id)
             conn.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
             self._touch(conn, chat_id)
@@ -421,7 +344,7 @@ class HistoryStore:
     ) -> int:
         """Start an assistant message with status "streaming" and no text yet; return its id. It follows the
         current message, or `after` (Regenerate: a new version of the reply to that message)."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             self._require_chat(conn, chat_id)
             parent = self._current(conn, chat_id) if after is None else after
             if after is not None and self._message_chat(conn, after) != chat_id:
@@ -437,7 +360,7 @@ class HistoryStore:
         """Save the text streamed so far (call about once a second). Committed, so a crash keeps it.
 
         A checkpoint that arrives after the reply was finished, or removed by truncate_after, does nothing."""
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             conn.execute(
                 "UPDATE messages SET content = ? WHERE id = ? AND status = 'streaming'", (content, message_id)
             )
@@ -452,9 +375,9 @@ class HistoryStore:
         drafter: str | None = None,
     ) -> None:
         """`drafter`: the drafter the engine reported at the end (None: the one given to begin_reply)."""
-        _check_choice(status, FINISHED_STATUSES, "final status")
-        stats_json = _to_json_or_null(stats, "message stats")
-        with self._write() as conn:
+        check_choice(status, FINISHED_STATUSES, "final status")
+        stats_json = to_json_or_null(stats, "message stats")
+        with self._db.write() as conn:
             chat_id = self._message_chat(conn, message_id)
             conn.execute(
                 """UPDATE messages SET content = ?, stats_json = ?, status = ?, drafter = coalesce(?, drafter)
@@ -464,15 +387,15 @@ class HistoryStore:
             self._touch(conn, chat_id)
 
     def set_ab_result(self, message_id: int, ab: dict[str, Any]) -> None:
-        data = _to_json(ab, "A/B result")
-        with self._write() as conn:
+        data = to_json(ab, "A/B result")
+        with self._db.write() as conn:
             self._message_chat(conn, message_id)
             conn.execute("UPDATE messages SET ab_json = ? WHERE id = ?", (data, message_id))
 
     def truncate_after(self, chat_id: int, message_id: int, inclusive: bool = False) -> None:
         """Delete every message that follows `message_id`, in every version (and that message too if
         `inclusive`); the conversation shown then ends at it (or at the message it followed)."""
-        with self._write() as conn:
+        with self._db.write() as conn:
             if self._message_chat(conn, message_id) != chat_id:
                 raise ChatNotFoundError(f"message {message_id} is not in chat {chat_id}")
             tree = _tree(conn, chat_id)
@@ -497,15 +420,15 @@ class HistoryStore:
 
         Raises ChatImportError (a ValueError) naming the bad field; nothing is written unless all is valid."""
         chat = parse_chat_document(data)
-        now = self._now()
-        with self._write() as conn:
+        now = self._db.now()
+        with self._db.write() as conn:
             cur = conn.execute(
                 """INSERT INTO chats (title, created_at, updated_at, settings_json) VALUES (?, ?, ?, ?)""",
                 (
                     chat.title,
                     chat.created_at if chat.created_at is not None else now,
                     chat.updated_at if chat.updated_at is not None else now,
-                    _to_json(chat.settings, "chat settings"),
+                    to_json(chat.settings, "chat settings"),
                 ),
             )
             chat_id = int(cur.lastrowid or 0)
@@ -530,48 +453,7 @@ def _tree(conn: sqlite3.Connection, chat_id: int) -> MessageTree:
     return MessageTree(conn.execute("SELECT id, parent_id FROM messages WHERE chat_id = ?", (chat_id,)))
 
 
-def _fold(text: str | None) -> str | None:
-    return text.casefold() if text is not None else None
-
-
-def _title(title: str) -> str:
-    return " ".join(str(title).split()) or DEFAULT_TITLE
-
-
-def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _to_json(value: dict[str, Any], what: str) -> str:
-    if not isinstance(value, dict):
-        raise TypeError(f"{what} must be a dict, got {type(value).__name__}")
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{what} must be JSON-serialisable: {e}") from None
-
-
-def _to_json_or_null(value: dict[str, Any] | None, what: str) -> str | None:
-    return None if value is None else _to_json(value, what)
-
-
-def _from_json(text: str | None) -> dict[str, Any] | None:
-    return None if text is None else dict(json.loads(text))
-
-
-def _snippet(text: str, needle: str | None) -> str:
-    """One line of at most PREVIEW_CHARS, around the first match of `needle` (casefolded) when given."""
-    flat = " ".join(text.split())
-    start = 0
-    if needle:
-        folded = flat.casefold()
-        # casefold() can change lengths (ß -> ss); only then the match offset would not map back, so skip it.
-        if len(folded) == len(flat) and needle in folded:
-            start = max(0, folded.index(needle) - PREVIEW_CHARS // 4)
-    piece = flat[start : start + PREVIEW_CHARS]
-    if start > 0:
-        piece = "…" + piece[1:]
-    if start + PREVIEW_CHARS < len(flat):
-        piece = piece[:-1] + "…"
-    return piece
+def _summary(r: tuple[Any, ...], needle: str | None) -> ChatSummary:
+    """A row of `HistoryStore._SUMMARY`; the preview shows the search's match when there is one."""
+    preview = snippet(r[6], needle) if r[6] is not None else snippet(r[5] or "", None)
+    return ChatSummary(r[0], r[1], r[2], r[3], r[4], preview)

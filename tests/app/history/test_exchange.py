@@ -130,7 +130,7 @@ def test_import_rejects_bad_input_clearly_and_writes_nothing(
         store.import_json(data)
     assert isinstance(info.value, ChatImportError)
     assert [c.id for c in store.list_chats()] == [existing]
-    assert store._conn.execute("SELECT count(*) FROM chats").fetchone()[0] == 1
+    assert store._db.conn.execute("SELECT count(*) FROM chats").fetchone()[0] == 1
 
 
 def test_import_of_minimal_document_and_streaming_reply(store: HistoryStore) -> None:

@@ -37,7 +37,7 @@ def test_default_path_honours_env_override(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_opens_in_wal_mode_with_foreign_keys_at_current_version(store: HistoryStore, db_path: Path) -> None:
-    conn = store._conn
+    conn = store._db.conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL between durable commits
@@ -127,7 +127,7 @@ def test_soft_delete_restore_and_purge(store: HistoryStore) -> None:
     assert store.purge_deleted() == 1
     with pytest.raises(ChatNotFoundError):
         store.messages(gone)
-    assert store._conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0  # cascaded
+    assert store._db.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 0  # cascaded
 
 
 # ---------------------------------------------------------------- streaming
@@ -257,7 +257,7 @@ def test_kill_9_mid_stream_keeps_committed_messages_and_last_checkpoint(
     assert proc.returncode != 0
 
     with HistoryStore(db_path) as store:
-        assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert store._db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         msgs = store.messages(chat)
         assert [(m.role, m.content, m.stats) for m in msgs[:4]] == [
             ("user", "committed 0", {"i": 0}),
@@ -308,7 +308,7 @@ def test_migrates_v1_database_to_current(db_path: Path) -> None:
 
     with HistoryStore(db_path) as store:
         assert store.migrated_from == 1
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION
+        assert store._db.conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION
         [chat] = store.list_chats()
         assert (chat.id, chat.title, chat.created_at, chat.updated_at) == (1, "Old chat", 100.0, 200.0)
         assert store.chat_settings(1) == {"system_prompt": "v1"}
