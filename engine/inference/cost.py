@@ -62,7 +62,8 @@ class CostCurve:
     def __init__(self, samples: Mapping[int, Iterable[float]] | None = None) -> None:
         self._samples: dict[int, deque[float]] = {}  # per size: recent timings in seconds
         self._t1_then: dict[int, deque[float | None]] = {}  # per size > 1: t(1)'s estimate at each timing
-        self._t1: float | None = None  # robust_mean of t(1)'s timings
+        self._t1: float | None = None  # robust_mean of t(1)'s timings (see _t1_now)
+        self._t1_stale = False  # t(1) timed since _t1 was computed
         self._ratios: dict[int, float] = {}  # per size > 1: robust_mean of its timings over t(1) then
         self._fitted: dict[int, float] | None = None  # measured size -> monotone ratio to t(1)
         self._sizes: list[int] = []  # the fitted sizes, ascending
@@ -74,7 +75,7 @@ class CostCurve:
     def record(self, n: int, seconds: float) -> None:
         """One timed decode of n tokens. Non-positive or non-finite timings (a clock that did not tick) are
         dropped: a zero would make that size look free."""
-        self._record(n, seconds, self._t1)
+        self._record(n, seconds, self._t1_now() if n > 1 else None)
 
     def _record(self, n: int, seconds: float, t1_then: float | None) -> None:
         if n < 1 or not _valid(seconds):
@@ -82,10 +83,13 @@ class CostCurve:
         window = self._samples.setdefault(n, deque(maxlen=WINDOW))
         window.append(seconds)
         if n == 1:
-            old = self._t1
-            self._t1 = robust_mean(window)
-            if old is None:
+            # Plain decoding times t(1) every token and asks for it never: its estimate is made when read
+            # (a sort of the window on cold caches right after a decode, ~30 us of a 9 ms SmolLM2 token).
+            if self._t1 is None:
+                self._t1 = robust_mean(window)
                 self._refresh_ratios()  # sizes timed before any t(1) are relative to this one
+            else:
+                self._t1_stale = True
             return
         self._t1_then.setdefault(n, deque(maxlen=WINDOW)).append(t1_then)
         self._update_ratio(n)
@@ -112,7 +116,7 @@ class CostCurve:
         singles = [s for s in timings.pop(1, []) if _valid(s)]
         for seconds in singles:
             self._record(1, seconds, None)
-        t1_then = robust_mean(singles) if singles else self._t1
+        t1_then = robust_mean(singles) if singles else self._t1_now()
         for n, values in timings.items():
             for seconds in values:
                 self._record(n, seconds, t1_then)
@@ -130,7 +134,7 @@ class CostCurve:
     # --- estimates ------------------------------------------------------------------------------------
     def measured(self) -> dict[int, float]:
         """The monotone estimate in seconds at every measured size."""
-        t1 = self._t1
+        t1 = self._t1_now()
         return {} if t1 is None else {n: r * t1 for n, r in self._fit().items()}
 
     def _fit(self) -> dict[int, float]:
@@ -146,9 +150,16 @@ class CostCurve:
             self._memo = {}
         return self._fitted
 
+    def _t1_now(self) -> float | None:
+        """t(1) as now measured (None before the first single-token timing)."""
+        if self._t1_stale:
+            self._t1 = robust_mean(self._samples[1])
+            self._t1_stale = False
+        return self._t1
+
     def _ratio_samples(self, n: int) -> list[float]:
         """n's timings over t(1) when each was taken (t(1) now for those taken before any t(1))."""
-        t1 = self._t1 or 1.0
+        t1 = self._t1_now() or 1.0
         if n == 1:
             return [s / t1 for s in self._samples[1]]
         return [s / (then or t1) for s, then in zip(self._samples[n], self._t1_then[n], strict=True)]
@@ -156,7 +167,8 @@ class CostCurve:
     def time(self, n: int) -> float | None:
         """Estimated seconds for a decode of n tokens (None: t(1) not measured yet)."""
         r = self.ratio(n)
-        return None if r is None or self._t1 is None else r * self._t1
+        t1 = self._t1_now()
+        return None if r is None or t1 is None else r * t1
 
     def ratio(self, n: int) -> float | None:
         """t(n) / t(1): what verifying n tokens at once costs in single-token decodes."""
