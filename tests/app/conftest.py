@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     QCoreApplication.setOrganizationName("TandemTest")
     QCoreApplication.setApplicationName("TandemTest")
     yield
+    gc.unfreeze()  # app.main freezes what is alive after start-up: not for the next test's objects
 
 
 @pytest.fixture

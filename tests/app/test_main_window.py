@@ -3,7 +3,9 @@ remembered geometry, export/import, status bar, and the app entry point's model 
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -209,6 +211,19 @@ def run_main(monkeypatch, argv, factory, tmp_path, until=lambda: True, qtbot=Non
                 widget.close()
                 widget.deleteLater()
     return shown
+
+
+def test_start_up_objects_are_frozen_once_the_lexers_are_loaded(qtbot):
+    """A full collection would otherwise walk every start-up object on the GUI thread mid-reply."""
+    gc.unfreeze()
+    release = threading.Event()
+    warm_up = threading.Thread(target=release.wait, daemon=True)
+    warm_up.start()
+    app_main.settle_startup(warm_up)
+    qtbot.wait(250)
+    assert gc.get_freeze_count() == 0  # still loading: it waits
+    release.set()
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=2000)
 
 
 def test_main_without_a_model_explains_how_to_install_one(qtbot, monkeypatch, tmp_path):
