@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from engine.inference.textstream import TextStream
+from engine.inference.textstream import SETTLE_AT, TextStream
 
 
 def feed_all(stream: TextStream, chunks: list[bytes]) -> list[str]:
@@ -116,3 +116,26 @@ def test_deltas_concatenate_to_the_final_text_for_every_split(cut: int) -> None:
     stream = TextStream(stop=("STOP",))
     deltas = [stream.feed(data[:cut]), stream.feed(data[cut:]), stream.finish()]
     assert "".join(deltas) == stream.text == "say "
+
+
+@pytest.mark.parametrize("offset", range(-8, 9))
+def test_a_long_reply_finds_a_stop_string_across_the_settled_part(offset: int) -> None:
+    """Past SETTLE_AT characters the stream keeps only a tail to search: a stop string that starts just
+    before, at or after that point is still found, and the text and deltas are exactly the reply's."""
+    stop = "<|end|>"
+    reply = "x" * (SETTLE_AT + offset) + "é" * 3 + "y" * (SETTLE_AT * 2 + offset)
+    stream = TextStream(stop=(stop, "never"))
+    data = (reply + stop + "after").encode("utf-8")
+    deltas = feed_all(stream, split_every(data, [3, 1, 4]))
+    deltas.append(stream.finish())
+    assert stream.stopped
+    assert stream.text == reply and "".join(deltas) == reply
+
+
+def test_a_long_reply_costs_the_same_per_token_at_its_end() -> None:
+    """The working text stays bounded, so appending never copies the whole reply."""
+    stream = TextStream(stop=("<|end|>",))
+    for _ in range(20_000):
+        stream.feed(b"word ")
+        assert len(stream._buf) <= SETTLE_AT + len("<|end|>") + len("word ")
+    assert stream.text == "word " * 20_000
