@@ -26,6 +26,7 @@ draft from making a 60-token draft look safe.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,16 @@ MODEL_PRIOR_WEIGHT = 1.0
 # draft costs up to t(k + 1) - t(1), so a marginal draft loses more often than it wins.
 MIN_GAIN = 1.02
 DEEP_PRIOR_WEIGHT = 4.0  # pseudo-observations behind a class's pooled acceptance past the first token
+# A copy (a match of 8+ tokens) is either clean, right token after token, or edited: a renamed name, a
+# dropped sentence every few dozen tokens. Past the first token such a class's acceptance is a mixture of
+# the two, weighed by the evidence, and a draft's chance to survive j tokens is the mixture's, not one
+# rate's j-th power. Twenty accepted tokens do not tell an edited copy (2 % of tokens break) from a clean
+# one; a pooled rate read them as 99.8 % and SmolLM2 drafted 63 tokens into a quote that broke after 11, on
+# a curve where 64 rows cost 28 tokens. Priced by benchmarks/replay_controller.py (docs/performance.md).
+# The edited rate makes the mixture's mean the class's CLASS_PRIOR_DEEP.
+COPY_CLASSES = (2, 3)
+CLEAN_COPY_ACCEPT = 0.9995
+CLEAN_COPY_PRIOR = 0.5  # the share of copies that are clean, before evidence
 DECAY = 0.97  # per result of a class: old evidence fades
 EMA = 0.2  # drafter cost smoothing
 OFF_REASON = "controller chose k=0"  # stable key so steps aggregate; off_detail() carries the numbers
@@ -91,10 +102,13 @@ class Choice:
 class _Acceptance:
     """Decayed accepted / drafted counts per draft depth for one match class."""
 
-    def __init__(self, k_max: int, prior: float, prior_deep: float, weight: float) -> None:
+    def __init__(
+        self, k_max: int, prior: float, prior_deep: float, weight: float, copy: bool = False
+    ) -> None:
         self.prior = prior
         self.prior_deep = prior_deep
         self.weight = weight  # pseudo-observations behind each depth's prior
+        self.copy = copy  # past the first token: a clean/edited mixture (COPY_CLASSES), else one pooled rate
         self.acc = [0.0] * k_max
         self.tot = [0.0] * k_max
         self._probs: list[float] | None = None
@@ -123,11 +137,39 @@ class _Acceptance:
             if not tot:
                 self._probs = []
                 return self._probs
-            deep = (sum(acc[1:]) + DEEP_PRIOR_WEIGHT * self.prior_deep) / (sum(tot[1:]) + DEEP_PRIOR_WEIGHT)
+            deep = self._copy_deep() if self.copy else [self._pooled_deep()] * (len(tot) - 1)
             w = self.weight
             first = (acc[0] + w * self.prior) / (tot[0] + w)
-            self._probs = [first] + [(a + w * deep) / (t + w) for a, t in zip(acc[1:], tot[1:], strict=True)]
+            pairs = zip(acc[1:], tot[1:], deep, strict=True)
+            self._probs = [first] + [(a + w * d) / (t + w) for a, t, d in pairs]
         return self._probs
+
+    def _pooled_deep(self) -> float:
+        prior = DEEP_PRIOR_WEIGHT * self.prior_deep
+        return (sum(self.acc[1:]) + prior) / (sum(self.tot[1:]) + DEEP_PRIOR_WEIGHT)
+
+    def _copy_deep(self) -> list[float]:
+        """Per depth past the first, the chance a copy's token is accepted given the ones before it were:
+        the clean and edited rates weighed by how well each explains the accepted and rejected tokens seen
+        (decayed counts), then by how likely each is to have survived to that depth."""
+        clean = CLEAN_COPY_ACCEPT
+        edited = 2.0 * self.prior_deep - clean
+        accepted = sum(self.acc[1:])
+        rejected = max(0.0, sum(self.tot[1:]) - accepted)
+        log_odds = (
+            math.log((1.0 - CLEAN_COPY_PRIOR) / CLEAN_COPY_PRIOR)
+            + accepted * math.log(edited / clean)
+            + rejected * math.log((1.0 - edited) / (1.0 - clean))
+        )
+        alive_clean = 1.0 / (1.0 + math.exp(min(log_odds, 700.0)))  # P(clean), not overflowing
+        alive_edited = 1.0 - alive_clean
+        out = []
+        for _ in range(len(self.tot) - 1):
+            before = alive_clean + alive_edited
+            alive_clean *= clean
+            alive_edited *= edited
+            out.append((alive_clean + alive_edited) / before)
+        return out
 
     @property
     def evidence(self) -> float:
@@ -144,8 +186,11 @@ class DraftLengthController:
         self.adaptive = adaptive
         self.costs = costs if costs is not None else CostCurve()  # shared with the engine: the machine's
         weight = PRIOR_WEIGHT if lookup else MODEL_PRIOR_WEIGHT
-        priors = zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True)
-        self._classes = [_Acceptance(self.k_max, prior, deep, weight) for prior, deep in priors]
+        priors = enumerate(zip(CLASS_PRIOR, CLASS_PRIOR_DEEP, strict=True))
+        self._classes = [
+            _Acceptance(self.k_max, prior, deep, weight, copy=lookup and cls in COPY_CLASSES)
+            for cls, (prior, deep) in priors
+        ]
         # Per class, one depth (the disputed token itself): a 2-token match's rivals disagree all the time
         # in prose and are often right; a 20-token match's rivals disagreeing is a counter.
         self._disputed = [_Acceptance(1, DISPUTED_PRIOR, DISPUTED_PRIOR, weight) for _ in CLASS_EDGES]

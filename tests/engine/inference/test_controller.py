@@ -8,6 +8,8 @@ from engine.config import MODEL_DRAFT_K_MAX, NGRAM_K_MAX, SpecParams
 from engine.inference.controller import (
     CLASS_EDGES,
     CLASS_PRIOR_DEEP,
+    CLEAN_COPY_ACCEPT,
+    COPY_CLASSES,
     FIRST_K,
     MEASURING,
     MIN_GAIN,
@@ -236,6 +238,46 @@ def test_long_drafts_where_the_curve_pays() -> None:
     teach(c, 64, 64, 60, cls=3)
     assert c.choose(available=NGRAM_K_MAX, match_len=40).k == 63
     assert c.choose(available=NGRAM_K_MAX, match_len=2).k < 16
+
+
+# t(n) / t(1) of SmolLM2 135M on this 2-core CPU (a calibration of benchmarks/replay_controller.py): past 16
+# rows each row costs about half a token, so 64 rows cost 28.
+SMOLLM2_CPU = {
+    1: 1.0, 2: 1.85, 4: 2.61, 8: 4.44, 9: 4.99, 16: 7.94, 17: 8.93, 32: 14.86, 33: 15.72, 48: 22.88, 64: 27.99
+}  # fmt: skip
+
+
+def test_a_copy_class_is_a_mixture_of_clean_and_edited_copies() -> None:
+    c = DraftLengthController(NGRAM_K_MAX, lookup=True)
+    for cls in COPY_CLASSES:
+        p = c.accept_probs(cls)
+        assert p[1] == pytest.approx(CLASS_PRIOR_DEEP[cls], abs=1e-3)  # the mixture's mean is the prior
+        assert all(a <= b for a, b in zip(p[1:], p[2:], strict=False))  # deep in, a copy is likelier clean
+    # A break 20 tokens in is what an edited copy does: past the depths tried, the edited rate.
+    c.record_result(40, 20, cls=3)
+    assert c.accept_probs(3)[50] < 0.985
+    # Two hundred clean tokens since are what a clean copy does; another break puts it back in doubt.
+    teach(c, 40, 40, 5, cls=3)
+    clean = c.accept_probs(3)[50]
+    assert CLEAN_COPY_ACCEPT > clean > 0.995
+    c.record_result(40, 20, cls=3)
+    assert c.accept_probs(3)[50] < 0.99 < clean
+    # Short matches, and a model drafter's single class, keep one pooled rate past the first token.
+    assert len(set(c.accept_probs(0)[1:])) == 1
+    assert len(set(DraftLengthController(NGRAM_K_MAX).accept_probs(3)[1:])) == 1
+
+
+def test_a_few_clean_drafts_do_not_tell_a_clean_copy_from_an_edited_one() -> None:
+    """SmolLM2 quoting an article (benchmarks/native_prompts.jsonl, quote-article): two 11-token drafts of the
+    copy were accepted whole, then the quote dropped a sentence. One pooled rate read those 22 tokens as
+    99.8 % and drafted 63 tokens (28 tokens' time, 11 kept); the mixture keeps the draft shorter until the
+    copy has shown it is clean."""
+    c = DraftLengthController(NGRAM_K_MAX, costs=curve(SMOLLM2_CPU), lookup=True)
+    c.record_result(11, 11, cls=2)
+    c.record_result(11, 11, cls=3)
+    assert 0 < c.choose(available=NGRAM_K_MAX, match_len=32).k < 32
+    teach(c, 63, 63, 8, cls=3)
+    assert c.choose(available=NGRAM_K_MAX, match_len=32).k >= 48
 
 
 def test_nothing_pays_keeps_speculation_off() -> None:
