@@ -21,7 +21,9 @@ Past the first token, a depth with little evidence borrows the class's pooled ac
 token: once a copy is under way, the next token is about as likely to be right as the ones before it, so
 after drafts of 3 were accepted 95% of the time the controller tries longer drafts instead of never learning
 whether they pay. Pooling (rather than each depth inheriting the estimate of the one before) keeps one lucky
-draft from making a 60-token draft look safe.
+draft from making a 60-token draft look safe. For a copy (a match of 8+ tokens) that borrowed acceptance is
+not one rate but a mixture of a clean copy and an edited one, weighed by the evidence: a copy either runs
+on or breaks every few dozen tokens, and a few clean drafts do not say which.
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ DEEP_PRIOR_WEIGHT = 4.0  # pseudo-observations behind a class's pooled acceptanc
 # A copy (a match of 8+ tokens) is either clean, right token after token, or edited: a renamed name, a
 # dropped sentence every few dozen tokens. Past the first token such a class's acceptance is a mixture of
 # the two, weighed by the evidence, and a draft's chance to survive j tokens is the mixture's, not one
-# rate's j-th power. Twenty accepted tokens do not tell an edited copy (2 % of tokens break) from a clean
-# one; a pooled rate read them as 99.8 % and SmolLM2 drafted 63 tokens into a quote that broke after 11, on
-# a curve where 64 rows cost 28 tokens. Priced by benchmarks/replay_controller.py (docs/performance.md).
+# rate's j-th power. Ten accepted tokens do not tell an edited copy (2 % of tokens break) from a clean one;
+# a pooled rate read them as 99.8 % and SmolLM2 drafted 63 tokens into a quote that broke after 11, on a
+# curve where 64 rows cost 28 tokens. Priced by benchmarks/replay_controller.py (docs/performance.md).
 # The edited rate makes the mixture's mean the class's CLASS_PRIOR_DEEP.
 COPY_CLASSES = (2, 3)
 CLEAN_COPY_ACCEPT = 0.9995

@@ -268,10 +268,10 @@ def test_a_copy_class_is_a_mixture_of_clean_and_edited_copies() -> None:
 
 
 def test_a_few_clean_drafts_do_not_tell_a_clean_copy_from_an_edited_one() -> None:
-    """SmolLM2 quoting an article (benchmarks/native_prompts.jsonl, quote-article): two 11-token drafts of the
-    copy were accepted whole, then the quote dropped a sentence. One pooled rate read those 22 tokens as
-    99.8 % and drafted 63 tokens (28 tokens' time, 11 kept); the mixture keeps the draft shorter until the
-    copy has shown it is clean."""
+    """SmolLM2 quoting an article (benchmarks/native_prompts.jsonl, quote-article): an 8-token match and then
+    a 20-token one drafted 11 tokens each, all accepted; then the quote dropped a sentence. One pooled rate
+    read the copy class's single draft as 99.8 % a token and drafted 63 tokens (28 tokens' time, 11 kept);
+    the mixture keeps the draft shorter until the copy has shown it is clean."""
     c = DraftLengthController(NGRAM_K_MAX, costs=curve(SMOLLM2_CPU), lookup=True)
     c.record_result(11, 11, cls=2)
     c.record_result(11, 11, cls=3)
