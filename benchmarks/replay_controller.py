@@ -17,7 +17,9 @@ result is deterministic for a given calibration.
 --compare prices the controller again with some of its constants (engine/inference/controller.py) set to
 other values, beside the current ones, and prints each policy's geometric mean over the prompts. --save keeps
 the replies and the calibrated curve, --load replays them without the model (and without timing anything, so
-it may run while the machine is busy).
+it may run while the machine is busy). --load also takes what `benchmarks/vs_llama_cpp.py --json` wrote: the
+replies native llama.cpp's n-gram runs wrote there, each on the curve that run priced it on (its "T / N on
+N's reply" column).
 """
 
 from __future__ import annotations
@@ -184,13 +186,20 @@ def main() -> int:
         help='controller constants to price beside the current ones, e.g. "MIN_GAIN=1.0 PRIOR_WEIGHT=1"',
     )
     ap.add_argument("--save", type=Path, help="keep the replies and the curve in this JSON file")
-    ap.add_argument("--load", type=Path, help="replay a file --save wrote (no model needed)")
+    ap.add_argument(
+        "--load",
+        type=Path,
+        help="replay a file --save wrote (no model needed), or a benchmarks/vs_llama_cpp.py --json file: "
+        "native n-gram's replies for --model, each on the curve that benchmark run priced it on",
+    )
     args = ap.parse_args()
     prompts = [json.loads(line) for line in args.prompt_file.read_text().splitlines() if line.strip()]
     if args.prompts:
         prompts = [p for p in prompts if p["id"] in args.prompts.split(",")]
     if args.load:
         data = json.loads(args.load.read_text())
+        if isinstance(data, list):
+            data = bench_replies(data, args.model)
         data["curve"] = {int(n): tuple(v) for n, v in data["curve"].items()}
         if args.prompts:
             data["replies"] = [r for r in data["replies"] if r["id"] in args.prompts.split(",")]
@@ -198,20 +207,18 @@ def main() -> int:
         data = decode_replies(args.model, args.threads, prompts)
         if args.save:
             args.save.write_text(json.dumps(data))
-    frozen: dict[int, tuple[float, ...]] = data["curve"]
-    curve = CostCurve(frozen)
-    ratios = ", ".join(f"{n}:{curve.ratio(n) or 0:.2f}" for n in (2, 4, 8, 9, 16, 17, 32, 33, 48, 64))
-    print(f"curve t(n)/t(1): {ratios}")
-
-    def t(n: int) -> float:
-        return curve.time(n) or 0.0
-
+    print(f"curve t(n)/t(1): {curve_ratios(data['curve'])}")
     policies: dict[str, dict[str, Any]] = {"Tandem": {}}
     if args.compare:
         policies["compared"] = parse_constants(args.compare)
     logs: dict[str, list[float]] = {name: [] for name in policies}
     for item in data["replies"]:
         tokens, reply = item["prompt"], item["reply"]
+        frozen: dict[int, tuple[float, ...]] = item.get("curve", data["curve"])
+        curve = CostCurve(frozen)
+        t = lambda n, curve=curve: curve.time(n) or 0.0  # noqa: E731
+        if "curve" in item:
+            print(f"{item['id']:14} curve t(n)/t(1): {curve_ratios(frozen)}")
         if len(reply) < 2:
             print(f"{item['id']:14} {len(reply)} tokens: too short to price")
             continue
@@ -240,6 +247,29 @@ def main() -> int:
             mean = math.exp(sum(values) / len(values))
             print(f"{name}: geometric mean {mean:.4f}x over {len(values)} replies")
     return 0
+
+
+def curve_ratios(samples: dict[int, tuple[float, ...]]) -> str:
+    curve = CostCurve(samples)
+    return ", ".join(f"{n}:{curve.ratio(n) or 0:.2f}" for n in (2, 4, 8, 9, 16, 17, 32, 33, 48, 64))
+
+
+def bench_replies(rows: list[dict[str, Any]], model: str) -> dict[str, Any]:
+    """The replies native's n-gram runs wrote in a `benchmarks/vs_llama_cpp.py --json` file, for `model`,
+    each with the cost curve the benchmark priced it on (its "priced on N's reply" column)."""
+    mine = [r for r in rows if r["model"] == model and r.get("native_reply")]
+    if not mine:
+        raise SystemExit(f"--load: no {model} rows with native replies (from an older vs_llama_cpp.py?)")
+    replies = [
+        {
+            "id": r["prompt"],
+            "prompt": r["prompt_tokens"],
+            "reply": r["native_reply"],
+            "curve": {int(n): tuple(v) for n, v in r["curve"].items()},
+        }
+        for r in mine
+    ]
+    return {"curve": mine[-1]["curve"], "replies": replies}
 
 
 def parse_constants(text: str) -> dict[str, Any]:

@@ -130,6 +130,11 @@ class Row:
     priced_on_native: float = 0.0  # Tandem's policy priced on native n-gram's reply, over native's speedup
     sweep: dict[str, float] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)
+    # What the pricing saw, so benchmarks/replay_controller.py --load can price other policies on it.
+    prompt_tokens: list[int] = field(default_factory=list)
+    plain_reply: list[int] = field(default_factory=list)
+    native_reply: list[int] = field(default_factory=list)  # native n-gram's reply, in Tandem's tokens
+    curve: dict[int, tuple[float, ...]] = field(default_factory=dict)  # the calibrated CostCurve samples
 
 
 def median(xs: Sequence[float]) -> float:
@@ -343,6 +348,7 @@ def bench_model(name: str, prompts: list[Prompt], args: argparse.Namespace, bin_
             row.ceiling = achieved_ceiling(ts.provenance, cost)
             row.oracle = oracle_ceiling(NGramDrafter().draft, tokens, plain_ref.tokens, cost, 64)
             row.identical = _identity(engine, tokens, n, plain_ref, spec_runs)
+            row.plain_reply = list(plain_ref.tokens)
             _price_on_one_text(engine, row, prompt.text, tokens, ts, native_text)
             rows.append(row)
             print_row(row, flush=True)
@@ -359,6 +365,7 @@ def _price_on_one_text(
     speedup on it; pricing its own reply checks the pricing against its measured speedup."""
     row.spec_same_text = _same_prefix(native_text, ts.text)
     curve = engine.costs.samples()
+    row.curve, row.prompt_tokens = curve, list(tokens)
     if len(ts.tokens) >= MIN_TOKENS:
         row.priced_own = priced_policy(tokens, ts.tokens, curve)[0]
     full = engine.model.tokenize(prompt_text + native_text, add_special=True, parse_special=True)
@@ -366,6 +373,7 @@ def _price_on_one_text(
         reply = full[len(tokens) :]
     else:  # the prompt's last token merged with the reply's first: tokenize the reply alone
         reply = engine.model.tokenize(native_text, add_special=False, parse_special=False)
+    row.native_reply = list(reply)
     native_speedup = median(row.native_spec) / median(row.native_plain) if median(row.native_plain) else 0.0
     if len(reply) >= MIN_TOKENS and native_speedup:
         row.priced_on_native = priced_policy(tokens, reply, curve)[0] / native_speedup
